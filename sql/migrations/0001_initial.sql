@@ -1,0 +1,71 @@
+-- tether internal schema, version 1. Released migrations are never edited: add a new file.
+-- Every internal table is described in README.md ("Internal tables").
+
+-- The queue: one row per captured mutation, written by the plain-SQL capture triggers.
+CREATE TABLE IF NOT EXISTS tether_mutation_logs (
+    id               INTEGER PRIMARY KEY,
+    mutation_id      TEXT NOT NULL,
+    entity_id        TEXT NOT NULL,
+    model            TEXT NOT NULL,
+    operation        TEXT NOT NULL,
+    payload          TEXT NOT NULL DEFAULT '{}',
+    version          INTEGER NOT NULL,
+    timestamp        INTEGER NOT NULL,
+    sync_status      TEXT NOT NULL DEFAULT 'pending',
+    synced_at        TEXT,
+    rejection_reason TEXT,
+    rejection_data   TEXT,
+    retry_count      INTEGER NOT NULL DEFAULT 0,
+    created_at       TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at       TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+-- Server answers name mutations by id.
+CREATE UNIQUE INDEX IF NOT EXISTS tether_mutation_logs_mutation_id
+    ON tether_mutation_logs (mutation_id);
+-- Per-entity version lookup in the capture triggers.
+CREATE INDEX IF NOT EXISTS tether_mutation_logs_entity
+    ON tether_mutation_logs (entity_id, version);
+-- Small: only what still needs attention, so status counts and queue scans stay cheap
+-- however many synced mutations are retained.
+CREATE INDEX IF NOT EXISTS tether_mutation_logs_unsynced
+    ON tether_mutation_logs (sync_status, id) WHERE sync_status <> 'synced';
+
+-- Highest version of entities whose log rows were pruned, so versions keep increasing.
+CREATE TABLE IF NOT EXISTS tether_entity_versions (
+    entity_id TEXT PRIMARY KEY,
+    version   INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Sync bookkeeping: last_sync_cursor, last_sync_at, client_id.
+CREATE TABLE IF NOT EXISTS tether_sync_state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT,
+    created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+
+-- Persisted tether_config() settings.
+CREATE TABLE IF NOT EXISTS tether_settings (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+
+-- Registry of tracked tables and what their triggers were generated from.
+CREATE TABLE IF NOT EXISTS tether_tracked_tables (
+    table_name      TEXT PRIMARY KEY,
+    model           TEXT NOT NULL UNIQUE,
+    sync_key        TEXT NOT NULL,
+    synced_columns  TEXT NOT NULL,  -- JSON array, payload order
+    table_columns   TEXT NOT NULL,  -- JSON array of every column when triggers were generated
+    trigger_version INTEGER NOT NULL,
+    options         TEXT NOT NULL DEFAULT '{}',
+    created_at      TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at      TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+
+-- Capture suppression: a row exists only inside a transaction that applies server state,
+-- so it is invisible to (and never suppresses) writers on other connections.
+CREATE TABLE IF NOT EXISTS tether_capture_suppressed (
+    reason TEXT NOT NULL
+);

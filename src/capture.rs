@@ -1,0 +1,20 @@
+//! Capture suppression: server state applied locally must not be queued back to the server.
+//!
+//! The flag is a row of `tether_capture_suppressed` that exists only inside the applying write
+//! transaction. The capture triggers test for it, so they skip the applying connection's own
+//! writes; other connections never see the uncommitted row and keep being captured.
+use rusqlite::Connection;
+
+use crate::db::write_txn;
+use crate::error::Result;
+
+/// Runs `body` in a write transaction whose writes are not captured.
+pub fn without_capture<T>(conn: &Connection, body: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    write_txn(conn, |conn| {
+        conn.execute("INSERT INTO tether_capture_suppressed (reason) VALUES ('applying server state')", [])?;
+        let flag = conn.last_insert_rowid();
+        let result = body(conn)?;
+        conn.execute("DELETE FROM tether_capture_suppressed WHERE rowid = ?1", [flag])?;
+        Ok(result)
+    })
+}

@@ -1,0 +1,58 @@
+//! tether: a SQLite extension that makes any database an offline-first client of a Tether
+//! sync server. Each module registers the SQL functions it implements.
+//!
+//! - [`schema`]: internal tables, migrated forward on load (`sql/migrations`).
+//! - [`settings`]: `tether_config`.
+//! - [`identity`]: ULIDs (`tether_ulid`) and the client id.
+//! - [`tracking`]: `tether_track`, `tether_untrack`; [`naming`] gives Laravel model names.
+//! - [`triggers`]: plain-SQL capture triggers (`sql/triggers`).
+//! - [`capture`]: applying server state without capturing it.
+//! - [`status`]: `tether_status`.
+//! - [`sql`]: the one place identifiers and literals are quoted.
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+pub mod capture;
+pub mod db;
+pub mod error;
+mod functions;
+pub mod identity;
+pub mod naming;
+pub mod schema;
+pub mod settings;
+pub mod sql;
+pub mod status;
+pub mod tracking;
+pub mod triggers;
+
+#[cfg(feature = "loadable")]
+mod entry;
+
+pub use error::{Error, Result};
+
+/// Every SQL function tether registers, with its argument counts: the promised surface.
+pub const SQL_FUNCTIONS: &[(&str, &[i32])] = &[
+    ("tether_config", &[0, 1, 2, 3]),
+    ("tether_status", &[0]),
+    ("tether_track", &[1, 2]),
+    ("tether_ulid", &[0]),
+    ("tether_untrack", &[1]),
+    ("tether_version", &[0]),
+];
+
+/// Sets tether up on a connection: checks the host, migrates the internal tables, registers
+/// the SQL functions. The loadable entry point calls this; hosts linking tether statically
+/// call it on each connection they open.
+pub fn register(conn: &Connection) -> Result<()> {
+    schema::check_host(conn)?;
+    let session = Arc::new(settings::ConnectionSettings::default());
+    identity::register(conn)?;
+    schema::migrate(conn)?;
+    identity::ensure_generated_client_id(conn)?;
+    settings::register(conn, session.clone())?;
+    tracking::register(conn, session.clone())?;
+    status::register(conn, session.clone())?;
+    tracking::refresh_outdated_triggers(conn, &settings::Settings::load(conn, &session)?)?;
+    Ok(())
+}

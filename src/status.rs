@@ -1,0 +1,81 @@
+//! `tether_status()`: what is queued, where sync stands, and whether tracked tables drifted.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::functions::Context;
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::{json, Value as Json};
+
+use crate::error::Result;
+use crate::functions::{self, connection, Kind};
+use crate::settings::{redact_url, ConnectionSettings, Settings};
+use crate::tracking::{columns, tracked_tables};
+use crate::triggers;
+
+fn state(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT value FROM tether_sync_state WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
+pub fn status(conn: &Connection, settings: &Settings) -> Result<Json> {
+    // Served by the partial index on unsynced rows: cost follows the backlog, not the log size.
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT sync_status, count(*) FROM tether_mutation_logs WHERE sync_status <> 'synced' GROUP BY sync_status",
+    )?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (status, count) = row?;
+        counts.insert(status, count);
+    }
+    let mut pending_by_model: HashMap<String, i64> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT model, count(*) FROM tether_mutation_logs WHERE sync_status = 'pending' GROUP BY model",
+    )?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (model, count) = row?;
+        pending_by_model.insert(model, count);
+    }
+
+    let mut tables = Vec::new();
+    for table in tracked_tables(conn)? {
+        let current: Vec<String> = columns(conn, &table.table)?.into_iter().map(|c| c.name).collect();
+        let exists = !current.is_empty();
+        let added: Vec<&String> = current.iter().filter(|c| !table.table_columns.contains(c)).collect();
+        let removed: Vec<&String> =
+            table.table_columns.iter().filter(|c| exists && !current.contains(c)).collect();
+        tables.push(json!({
+            "table": table.table,
+            "model": table.model,
+            "sync_key": table.sync_key,
+            "columns": table.synced_columns,
+            "pending": pending_by_model.get(&table.model).copied().unwrap_or(0),
+            "exists": exists,
+            "triggers_installed": triggers::installed_count(conn, &table.table)? == 3,
+            "columns_changed": !added.is_empty() || !removed.is_empty(),
+            "added_columns": added,
+            "removed_columns": removed,
+        }));
+    }
+
+    Ok(json!({
+        "pending": counts.get("pending").copied().unwrap_or(0),
+        "failed": counts.get("failed").copied().unwrap_or(0),
+        "conflicts": counts.get("conflict").copied().unwrap_or(0),
+        "last_sync_cursor": state(conn, "last_sync_cursor")?,
+        "last_sync_at": state(conn, "last_sync_at")?,
+        "client_id": settings.get("client_id"),
+        "server_url": settings.get("server_url").map(redact_url),
+        "tables": tables,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<()> {
+    functions::register(conn, "tether_status", &[0], Kind::Reads, move |ctx: &Context<'_>| {
+        let conn = connection(ctx)?;
+        let settings = Settings::load(&conn, &session)?;
+        Ok(status(&conn, &settings)?.to_string())
+    })
+}
