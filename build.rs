@@ -7,21 +7,33 @@ fn main() {
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut files: Vec<(u32, String)> = fs::read_dir(&dir)
         .expect("sql/migrations exists")
-        .map(|entry| entry.expect("readable entry").file_name().into_string().expect("utf-8 name"))
+        .map(|entry| {
+            entry
+                .expect("readable entry")
+                .file_name()
+                .into_string()
+                .expect("utf-8 name")
+        })
         .filter(|name| name.ends_with(".sql"))
         .map(|name| {
             let number = name
                 .split('_')
                 .next()
                 .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("migration {name} must start with a number: NNNN_name.sql"));
+                .unwrap_or_else(|| {
+                    panic!("migration {name} must start with a number: NNNN_name.sql")
+                });
             (number, name)
         })
         .collect();
     files.sort();
     let mut code = String::from("pub(crate) const MIGRATIONS: &[Migration] = &[\n");
     for (index, (number, name)) in files.iter().enumerate() {
-        assert_eq!(*number as usize, index + 1, "migrations must be numbered 1, 2, 3… without gaps ({name})");
+        assert_eq!(
+            *number as usize,
+            index + 1,
+            "migrations must be numbered 1, 2, 3… without gaps ({name})"
+        );
         let path = dir.join(name);
         println!("cargo:rerun-if-changed={}", path.display());
         code.push_str(&format!(
@@ -31,5 +43,9 @@ fn main() {
         ));
     }
     code.push_str("];\n");
-    fs::write(Path::new(&env::var("OUT_DIR").unwrap()).join("migrations.rs"), code).unwrap();
+    fs::write(
+        Path::new(&env::var("OUT_DIR").unwrap()).join("migrations.rs"),
+        code,
+    )
+    .unwrap();
 }

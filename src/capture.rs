@@ -9,12 +9,21 @@ use crate::db::write_txn;
 use crate::error::Result;
 
 /// Runs `body` in a write transaction whose writes are not captured.
-pub fn without_capture<T>(conn: &Connection, body: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+pub fn without_capture<T>(
+    conn: &Connection,
+    body: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
     write_txn(conn, |conn| {
-        conn.execute("INSERT INTO tether_capture_suppressed (reason) VALUES ('applying server state')", [])?;
+        conn.execute(
+            "INSERT INTO tether_capture_suppressed (reason) VALUES ('applying server state')",
+            [],
+        )?;
         let flag = conn.last_insert_rowid();
         let result = body(conn)?;
-        conn.execute("DELETE FROM tether_capture_suppressed WHERE rowid = ?1", [flag])?;
+        conn.execute(
+            "DELETE FROM tether_capture_suppressed WHERE rowid = ?1",
+            [flag],
+        )?;
         Ok(result)
     })
 }

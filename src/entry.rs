@@ -10,8 +10,12 @@ fn init(conn: Connection) -> rusqlite::Result<bool> {
     match catch_unwind(AssertUnwindSafe(|| crate::register(&conn))) {
         // Keep the library mapped: background workers may outlive the loading connection.
         Ok(Ok(())) => Ok(true),
-        Ok(Err(error)) => Err(rusqlite::Error::UserFunctionError(format!("tether: {error}").into())),
-        Err(_) => Err(rusqlite::Error::UserFunctionError("tether: internal error while loading".into())),
+        Ok(Err(error)) => Err(rusqlite::Error::UserFunctionError(
+            format!("tether: {error}").into(),
+        )),
+        Err(_) => Err(rusqlite::Error::UserFunctionError(
+            "tether: internal error while loading".into(),
+        )),
     }
 }
 

@@ -27,13 +27,21 @@ impl Kind {
             Kind::Writes => utf8 | FunctionFlags::SQLITE_DIRECTONLY,
             Kind::Reads => utf8,
             Kind::Volatile => utf8 | FunctionFlags::SQLITE_INNOCUOUS,
-            Kind::Pure => utf8 | FunctionFlags::SQLITE_INNOCUOUS | FunctionFlags::SQLITE_DETERMINISTIC,
+            Kind::Pure => {
+                utf8 | FunctionFlags::SQLITE_INNOCUOUS | FunctionFlags::SQLITE_DETERMINISTIC
+            }
         }
     }
 }
 
 /// Registers `name` for each argument count in `arities`.
-pub fn register<F, T>(conn: &Connection, name: &'static str, arities: &[i32], kind: Kind, body: F) -> Result<()>
+pub fn register<F, T>(
+    conn: &Connection,
+    name: &'static str,
+    arities: &[i32],
+    kind: Kind,
+    body: F,
+) -> Result<()>
 where
     F: Fn(&Context<'_>) -> Result<T> + Send + Clone + 'static,
     T: ToSql,
@@ -44,7 +52,10 @@ where
             match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(error)) => Err(user_error(format!("{name}: {error}"))),
-                Err(panic) => Err(user_error(format!("{name}: internal error: {}", panic_message(&panic)))),
+                Err(panic) => Err(user_error(format!(
+                    "{name}: internal error: {}",
+                    panic_message(&panic)
+                ))),
             }
         })?;
     }

@@ -10,10 +10,14 @@ const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// A new ULID: 48-bit millisecond time, 80 random bits, 26 Crockford base32 characters.
 pub fn new_ulid() -> String {
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u128);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     let mut random = [0u8; 10];
     rand::thread_rng().fill_bytes(&mut random);
-    let random = random.iter().fold(0u128, |acc, &b| (acc << 8) | u128::from(b));
+    let random = random
+        .iter()
+        .fold(0u128, |acc, &b| (acc << 8) | u128::from(b));
     let value = ((millis & 0xFFFF_FFFF_FFFF) << 80) | random;
     let mut text = [0u8; 26];
     for (i, slot) in text.iter_mut().enumerate() {
@@ -25,15 +29,17 @@ pub fn new_ulid() -> String {
 
 /// True for a 26-character upper-case Crockford base32 string whose first character is 0-7.
 pub fn is_ulid(text: &str) -> bool {
-    text.len() == 26
-        && text.as_bytes()[0] <= b'7'
-        && text.bytes().all(|b| CROCKFORD.contains(&b))
+    text.len() == 26 && text.as_bytes()[0] <= b'7' && text.bytes().all(|b| CROCKFORD.contains(&b))
 }
 
 /// Generates and persists the fallback client id once; later loads keep it.
 pub fn ensure_generated_client_id(conn: &Connection) -> Result<()> {
     let existing: Option<String> = conn
-        .query_row("SELECT value FROM tether_sync_state WHERE key = 'client_id'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM tether_sync_state WHERE key = 'client_id'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?
         .flatten();
     if existing.is_none() {
@@ -53,9 +59,27 @@ pub fn ensure_generated_client_id(conn: &Connection) -> Result<()> {
 /// The persisted generated client id (the last step of client id resolution).
 pub fn generated_client_id(conn: &Connection) -> Result<Option<String>> {
     Ok(conn
-        .query_row("SELECT value FROM tether_sync_state WHERE key = 'client_id'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM tether_sync_state WHERE key = 'client_id'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?
         .flatten())
+}
+
+pub fn register(conn: &Connection) -> Result<()> {
+    use crate::functions::{register, Kind};
+    register(
+        conn,
+        "tether_ulid",
+        &[0],
+        Kind::Volatile,
+        |_| Ok(new_ulid()),
+    )?;
+    register(conn, "tether_version", &[0], Kind::Pure, |_| {
+        Ok(env!("CARGO_PKG_VERSION"))
+    })
 }
 
 #[cfg(test)]
@@ -72,12 +96,9 @@ mod tests {
         assert_ne!(a, b);
         assert!(a[..10] < b[..10], "time prefix increases: {a} {b}");
         assert!(!is_ulid("01JDQ8Z6W3V5T2R9M4K7H1G0FI"), "I is not Crockford");
-        assert!(!is_ulid("81JDQ8Z6W3V5T2R9M4K7H1G0FA"), "first char above 7 overflows 128 bits");
+        assert!(
+            !is_ulid("81JDQ8Z6W3V5T2R9M4K7H1G0FA"),
+            "first char above 7 overflows 128 bits"
+        );
     }
-}
-
-pub fn register(conn: &Connection) -> Result<()> {
-    use crate::functions::{register, Kind};
-    register(conn, "tether_ulid", &[0], Kind::Volatile, |_| Ok(new_ulid()))?;
-    register(conn, "tether_version", &[0], Kind::Pure, |_| Ok(env!("CARGO_PKG_VERSION")))
 }

@@ -1,14 +1,14 @@
 //! tether: a SQLite extension that makes any database an offline-first client of a Tether
 //! sync server. Each module registers the SQL functions it implements.
 //!
-//! - [`schema`]: internal tables, migrated forward on load (`sql/migrations`).
-//! - [`settings`]: `tether_config`.
-//! - [`identity`]: ULIDs (`tether_ulid`) and the client id.
-//! - [`tracking`]: `tether_track`, `tether_untrack`; [`naming`] gives Laravel model names.
-//! - [`triggers`]: plain-SQL capture triggers (`sql/triggers`).
-//! - [`capture`]: applying server state without capturing it.
-//! - [`status`]: `tether_status`.
-//! - [`sql`]: the one place identifiers and literals are quoted.
+//! - [`schema`] — internal tables, migrated forward on load (`sql/migrations`).
+//! - [`settings`] — `tether_config`.
+//! - [`identity`] — ULIDs (`tether_ulid`) and the client id.
+//! - [`tracking`] — `tether_track`, `tether_untrack` ([`naming`] gives Laravel model names).
+//! - [`triggers`] — plain-SQL capture triggers (`sql/triggers`).
+//! - [`capture`] — applying server state without capturing it.
+//! - [`status`] — `tether_status`.
+//! - [`sql`] — the one place identifiers and literals are quoted.
 use std::sync::Arc;
 
 use rusqlite::Connection;

@@ -3,30 +3,109 @@
 
 /// Words Laravel's pluralizer leaves alone.
 const UNCOUNTABLE: &[&str] = &[
-    "audio", "bison", "cattle", "chassis", "compensation", "coreopsis", "data", "deer", "education",
-    "emoji", "equipment", "evidence", "feedback", "firmware", "fish", "furniture", "gold", "hardware",
-    "information", "jedi", "kin", "knowledge", "love", "metadata", "money", "moose", "news",
-    "nutrition", "offspring", "plankton", "pokemon", "police", "rain", "recommended", "related",
-    "rice", "series", "sheep", "software", "species", "swine", "traffic", "wheat",
+    "audio",
+    "bison",
+    "cattle",
+    "chassis",
+    "compensation",
+    "coreopsis",
+    "data",
+    "deer",
+    "education",
+    "emoji",
+    "equipment",
+    "evidence",
+    "feedback",
+    "firmware",
+    "fish",
+    "furniture",
+    "gold",
+    "hardware",
+    "information",
+    "jedi",
+    "kin",
+    "knowledge",
+    "love",
+    "metadata",
+    "money",
+    "moose",
+    "news",
+    "nutrition",
+    "offspring",
+    "plankton",
+    "pokemon",
+    "police",
+    "rain",
+    "recommended",
+    "related",
+    "rice",
+    "series",
+    "sheep",
+    "software",
+    "species",
+    "swine",
+    "traffic",
+    "wheat",
 ];
 
 const IRREGULAR: &[(&str, &str)] = &[
-    ("people", "person"), ("men", "man"), ("women", "woman"), ("children", "child"),
-    ("teeth", "tooth"), ("feet", "foot"), ("mice", "mouse"), ("geese", "goose"), ("oxen", "ox"),
-    ("leaves", "leaf"), ("lives", "life"), ("knives", "knife"), ("wives", "wife"),
-    ("halves", "half"), ("selves", "self"), ("elves", "elf"), ("wolves", "wolf"),
-    ("shelves", "shelf"), ("thieves", "thief"), ("loaves", "loaf"), ("criteria", "criterion"),
-    ("phenomena", "phenomenon"), ("analyses", "analysis"), ("axes", "axis"), ("crises", "crisis"),
-    ("theses", "thesis"), ("indices", "index"), ("matrices", "matrix"), ("vertices", "vertex"),
-    ("quizzes", "quiz"), ("moves", "move"), ("movies", "movie"), ("cookies", "cookie"),
-    ("shoes", "shoe"), ("databases", "database"), ("buses", "bus"), ("octopi", "octopus"),
-    ("viri", "virus"), ("cacti", "cactus"), ("foci", "focus"), ("media", "medium"),
+    ("people", "person"),
+    ("men", "man"),
+    ("women", "woman"),
+    ("children", "child"),
+    ("teeth", "tooth"),
+    ("feet", "foot"),
+    ("mice", "mouse"),
+    ("geese", "goose"),
+    ("oxen", "ox"),
+    ("leaves", "leaf"),
+    ("lives", "life"),
+    ("knives", "knife"),
+    ("wives", "wife"),
+    ("halves", "half"),
+    ("selves", "self"),
+    ("elves", "elf"),
+    ("wolves", "wolf"),
+    ("shelves", "shelf"),
+    ("thieves", "thief"),
+    ("loaves", "loaf"),
+    ("criteria", "criterion"),
+    ("phenomena", "phenomenon"),
+    ("analyses", "analysis"),
+    ("axes", "axis"),
+    ("crises", "crisis"),
+    ("theses", "thesis"),
+    ("indices", "index"),
+    ("matrices", "matrix"),
+    ("vertices", "vertex"),
+    ("quizzes", "quiz"),
+    ("moves", "move"),
+    ("movies", "movie"),
+    ("cookies", "cookie"),
+    ("shoes", "shoe"),
+    ("databases", "database"),
+    ("buses", "bus"),
+    ("octopi", "octopus"),
+    ("viri", "virus"),
+    ("cacti", "cactus"),
+    ("foci", "focus"),
+    ("media", "medium"),
 ];
 
 /// `(plural suffix, singular suffix)`, first match wins.
 const SUFFIXES: &[(&str, &str)] = &[
-    ("sses", "ss"), ("shes", "sh"), ("ches", "ch"), ("xes", "x"), ("zzes", "z"),
-    ("uses", "us"), ("ies", "y"), ("oes", "o"), ("ss", "ss"), ("us", "us"), ("is", "is"), ("s", ""),
+    ("sses", "ss"),
+    ("shes", "sh"),
+    ("ches", "ch"),
+    ("xes", "x"),
+    ("zzes", "z"),
+    ("uses", "us"),
+    ("ies", "y"),
+    ("oes", "o"),
+    ("ss", "ss"),
+    ("us", "us"),
+    ("is", "is"),
+    ("s", ""),
 ];
 
 pub fn singular(word: &str) -> String {
@@ -56,14 +135,24 @@ fn keep_initial_case(original: &str, replacement: &str) -> String {
 
 fn studly_word(word: &str) -> String {
     let mut chars = word.chars();
-    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 /// The model name Laravel would give a table.
 pub fn model_for_table(table: &str) -> String {
-    let words: Vec<&str> = table.split(['_', '-', ' ']).filter(|w| !w.is_empty()).collect();
-    let Some((last, rest)) = words.split_last() else { return table.to_string() };
-    rest.iter().map(|w| studly_word(w)).chain(std::iter::once(studly_word(&singular(last)))).collect()
+    let words: Vec<&str> = table
+        .split(['_', '-', ' '])
+        .filter(|w| !w.is_empty())
+        .collect();
+    let Some((last, rest)) = words.split_last() else {
+        return table.to_string();
+    };
+    rest.iter()
+        .map(|w| studly_word(w))
+        .chain(std::iter::once(studly_word(&singular(last))))
+        .collect()
 }
 
 #[cfg(test)]

@@ -20,16 +20,20 @@ pub fn latest_version() -> u32 {
 
 /// Refuses hosts that lack what the capture triggers need, with an error instead of a crash.
 pub fn check_host(conn: &Connection) -> Result<()> {
-    let json: rusqlite::Result<String> = conn.query_row("SELECT json_object('ok', 1)", [], |r| r.get(0));
+    let json: rusqlite::Result<String> =
+        conn.query_row("SELECT json_object('ok', 1)", [], |r| r.get(0));
     if json.is_err() {
         bail!(
-            "tether needs SQLite's JSON functions, which this SQLite {} lacks (3.38.0 and newer have them built in)",
+            "needs SQLite's JSON functions (built in since 3.38.0), and this SQLite {} was built without them",
             rusqlite::version()
         );
     }
     // DIRECTONLY and INNOCUOUS function flags arrived in 3.31.0.
     if rusqlite::version_number() < 3_031_000 {
-        bail!("tether needs SQLite 3.31.0 or newer; this host has {}", rusqlite::version());
+        bail!(
+            "needs SQLite 3.31.0 or newer; this host has {}",
+            rusqlite::version()
+        );
     }
     Ok(())
 }
@@ -55,8 +59,9 @@ pub fn migrate(conn: &Connection) -> Result<()> {
             );
         }
         for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
-            conn.execute_batch(migration.sql)
-                .map_err(|e| crate::error::Error::new(format!("migration {} failed: {e}", migration.name)))?;
+            conn.execute_batch(migration.sql).map_err(|e| {
+                crate::error::Error::new(format!("migration {} failed: {e}", migration.name))
+            })?;
             conn.execute(
                 "INSERT INTO tether_migrations (version, name) VALUES (?1, ?2)",
                 (migration.version, migration.name),
@@ -76,7 +81,9 @@ fn applied_version(conn: &Connection) -> Result<u32> {
         return Ok(0);
     }
     let version: Option<u32> = conn
-        .query_row("SELECT max(version) FROM tether_migrations", [], |r| r.get(0))
+        .query_row("SELECT max(version) FROM tether_migrations", [], |r| {
+            r.get(0)
+        })
         .optional()?
         .flatten();
     Ok(version.unwrap_or(0))

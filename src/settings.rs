@@ -38,23 +38,108 @@ struct Key {
 }
 
 const KEYS: &[Key] = &[
-    Key { name: "server_url", env: "TETHER_SERVER_URL", shape: Shape::Url, default: None },
-    Key { name: "push_url", env: "TETHER_SERVER_PUSH_URL", shape: Shape::Url, default: None },
-    Key { name: "pull_url", env: "TETHER_SERVER_PULL_URL", shape: Shape::Url, default: None },
-    Key { name: "client_id", env: "TETHER_CLIENT_ID", shape: Shape::Text, default: None },
-    Key { name: "auth_token", env: "TETHER_AUTH_TOKEN", shape: Shape::Secret, default: None },
-    Key { name: "headers", env: "TETHER_HEADERS", shape: Shape::Headers, default: Some("{}") },
-    Key { name: "sync_key", env: "TETHER_SYNC_KEY", shape: Shape::Identifier, default: Some("tether_id") },
-    Key { name: "push_batch_size", env: "TETHER_PUSH_BATCH_SIZE", shape: Shape::Count, default: Some("100") },
-    Key { name: "pull_page_size", env: "TETHER_PULL_PAGE_SIZE", shape: Shape::Positive, default: None },
-    Key { name: "max_retry_attempts", env: "TETHER_MAX_RETRY_ATTEMPTS", shape: Shape::Count, default: Some("3") },
-    Key { name: "sync_lock", env: "TETHER_SYNC_LOCK", shape: Shape::Bool, default: Some("true") },
-    Key { name: "timeout_ms", env: "TETHER_TIMEOUT_MS", shape: Shape::Positive, default: Some("30000") },
-    Key { name: "ca_file", env: "TETHER_CA_FILE", shape: Shape::Text, default: None },
-    Key { name: "retention_days", env: "TETHER_RETENTION_DAYS", shape: Shape::Count, default: Some("7") },
-    Key { name: "auto_sync", env: "TETHER_AUTO_SYNC", shape: Shape::Bool, default: Some("false") },
-    Key { name: "auto_sync_throttle", env: "TETHER_AUTO_SYNC_THROTTLE", shape: Shape::Count, default: Some("0") },
-    Key { name: "debug_level", env: "TETHER_DEBUG_LEVEL", shape: Shape::Level, default: Some("0") },
+    Key {
+        name: "server_url",
+        env: "TETHER_SERVER_URL",
+        shape: Shape::Url,
+        default: None,
+    },
+    Key {
+        name: "push_url",
+        env: "TETHER_SERVER_PUSH_URL",
+        shape: Shape::Url,
+        default: None,
+    },
+    Key {
+        name: "pull_url",
+        env: "TETHER_SERVER_PULL_URL",
+        shape: Shape::Url,
+        default: None,
+    },
+    Key {
+        name: "client_id",
+        env: "TETHER_CLIENT_ID",
+        shape: Shape::Text,
+        default: None,
+    },
+    Key {
+        name: "auth_token",
+        env: "TETHER_AUTH_TOKEN",
+        shape: Shape::Secret,
+        default: None,
+    },
+    Key {
+        name: "headers",
+        env: "TETHER_HEADERS",
+        shape: Shape::Headers,
+        default: Some("{}"),
+    },
+    Key {
+        name: "sync_key",
+        env: "TETHER_SYNC_KEY",
+        shape: Shape::Identifier,
+        default: Some("tether_id"),
+    },
+    Key {
+        name: "push_batch_size",
+        env: "TETHER_PUSH_BATCH_SIZE",
+        shape: Shape::Count,
+        default: Some("100"),
+    },
+    Key {
+        name: "pull_page_size",
+        env: "TETHER_PULL_PAGE_SIZE",
+        shape: Shape::Positive,
+        default: None,
+    },
+    Key {
+        name: "max_retry_attempts",
+        env: "TETHER_MAX_RETRY_ATTEMPTS",
+        shape: Shape::Count,
+        default: Some("3"),
+    },
+    Key {
+        name: "sync_lock",
+        env: "TETHER_SYNC_LOCK",
+        shape: Shape::Bool,
+        default: Some("true"),
+    },
+    Key {
+        name: "timeout_ms",
+        env: "TETHER_TIMEOUT_MS",
+        shape: Shape::Positive,
+        default: Some("30000"),
+    },
+    Key {
+        name: "ca_file",
+        env: "TETHER_CA_FILE",
+        shape: Shape::Text,
+        default: None,
+    },
+    Key {
+        name: "retention_days",
+        env: "TETHER_RETENTION_DAYS",
+        shape: Shape::Count,
+        default: Some("7"),
+    },
+    Key {
+        name: "auto_sync",
+        env: "TETHER_AUTO_SYNC",
+        shape: Shape::Bool,
+        default: Some("false"),
+    },
+    Key {
+        name: "auto_sync_throttle",
+        env: "TETHER_AUTO_SYNC_THROTTLE",
+        shape: Shape::Count,
+        default: Some("0"),
+    },
+    Key {
+        name: "debug_level",
+        env: "TETHER_DEBUG_LEVEL",
+        shape: Shape::Level,
+        default: Some("0"),
+    },
 ];
 
 const REDACTED: &str = "***";
@@ -62,7 +147,10 @@ const REDACTED: &str = "***";
 fn key(name: &str) -> Result<&'static Key> {
     KEYS.iter().find(|k| k.name == name).ok_or_else(|| {
         let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-        Error::new(format!("unknown setting {name:?}; known settings: {}", known.join(", ")))
+        Error::new(format!(
+            "unknown setting {name:?}; known settings: {}",
+            known.join(", ")
+        ))
     })
 }
 
@@ -82,7 +170,11 @@ fn normalize(key: &Key, raw: &str) -> Result<String> {
             let rest = value
                 .strip_prefix("https://")
                 .or_else(|| value.strip_prefix("http://"))
-                .ok_or_else(|| Error::new(format!("{name} must be an http:// or https:// URL, got {value:?}")))?;
+                .ok_or_else(|| {
+                    Error::new(format!(
+                        "{name} must be an http:// or https:// URL, got {value:?}"
+                    ))
+                })?;
             if rest.is_empty() || rest.starts_with('/') || value.chars().any(char::is_whitespace) {
                 bail!("{name} must be an http:// or https:// URL with a host, got {value:?}");
             }
@@ -101,18 +193,23 @@ fn normalize(key: &Key, raw: &str) -> Result<String> {
             Ok(value.to_string())
         }
         Shape::Headers => {
-            let parsed: Json = serde_json::from_str(value)
-                .map_err(|_| Error::new(format!("{name} must be a JSON object of header names to text values, got {value:?}")))?;
+            let parsed: Json = serde_json::from_str(value).map_err(|_| {
+                Error::new(format!(
+                    "{name} must be a JSON object of header names to text values, got {value:?}"
+                ))
+            })?;
             let Json::Object(map) = parsed else {
                 bail!("{name} must be a JSON object of header names to text values, got {value:?}");
             };
             for (header, v) in &map {
                 let token_ok = !header.is_empty()
-                    && header.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                    && header
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
                 if !token_ok {
                     bail!("{name}: {header:?} is not a valid HTTP header name");
                 }
-                if !v.as_str().is_some_and(|s| !s.contains(['\r', '\n'])) {
+                if v.as_str().is_none_or(|s| s.contains(['\r', '\n'])) {
                     bail!("{name}: the value of header {header:?} must be text on one line");
                 }
             }
@@ -189,7 +286,9 @@ impl Settings {
                 values.insert("client_id", (id, Source::Default));
             }
         }
-        let server = values.get("server_url").map(|(v, _)| v.trim_end_matches('/').to_string());
+        let server = values
+            .get("server_url")
+            .map(|(v, _)| v.trim_end_matches('/').to_string());
         for (name, path) in [("push_url", "/tether/push"), ("pull_url", "/tether/pull")] {
             if let (false, Some(server)) = (values.contains_key(name), &server) {
                 values.insert(name, (format!("{server}{path}"), Source::Default));
@@ -216,12 +315,18 @@ impl Settings {
 
     /// The value as shown to users: typed, secrets redacted.
     fn shown(&self, key: &Key) -> Json {
-        let Some(value) = self.get(key.name) else { return Json::Null };
+        let Some(value) = self.get(key.name) else {
+            return Json::Null;
+        };
         match key.shape {
             Shape::Secret => json!(REDACTED),
             Shape::Url => json!(redact_url(value)),
-            Shape::Headers => serde_json::from_str(value).map(redact_headers).unwrap_or(Json::Null),
-            Shape::Count | Shape::Positive | Shape::Level => value.parse::<i64>().map_or(Json::Null, Json::from),
+            Shape::Headers => serde_json::from_str(value)
+                .map(redact_headers)
+                .unwrap_or(Json::Null),
+            Shape::Count | Shape::Positive | Shape::Level => {
+                value.parse::<i64>().map_or(Json::Null, Json::from)
+            }
             Shape::Bool => json!(value == "true"),
             Shape::Text | Shape::Identifier => json!(value),
         }
@@ -229,13 +334,19 @@ impl Settings {
 
     /// Every effective setting as a JSON object, secrets redacted.
     pub fn to_json(&self) -> Json {
-        Json::Object(KEYS.iter().map(|k| (k.name.to_string(), self.shown(k))).collect())
+        Json::Object(
+            KEYS.iter()
+                .map(|k| (k.name.to_string(), self.shown(k)))
+                .collect(),
+        )
     }
 }
 
 /// `https://user:pass@host/x` → `https://***@host/x`: credentials never leave in clear.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
         Some(at) => format!("{scheme}://{REDACTED}@{}", &rest[at + 1..]),
@@ -244,14 +355,31 @@ pub fn redact_url(url: &str) -> String {
 }
 
 fn redact_headers(headers: Json) -> Json {
-    let Json::Object(map) = headers else { return headers };
+    let Json::Object(map) = headers else {
+        return headers;
+    };
     let sensitive = |name: &str| {
         let name = name.to_ascii_lowercase();
-        ["authorization", "cookie", "token", "secret", "key", "password"].iter().any(|s| name.contains(s))
+        [
+            "authorization",
+            "cookie",
+            "token",
+            "secret",
+            "key",
+            "password",
+        ]
+        .iter()
+        .any(|s| name.contains(s))
     };
     Json::Object(
         map.into_iter()
-            .map(|(k, v)| if sensitive(&k) { (k, json!(REDACTED)) } else { (k, v) })
+            .map(|(k, v)| {
+                if sensitive(&k) {
+                    (k, json!(REDACTED))
+                } else {
+                    (k, v)
+                }
+            })
             .collect::<Map<_, _>>(),
     )
 }
@@ -267,7 +395,13 @@ fn scalar(settings: &Settings, key: &Key) -> Value {
 }
 
 /// `tether_config(key, value [, scope])`: stores (or with NULL removes) a setting.
-fn set(conn: &Connection, session: &ConnectionSettings, key: &'static Key, value: Option<&str>, scope: &str) -> Result<()> {
+fn set(
+    conn: &Connection,
+    session: &ConnectionSettings,
+    key: &'static Key,
+    value: Option<&str>,
+    scope: &str,
+) -> Result<()> {
     let normalized = value.map(|v| normalize(key, v)).transpose()?;
     match scope {
         "database" => {
@@ -297,28 +431,42 @@ fn set(conn: &Connection, session: &ConnectionSettings, key: &'static Key, value
 
 pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<()> {
     let reader = session.clone();
-    functions::register(conn, "tether_config", &[0, 1], Kind::Reads, move |ctx: &Context<'_>| {
-        let conn = connection(ctx)?;
-        let settings = Settings::load(&conn, &reader)?;
-        if ctx.len() == 0 {
-            return Ok(Value::Text(settings.to_json().to_string()));
-        }
-        let name = text_arg(ctx, 0, "the setting name")?.ok_or_else(|| Error::new("the setting name is NULL"))?;
-        Ok(scalar(&settings, key(&name)?))
-    })?;
-    functions::register(conn, "tether_config", &[2, 3], Kind::Writes, move |ctx: &Context<'_>| {
-        let conn = connection(ctx)?;
-        let name = text_arg(ctx, 0, "the setting name")?.ok_or_else(|| Error::new("the setting name is NULL"))?;
-        let key = key(&name)?;
-        let value = text_arg(ctx, 1, &format!("the value of {name}"))?;
-        let scope = if ctx.len() == 3 {
-            text_arg(ctx, 2, "the scope")?.unwrap_or_else(|| "database".into())
-        } else {
-            "database".into()
-        };
-        set(&conn, &session, key, value.as_deref(), &scope)?;
-        Ok(scalar(&Settings::load(&conn, &session)?, key))
-    })
+    functions::register(
+        conn,
+        "tether_config",
+        &[0, 1],
+        Kind::Reads,
+        move |ctx: &Context<'_>| {
+            let conn = connection(ctx)?;
+            let settings = Settings::load(&conn, &reader)?;
+            if ctx.is_empty() {
+                return Ok(Value::Text(settings.to_json().to_string()));
+            }
+            let name = text_arg(ctx, 0, "the setting name")?
+                .ok_or_else(|| Error::new("the setting name is NULL"))?;
+            Ok(scalar(&settings, key(&name)?))
+        },
+    )?;
+    functions::register(
+        conn,
+        "tether_config",
+        &[2, 3],
+        Kind::Writes,
+        move |ctx: &Context<'_>| {
+            let conn = connection(ctx)?;
+            let name = text_arg(ctx, 0, "the setting name")?
+                .ok_or_else(|| Error::new("the setting name is NULL"))?;
+            let key = key(&name)?;
+            let value = text_arg(ctx, 1, &format!("the value of {name}"))?;
+            let scope = if ctx.len() == 3 {
+                text_arg(ctx, 2, "the scope")?.unwrap_or_else(|| "database".into())
+            } else {
+                "database".into()
+            };
+            set(&conn, &session, key, value.as_deref(), &scope)?;
+            Ok(scalar(&Settings::load(&conn, &session)?, key))
+        },
+    )
 }
 
 #[cfg(test)]
@@ -330,16 +478,28 @@ mod tests {
         let batch = key("push_batch_size").unwrap();
         let err = normalize(batch, "-1").unwrap_err();
         assert!(err.message().contains("push_batch_size"), "{err}");
-        assert!(normalize(key("server_url").unwrap(), "example.com").unwrap_err().message().contains("server_url"));
-        assert!(normalize(key("headers").unwrap(), "not json").unwrap_err().message().contains("headers"));
+        assert!(normalize(key("server_url").unwrap(), "example.com")
+            .unwrap_err()
+            .message()
+            .contains("server_url"));
+        assert!(normalize(key("headers").unwrap(), "not json")
+            .unwrap_err()
+            .message()
+            .contains("headers"));
         let secret_err = normalize(key("auth_token").unwrap(), "bad\ntoken").unwrap_err();
         assert!(!secret_err.message().contains("bad"), "{secret_err}");
-        assert_eq!(normalize(key("sync_lock").unwrap(), "OFF").unwrap(), "false");
+        assert_eq!(
+            normalize(key("sync_lock").unwrap(), "OFF").unwrap(),
+            "false"
+        );
     }
 
     #[test]
     fn urls_lose_credentials_when_shown() {
-        assert_eq!(redact_url("https://u:p@h.example/x@y"), "https://***@h.example/x@y");
+        assert_eq!(
+            redact_url("https://u:p@h.example/x@y"),
+            "https://***@h.example/x@y"
+        );
         assert_eq!(redact_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
     }
 }

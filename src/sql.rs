@@ -50,7 +50,10 @@ impl Template {
         if let Some(start) = self.text.find("{{") {
             let rest = &self.text[start..];
             let end = rest.find("}}").map_or(rest.len(), |e| e + 2);
-            bail!("internal error: SQL template placeholder {} was not filled", &rest[..end]);
+            bail!(
+                "internal error: SQL template placeholder {} was not filled",
+                &rest[..end]
+            );
         }
         Ok(self.text)
     }

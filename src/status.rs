@@ -14,7 +14,11 @@ use crate::triggers;
 
 fn state(conn: &Connection, key: &str) -> Result<Option<String>> {
     Ok(conn
-        .query_row("SELECT value FROM tether_sync_state WHERE key = ?1", [key], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM tether_sync_state WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        )
         .optional()?
         .flatten())
 }
@@ -40,11 +44,20 @@ pub fn status(conn: &Connection, settings: &Settings) -> Result<Json> {
 
     let mut tables = Vec::new();
     for table in tracked_tables(conn)? {
-        let current: Vec<String> = columns(conn, &table.table)?.into_iter().map(|c| c.name).collect();
+        let current: Vec<String> = columns(conn, &table.table)?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
         let exists = !current.is_empty();
-        let added: Vec<&String> = current.iter().filter(|c| !table.table_columns.contains(c)).collect();
-        let removed: Vec<&String> =
-            table.table_columns.iter().filter(|c| exists && !current.contains(c)).collect();
+        let added: Vec<&String> = current
+            .iter()
+            .filter(|c| !table.table_columns.contains(c))
+            .collect();
+        let removed: Vec<&String> = table
+            .table_columns
+            .iter()
+            .filter(|c| exists && !current.contains(c))
+            .collect();
         tables.push(json!({
             "table": table.table,
             "model": table.model,
@@ -73,9 +86,15 @@ pub fn status(conn: &Connection, settings: &Settings) -> Result<Json> {
 }
 
 pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<()> {
-    functions::register(conn, "tether_status", &[0], Kind::Reads, move |ctx: &Context<'_>| {
-        let conn = connection(ctx)?;
-        let settings = Settings::load(&conn, &session)?;
-        Ok(status(&conn, &settings)?.to_string())
-    })
+    functions::register(
+        conn,
+        "tether_status",
+        &[0],
+        Kind::Reads,
+        move |ctx: &Context<'_>| {
+            let conn = connection(ctx)?;
+            let settings = Settings::load(&conn, &session)?;
+            Ok(status(&conn, &settings)?.to_string())
+        },
+    )
 }

@@ -91,11 +91,18 @@ fn resolve_table(conn: &Connection, name: &str) -> Result<String> {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let Some((canonical, kind, sql)) = found else { bail!("no such table: {name:?}") };
+    let Some((canonical, kind, sql)) = found else {
+        bail!("no such table: {name:?}")
+    };
     if kind == "view" {
         bail!("{canonical:?} is a view; only tables can be tracked");
     }
-    if sql.unwrap_or_default().trim_start().to_ascii_uppercase().starts_with("CREATE VIRTUAL") {
+    if sql
+        .unwrap_or_default()
+        .trim_start()
+        .to_ascii_uppercase()
+        .starts_with("CREATE VIRTUAL")
+    {
         bail!("{canonical:?} is a virtual table; only ordinary tables can be tracked");
     }
     let lower = canonical.to_ascii_lowercase();
@@ -106,10 +113,15 @@ fn resolve_table(conn: &Connection, name: &str) -> Result<String> {
 }
 
 pub fn columns(conn: &Connection, table: &str) -> Result<Vec<Column>> {
-    let mut stmt = conn.prepare("SELECT name, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")?;
+    let mut stmt =
+        conn.prepare("SELECT name, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")?;
     let columns = stmt
         .query_map([table], |r| {
-            Ok(Column { name: r.get(0)?, primary_key: r.get::<_, i64>(1)? > 0, generated: r.get::<_, i64>(2)? != 0 })
+            Ok(Column {
+                name: r.get(0)?,
+                primary_key: r.get::<_, i64>(1)? > 0,
+                generated: r.get::<_, i64>(2)? != 0,
+            })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(columns)
@@ -118,7 +130,11 @@ pub fn columns(conn: &Connection, table: &str) -> Result<Vec<Column>> {
 fn locator(conn: &Connection, table: &str, columns: &[Column]) -> Result<RowLocator> {
     for alias in ["rowid", "_rowid_", "oid"] {
         let shadowed = columns.iter().any(|c| c.name.eq_ignore_ascii_case(alias));
-        if !shadowed && conn.prepare(&format!("SELECT {alias} FROM {} LIMIT 0", ident(table))).is_ok() {
+        if !shadowed
+            && conn
+                .prepare(&format!("SELECT {alias} FROM {} LIMIT 0", ident(table)))
+                .is_ok()
+        {
             return Ok(RowLocator::Rowid(alias.to_string()));
         }
     }
@@ -130,14 +146,23 @@ fn locator(conn: &Connection, table: &str, columns: &[Column]) -> Result<RowLoca
     if keys.is_empty() {
         bail!("{table:?} has neither a reachable rowid nor a primary key, so its rows cannot be located");
     }
-    Ok(RowLocator::PrimaryKey(keys.into_iter().map(|(_, name)| name).collect()))
+    Ok(RowLocator::PrimaryKey(
+        keys.into_iter().map(|(_, name)| name).collect(),
+    ))
 }
 
 /// The columns that sync: every column but the primary key, the sync key and generated
 /// columns, narrowed by `columns` or `except`.
-fn synced_columns(table: &str, all: &[Column], sync_key: &str, options: &TrackOptions) -> Result<Vec<String>> {
+fn synced_columns(
+    table: &str,
+    all: &[Column],
+    sync_key: &str,
+    options: &TrackOptions,
+) -> Result<Vec<String>> {
     let find = |name: &String| {
-        all.iter().find(|c| &c.name == name).ok_or_else(|| Error::new(format!("{table:?} has no column {name:?}")))
+        all.iter()
+            .find(|c| &c.name == name)
+            .ok_or_else(|| Error::new(format!("{table:?} has no column {name:?}")))
     };
     if options.columns.is_some() && options.except.is_some() {
         bail!("give either \"columns\" or \"except\", not both");
@@ -167,19 +192,30 @@ fn synced_columns(table: &str, all: &[Column], sync_key: &str, options: &TrackOp
     }
     Ok(all
         .iter()
-        .filter(|c| !c.primary_key && !c.generated && c.name != sync_key && !except.contains(&c.name))
+        .filter(|c| {
+            !c.primary_key && !c.generated && c.name != sync_key && !except.contains(&c.name)
+        })
         .map(|c| c.name.clone())
         .collect())
 }
 
-fn ensure_sync_key_column(conn: &Connection, table: &str, all: &[Column], sync_key: &str) -> Result<bool> {
+fn ensure_sync_key_column(
+    conn: &Connection,
+    table: &str,
+    all: &[Column],
+    sync_key: &str,
+) -> Result<bool> {
     let added = match all.iter().find(|c| c.name.eq_ignore_ascii_case(sync_key)) {
         Some(column) if column.primary_key || column.generated => {
             bail!("{sync_key:?} of {table:?} is a primary key or generated column and cannot hold sync keys")
         }
         Some(_) => false,
         None => {
-            conn.execute_batch(&format!("ALTER TABLE {} ADD COLUMN {} TEXT", ident(table), ident(sync_key)))?;
+            conn.execute_batch(&format!(
+                "ALTER TABLE {} ADD COLUMN {} TEXT",
+                ident(table),
+                ident(sync_key)
+            ))?;
             true
         }
     };
@@ -191,9 +227,13 @@ fn ensure_sync_key_column(conn: &Connection, table: &str, all: &[Column], sync_k
         ident(sync_key)
     ))
     .map_err(|e| match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => Error::new(
-            format!("column {sync_key:?} of {table:?} holds duplicate values; sync keys must be unique"),
-        ),
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Error::new(format!(
+                "column {sync_key:?} of {table:?} holds duplicate values; sync keys must be unique"
+            ))
+        }
         other => other.into(),
     })?;
     Ok(added)
@@ -207,7 +247,10 @@ fn assign_missing_keys(conn: &Connection, table: &str, sync_key: &str) -> Result
         "CREATE TEMP TABLE IF NOT EXISTS tether_newly_keyed (key TEXT PRIMARY KEY);
          DELETE FROM temp.tether_newly_keyed;",
     )?;
-    let assign = format!("UPDATE {} SET {key} = tether_ulid() WHERE {key} IS NULL RETURNING {key}", ident(table));
+    let assign = format!(
+        "UPDATE {} SET {key} = tether_ulid() WHERE {key} IS NULL RETURNING {key}",
+        ident(table)
+    );
     let mut remember = conn.prepare("INSERT INTO temp.tether_newly_keyed (key) VALUES (?1)")?;
     let mut count = 0;
     let mut stmt = conn.prepare(&assign)?;
@@ -219,10 +262,16 @@ fn assign_missing_keys(conn: &Connection, table: &str, sync_key: &str) -> Result
     Ok(count)
 }
 
-fn track(conn: &Connection, settings: &Settings, name: &str, options: Option<&str>) -> Result<Json> {
+fn track(
+    conn: &Connection,
+    settings: &Settings,
+    name: &str,
+    options: Option<&str>,
+) -> Result<Json> {
     let given: Option<TrackOptions> = options
         .map(|text| {
-            serde_json::from_str(text).map_err(|e| Error::new(format!("options must be a JSON object: {e}")))
+            serde_json::from_str(text)
+                .map_err(|e| Error::new(format!("options must be a JSON object: {e}")))
         })
         .transpose()?;
     write_txn(conn, |conn| {
@@ -238,7 +287,10 @@ fn track(conn: &Connection, settings: &Settings, name: &str, options: Option<&st
             None => settings.get("sync_key").unwrap_or("tether_id").to_string(),
         };
         check_name("sync key column", &sync_key)?;
-        let model = options.model.clone().unwrap_or_else(|| crate::naming::model_for_table(&table));
+        let model = options
+            .model
+            .clone()
+            .unwrap_or_else(|| crate::naming::model_for_table(&table));
         if model.trim().is_empty() {
             bail!("model must be a non-empty name");
         }
@@ -247,7 +299,13 @@ fn track(conn: &Connection, settings: &Settings, name: &str, options: Option<&st
         let locator = locator(conn, &table, &all)?;
         let sync_key_added = ensure_sync_key_column(conn, &table, &all, &sync_key)?;
 
-        let capture_spec = Capture { table: &table, model: &model, sync_key: &sync_key, columns: &synced, locator: &locator };
+        let capture_spec = Capture {
+            table: &table,
+            model: &model,
+            sync_key: &sync_key,
+            columns: &synced,
+            locator: &locator,
+        };
         let keys_assigned = assign_missing_keys(conn, &table, &sync_key)?;
         // Rows without a key were never pushed: queue them (unless asked not to). A first
         // tracking queues every row, since none of them was ever pushed from here.
@@ -257,7 +315,10 @@ fn track(conn: &Connection, settings: &Settings, name: &str, options: Option<&st
             (true, Some(_)) => triggers::queue_creates(
                 conn,
                 &capture_spec,
-                &format!("t.{} IN (SELECT key FROM temp.tether_newly_keyed)", ident(&sync_key)),
+                &format!(
+                    "t.{} IN (SELECT key FROM temp.tether_newly_keyed)",
+                    ident(&sync_key)
+                ),
             )?,
         };
         conn.execute_batch("DELETE FROM temp.tether_newly_keyed")?;
@@ -314,13 +375,18 @@ fn untrack(conn: &Connection, name: &str) -> Result<Json> {
             .find(|t| t.table.eq_ignore_ascii_case(name))
             .ok_or_else(|| Error::new(format!("{name:?} is not tracked")))?;
         triggers::remove(conn, &table.table)?;
-        conn.execute("DELETE FROM tether_tracked_tables WHERE table_name = ?1", [&table.table])?;
+        conn.execute(
+            "DELETE FROM tether_tracked_tables WHERE table_name = ?1",
+            [&table.table],
+        )?;
         let pending: i64 = conn.query_row(
             "SELECT count(*) FROM tether_mutation_logs WHERE sync_status = 'pending' AND model = ?1",
             [&table.model],
             |r| r.get(0),
         )?;
-        Ok(json!({"table": table.table, "model": table.model, "untracked": true, "pending": pending}))
+        Ok(
+            json!({"table": table.table, "model": table.model, "untracked": true, "pending": pending}),
+        )
     })
 }
 
@@ -337,16 +403,34 @@ pub fn refresh_outdated_triggers(conn: &Connection, settings: &Settings) -> Resu
 }
 
 pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<()> {
-    functions::register(conn, "tether_track", &[1, 2], Kind::Writes, move |ctx: &Context<'_>| {
-        let conn = connection(ctx)?;
-        let table = text_arg(ctx, 0, "the table name")?.ok_or_else(|| Error::new("the table name is NULL"))?;
-        let options = if ctx.len() > 1 { text_arg(ctx, 1, "the options")? } else { None };
-        let settings = Settings::load(&conn, &session)?;
-        Ok(track(&conn, &settings, &table, options.as_deref())?.to_string())
-    })?;
-    functions::register(conn, "tether_untrack", &[1], Kind::Writes, |ctx: &Context<'_>| {
-        let conn = connection(ctx)?;
-        let table = text_arg(ctx, 0, "the table name")?.ok_or_else(|| Error::new("the table name is NULL"))?;
-        Ok(untrack(&conn, &table)?.to_string())
-    })
+    functions::register(
+        conn,
+        "tether_track",
+        &[1, 2],
+        Kind::Writes,
+        move |ctx: &Context<'_>| {
+            let conn = connection(ctx)?;
+            let table = text_arg(ctx, 0, "the table name")?
+                .ok_or_else(|| Error::new("the table name is NULL"))?;
+            let options = if ctx.len() > 1 {
+                text_arg(ctx, 1, "the options")?
+            } else {
+                None
+            };
+            let settings = Settings::load(&conn, &session)?;
+            Ok(track(&conn, &settings, &table, options.as_deref())?.to_string())
+        },
+    )?;
+    functions::register(
+        conn,
+        "tether_untrack",
+        &[1],
+        Kind::Writes,
+        |ctx: &Context<'_>| {
+            let conn = connection(ctx)?;
+            let table = text_arg(ctx, 0, "the table name")?
+                .ok_or_else(|| Error::new("the table name is NULL"))?;
+            Ok(untrack(&conn, &table)?.to_string())
+        },
+    )
 }

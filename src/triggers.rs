@@ -43,9 +43,11 @@ impl RowLocator {
     pub fn order_by(&self, row: &str) -> String {
         match self {
             RowLocator::Rowid(name) => format!("{row}.{name}"),
-            RowLocator::PrimaryKey(columns) => {
-                columns.iter().map(|c| format!("{row}.{}", ident(c))).collect::<Vec<_>>().join(", ")
-            }
+            RowLocator::PrimaryKey(columns) => columns
+                .iter()
+                .map(|c| format!("{row}.{}", ident(c)))
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 }
@@ -74,7 +76,11 @@ pub fn payload_expr(columns: &[String], row: &str) -> Result<String> {
     let first = chunks.next().unwrap_or(&[]);
     let mut expr = format!(
         "json_object({})",
-        first.iter().map(|c| format!("{}, {}", literal(c), value(c))).collect::<Vec<_>>().join(", ")
+        first
+            .iter()
+            .map(|c| format!("{}, {}", literal(c), value(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for chunk in chunks {
         let mut args = vec![expr];
@@ -118,8 +124,14 @@ pub fn install(conn: &Connection, capture: &Capture) -> Result<Vec<String>> {
             .set("table", &ident(capture.table))
             .set("model", &literal(capture.model))
             .set("payload_new", &payload_expr(capture.columns, "NEW")?)
-            .set("next_version_new", &next_version(&format!("NEW.{sync_key}"))?)
-            .set("next_version_old", &next_version(&format!("OLD.{sync_key}"))?)
+            .set(
+                "next_version_new",
+                &next_version(&format!("NEW.{sync_key}"))?,
+            )
+            .set(
+                "next_version_old",
+                &next_version(&format!("OLD.{sync_key}"))?,
+            )
             .set("row_match_new", &capture.locator.matches("NEW"))
             .set("changed", &changed)
             .set("clock", &clock)

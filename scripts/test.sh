@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, Rust unit and integration tests, and the extension loaded by each
+# host (sqlite3 shell, Python, Node, a SQLite without JSON). Needs: cargo, sqlite3, /usr/bin/python3,
+# node + npm, gcc. `.ci/run` installs what a fresh machine lacks, then runs this.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+exec > >(tee "$log") 2>&1
+step() { printf '\n=== %s\n' "$*"; }
+
+step "format and lints"
+cargo fmt --check
+(cd tools && cargo fmt --check)
+cargo clippy --quiet --all-targets -- -D warnings
+(cd tools && cargo clippy --quiet --all-targets -- -D warnings)
+
+step "build libtether"
+cargo build --quiet
+lib="$root/target/debug/libtether.so"
+export TETHER_EXTENSION="$lib"
+
+step "extension unit tests"
+cargo test --quiet
+
+step "integration tests (tools workspace)"
+(cd tools && cargo test --quiet)
+
+step "sqlite3 shell"
+tests/host/shell_test.sh "$lib"
+
+step "Python sqlite3 (Debian /usr/bin/python3)"
+/usr/bin/python3 tests/host/python_test.py "$lib"
+
+step "Node better-sqlite3"
+if [ ! -d tests/host/node/node_modules/better-sqlite3/build ]; then
+  (cd tests/host/node && npm ci --no-audit --no-fund --foreground-scripts >/dev/null)
+fi
+(cd tests/host/node && node --test test.mjs)
+
+step "SQLite built without JSON"
+tests/host/limited_host_test.sh "$lib"
+
+# One closing line over every runner above (cargo, shell, unittest, node --test, C host).
+passed=$(grep -oE '(test result: ok\. [0-9]+ passed|^[a-z ]+: [0-9]+ passed|^Ran [0-9]+ test|^# pass [0-9]+)' "$log" \
+  | grep -oE '[0-9]+' | awk '{ s += $1 } END { print s + 0 }')
+printf '\nsummary: %s passed, 0 failed\n' "$passed"

@@ -1,0 +1,39 @@
+// Loads libtether with better-sqlite3, as a Node application would. Usage: node --test test.mjs (LIB in TETHER_EXTENSION)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const lib = process.env.TETHER_EXTENSION;
+
+function fresh() {
+  const dir = mkdtempSync(join(tmpdir(), 'tether-node-'));
+  return { dir, path: join(dir, 'app.db') };
+}
+
+test('loads, tracks and captures', () => {
+  const { dir, path } = fresh();
+  const db = new Database(path);
+  db.loadExtension(lib);
+  db.exec('CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT)');
+  assert.equal(JSON.parse(db.prepare("SELECT tether_track('tasks') AS r").get().r).model, 'Task');
+  const insert = db.prepare('INSERT INTO tasks (title) VALUES (?)');
+  db.transaction(() => { for (let i = 0; i < 10; i++) insert.run(`task ${i}`); })();
+  const status = JSON.parse(db.prepare('SELECT tether_status() AS s').get().s);
+  assert.equal(status.pending, 10);
+  const ids = db.prepare('SELECT count(DISTINCT mutation_id) AS n FROM tether_mutation_logs').get().n;
+  assert.equal(ids, 10);
+  db.close();
+  rmSync(dir, { recursive: true });
+});
+
+test('errors surface as exceptions', () => {
+  const { dir, path } = fresh();
+  const db = new Database(path);
+  db.loadExtension(lib);
+  assert.throws(() => db.prepare("SELECT tether_config('nope', 1)").get(), /unknown setting/);
+  db.close();
+  rmSync(dir, { recursive: true });
+});

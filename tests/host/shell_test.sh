@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Loads libtether into the plain sqlite3 shell, as `.load ./libtether`. Usage: shell_test.sh PATH/TO/libtether.so
+set -u
+lib="$1"
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+cp "$lib" "$work/"
+cd "$work"
+passed=0; failed=0
+check() { # name expected actual
+  if [ "$2" = "$3" ]; then passed=$((passed + 1)); echo "ok - $1"
+  else failed=$((failed + 1)); echo "FAIL - $1: expected [$2] got [$3]"; fi
+}
+contains() { # name needle haystack
+  case "$3" in *"$2"*) passed=$((passed + 1)); echo "ok - $1" ;;
+  *) failed=$((failed + 1)); echo "FAIL - $1: [$2] not in [$3]" ;; esac
+}
+
+out=$(sqlite3 app.db <<'SQL'
+.load ./libtether
+CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT);
+SELECT json_extract(tether_track('tasks'), '$.model');
+INSERT INTO tasks (title) VALUES ('Buy milk');
+SELECT json_extract(tether_status(), '$.pending');
+SQL
+)
+check "load, track and capture in the shell" "$(printf 'Task\n1')" "$out"
+
+out=$(sqlite3 app.db "INSERT INTO tasks (title) VALUES ('no extension here'); SELECT count(*) FROM tether_mutation_logs;")
+check "a shell that never loaded tether is captured" "2" "$out"
+
+out=$(sqlite3 app.db "SELECT operation || ':' || version || ':' || length(mutation_id) FROM tether_mutation_logs ORDER BY id DESC LIMIT 1")
+check "captured create has version 1 and a 26-char id" "create:1:26" "$out"
+
+out=$(TETHER_PUSH_BATCH_SIZE=7 TETHER_AUTH_TOKEN=env-secret sqlite3 app.db ".load ./libtether" "SELECT tether_config('push_batch_size'), tether_config('auth_token');")
+check "environment fallback" "7|***" "$out"
+
+out=$(TETHER_PUSH_BATCH_SIZE=lots sqlite3 app.db ".load ./libtether" "SELECT tether_config('push_batch_size');" 2>&1)
+contains "a malformed environment value names the variable" "TETHER_PUSH_BATCH_SIZE" "$out"
+
+out=$(TETHER_PUSH_BATCH_SIZE=7 sqlite3 app.db ".load ./libtether" "SELECT tether_config('push_batch_size', 50);" "SELECT tether_config('push_batch_size');")
+check "a stored setting beats the environment" "$(printf '50\n50')" "$out"
+
+out=$(sqlite3 app.db ".load ./libtether" "SELECT tether_config('timeout_ms', 'soon');" 2>&1)
+contains "a bad value is an error naming the key" "timeout_ms must be a whole number" "$out"
+
+out=$(sqlite3 app.db ".load ./libtether" ".load ./libtether" "SELECT tether_version() IS NOT NULL;" 2>&1)
+check "loading twice works" "1" "$out"
+
+echo "shell: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,131 @@
+//! Shared test helpers: build the loadable extension once, open databases with or without it.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+/// The repository root (holds the extension's Cargo.toml).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// Path of `libtether.so`, built once per test process (or taken from `TETHER_EXTENSION`).
+pub fn extension_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Ok(path) = std::env::var("TETHER_EXTENSION") {
+            return PathBuf::from(path);
+        }
+        let root = repo_root();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--manifest-path"])
+            .arg(root.join("Cargo.toml"))
+            .status()
+            .expect("run cargo build for the extension");
+        assert!(status.success(), "building libtether failed");
+        let lib = root.join("target/debug").join(format!(
+            "{}tether{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
+        assert!(lib.exists(), "{} missing after build", lib.display());
+        lib
+    })
+}
+
+/// A connection that loaded the built extension, as an application would.
+pub fn open_loaded(path: &Path) -> Connection {
+    let conn = Connection::open(path).expect("open database");
+    load(&conn).expect("load libtether");
+    conn
+}
+
+pub fn load(conn: &Connection) -> rusqlite::Result<()> {
+    unsafe {
+        let _guard = rusqlite::LoadExtensionGuard::new(conn)?;
+        conn.load_extension(extension_path(), None::<&str>)
+    }
+}
+
+/// A connection that never loaded the extension (another process, an ORM pool, the shell).
+pub fn open_plain(path: &Path) -> Connection {
+    Connection::open(path).expect("open database")
+}
+
+/// A fresh temporary directory with a database path inside.
+pub fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("app.db");
+    (dir, path)
+}
+
+/// Runs a query returning one JSON text value and parses it.
+pub fn json(conn: &Connection, sql: &str) -> Value {
+    let text: String = conn
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{sql} returned non-JSON {text:?}: {e}"))
+}
+
+/// The message of the error a statement fails with.
+pub fn error_of(conn: &Connection, sql: &str) -> String {
+    match conn.query_row(sql, [], |r| r.get::<_, rusqlite::types::Value>(0)) {
+        Ok(v) => panic!("{sql} succeeded with {v:?}, expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A row of `tether_mutation_logs`.
+#[derive(Debug, Clone)]
+pub struct Mutation {
+    pub id: i64,
+    pub mutation_id: String,
+    pub entity_id: String,
+    pub model: String,
+    pub operation: String,
+    pub payload: Value,
+    pub version: i64,
+    pub timestamp: i64,
+    pub sync_status: String,
+}
+
+pub fn mutations(conn: &Connection) -> Vec<Mutation> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, mutation_id, entity_id, model, operation, payload, version, timestamp, sync_status
+               FROM tether_mutation_logs ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok(Mutation {
+            id: r.get(0)?,
+            mutation_id: r.get(1)?,
+            entity_id: r.get(2)?,
+            model: r.get(3)?,
+            operation: r.get(4)?,
+            payload: serde_json::from_str(&r.get::<_, String>(5)?).unwrap(),
+            version: r.get(6)?,
+            timestamp: r.get(7)?,
+            sync_status: r.get(8)?,
+        })
+    })
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn is_ulid(s: &str) -> bool {
+    tether::identity::is_ulid(s)
+}
