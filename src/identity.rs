@@ -13,6 +13,12 @@ pub fn new_ulid() -> String {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
+    ulid_at(millis as u64)
+}
+
+/// A ULID whose time part is `millis` (Unix milliseconds), with fresh randomness.
+pub fn ulid_at(millis: u64) -> String {
+    let millis = u128::from(millis);
     let mut random = [0u8; 10];
     rand::thread_rng().fill_bytes(&mut random);
     let random = random

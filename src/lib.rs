@@ -6,6 +6,7 @@
 //! - [`identity`] — ULIDs (`tether_ulid`) and the client id.
 //! - [`tracking`] — `tether_track`, `tether_untrack` ([`naming`] gives Laravel model names).
 //! - [`triggers`] — plain-SQL capture triggers (`sql/triggers`).
+//! - [`queue`] — the mutation queue; identities given when first sent.
 //! - [`capture`] — applying server state without capturing it.
 //! - [`status`] — `tether_status`.
 //! - [`sql`] — the one place identifiers and literals are quoted.
@@ -19,6 +20,7 @@ pub mod error;
 mod functions;
 pub mod identity;
 pub mod naming;
+pub mod queue;
 pub mod schema;
 pub mod settings;
 pub mod sql;

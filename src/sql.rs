@@ -24,10 +24,12 @@ pub fn check_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A SQL text from `sql/` with `{{placeholders}}`. Full-line `--` comments are dropped so they
-/// do not end up inside stored trigger bodies.
+/// A SQL text from `sql/` with `{{placeholders}}`, filled in one pass so that values (which
+/// may hold user identifiers) are never scanned for placeholders themselves. Full-line `--`
+/// comments are dropped so they do not end up inside stored trigger bodies.
 pub struct Template {
     text: String,
+    values: Vec<(&'static str, String)>,
 }
 
 impl Template {
@@ -37,25 +39,36 @@ impl Template {
             .filter(|line| !line.trim_start().starts_with("--"))
             .collect::<Vec<_>>()
             .join("\n");
-        Template { text }
+        Template {
+            text,
+            values: Vec::new(),
+        }
     }
 
-    pub fn set(mut self, name: &str, value: &str) -> Self {
-        self.text = self.text.replace(&format!("{{{{{name}}}}}"), value);
+    pub fn set(mut self, name: &'static str, value: &str) -> Self {
+        self.values.push((name, value.to_string()));
         self
     }
 
     /// The finished text; a placeholder left unfilled is a bug in the caller.
     pub fn render(self) -> Result<String> {
-        if let Some(start) = self.text.find("{{") {
-            let rest = &self.text[start..];
-            let end = rest.find("}}").map_or(rest.len(), |e| e + 2);
-            bail!(
-                "internal error: SQL template placeholder {} was not filled",
-                &rest[..end]
-            );
+        let mut out = String::with_capacity(self.text.len());
+        let mut rest = self.text.as_str();
+        while let Some(start) = rest.find("{{") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find("}}") else {
+                bail!("internal error: unclosed SQL template placeholder")
+            };
+            let name = &after[..end];
+            let Some((_, value)) = self.values.iter().find(|(n, _)| *n == name) else {
+                bail!("internal error: SQL template placeholder {{{{{name}}}}} was not filled");
+            };
+            out.push_str(value);
+            rest = &after[end + 2..];
         }
-        Ok(self.text)
+        out.push_str(rest);
+        Ok(out)
     }
 }
 
@@ -74,7 +87,13 @@ mod tests {
     fn template_fills_and_reports_missing() {
         let t = Template::new("-- comment\nSELECT {{a}}, {{b}}").set("a", "1");
         assert!(t.render().unwrap_err().message().contains("{{b}}"));
-        let t = Template::new("SELECT {{a}}").set("a", "x");
-        assert_eq!(t.render().unwrap(), "SELECT x");
+        let t = Template::new("SELECT {{a}}, {{b}}")
+            .set("a", "'{{b}}'")
+            .set("b", "2");
+        assert_eq!(
+            t.render().unwrap(),
+            "SELECT '{{b}}', 2",
+            "values are not scanned again"
+        );
     }
 }

@@ -9,8 +9,8 @@ use crate::sql::{ident, literal, Template};
 /// Version of the templates below; tables tracked with an older one are regenerated on load.
 pub const TRIGGER_VERSION: i64 = 1;
 
-const CLOCK: &str = include_str!("../sql/triggers/v1_clock.sql");
-const NEXT_VERSION: &str = include_str!("../sql/triggers/v1_next_version.sql");
+const NEW_ULID: &str = include_str!("../sql/triggers/v1_new_ulid.sql");
+const NOW_MS: &str = include_str!("../sql/triggers/v1_now_ms.sql");
 const INSERT: &str = include_str!("../sql/triggers/v1_insert.sql");
 const UPDATE: &str = include_str!("../sql/triggers/v1_update.sql");
 const DELETE: &str = include_str!("../sql/triggers/v1_delete.sql");
@@ -96,8 +96,12 @@ pub fn payload_expr(columns: &[String], row: &str) -> Result<String> {
     Ok(expr)
 }
 
-fn next_version(entity: &str) -> Result<String> {
-    Template::new(NEXT_VERSION).set("entity", entity).render()
+fn now_ms() -> Result<String> {
+    Template::new(NOW_MS).render()
+}
+
+fn new_ulid() -> Result<String> {
+    Template::new(NEW_ULID).set("now_ms", &now_ms()?).render()
 }
 
 /// Drops any existing capture triggers of the table and creates current ones.
@@ -115,7 +119,17 @@ pub fn install(conn: &Connection, capture: &Capture) -> Result<Vec<String>> {
             .collect::<Vec<_>>()
             .join(" OR ")
     };
-    let clock = Template::new(CLOCK).render()?;
+    // With nothing synced, updates never capture; the sync key keeps the trigger well-formed.
+    let synced_columns = if capture.columns.is_empty() {
+        ident(capture.sync_key)
+    } else {
+        capture
+            .columns
+            .iter()
+            .map(|c| ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for template in [INSERT, UPDATE, DELETE] {
         let sql = Template::new(template)
             .set("insert_trigger", &ident(&names[0]))
@@ -124,17 +138,11 @@ pub fn install(conn: &Connection, capture: &Capture) -> Result<Vec<String>> {
             .set("table", &ident(capture.table))
             .set("model", &literal(capture.model))
             .set("payload_new", &payload_expr(capture.columns, "NEW")?)
-            .set(
-                "next_version_new",
-                &next_version(&format!("NEW.{sync_key}"))?,
-            )
-            .set(
-                "next_version_old",
-                &next_version(&format!("OLD.{sync_key}"))?,
-            )
             .set("row_match_new", &capture.locator.matches("NEW"))
             .set("changed", &changed)
-            .set("clock", &clock)
+            .set("synced_columns", &synced_columns)
+            .set("new_ulid", &new_ulid()?)
+            .set("now_ms", &now_ms()?)
             .set("sync_key", &sync_key)
             .render()?;
         conn.execute_batch(&sql)?;
@@ -167,16 +175,15 @@ pub fn installed_count(conn: &Connection, table: &str) -> Result<usize> {
 pub fn queue_creates(conn: &Connection, capture: &Capture, filter: &str) -> Result<usize> {
     let sync_key = format!("t.{}", ident(capture.sync_key));
     let sql = format!(
-        "INSERT INTO tether_mutation_logs (mutation_id, entity_id, model, operation, payload, version, timestamp)
-         SELECT clock.prefix || hex(randomblob(8)), {sync_key}, {model}, 'create', {payload}, {version}, clock.ms
-           FROM {table} AS t, {clock}
+        "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+         SELECT {sync_key}, {model}, 'create', {payload}, {now}
+           FROM {table} AS t
           WHERE {sync_key} IS NOT NULL AND ({filter})
           ORDER BY {order}",
         model = literal(capture.model),
         payload = payload_expr(capture.columns, "t")?,
-        version = next_version(&sync_key)?,
+        now = now_ms()?,
         table = ident(capture.table),
-        clock = Template::new(CLOCK).render()?,
         order = capture.locator.order_by("t"),
     );
     Ok(conn.execute(&sql, [])?)

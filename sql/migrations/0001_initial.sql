@@ -2,14 +2,16 @@
 -- Every internal table is described in README.md ("Internal tables").
 
 -- The queue: one row per captured mutation, written by the plain-SQL capture triggers.
+-- Triggers store only what the write knows; identifiers are given when a mutation is first
+-- sent (tether::queue), which keeps capture cheap.
 CREATE TABLE IF NOT EXISTS tether_mutation_logs (
     id               INTEGER PRIMARY KEY,
-    mutation_id      TEXT NOT NULL,
+    mutation_id      TEXT,           -- ULID given when first sent, kept for every retry
     entity_id        TEXT NOT NULL,
     model            TEXT NOT NULL,
     operation        TEXT NOT NULL,
     payload          TEXT NOT NULL DEFAULT '{}',
-    version          INTEGER NOT NULL,
+    version          INTEGER,        -- per-entity counter, given in queue order when first sent
     timestamp        INTEGER NOT NULL,
     sync_status      TEXT NOT NULL DEFAULT 'pending',
     synced_at        TEXT,
@@ -19,18 +21,15 @@ CREATE TABLE IF NOT EXISTS tether_mutation_logs (
     created_at       TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
     updated_at       TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
--- Server answers name mutations by id.
+-- Server answers name mutations by id. Partial: capture writes no entry, sending does.
 CREATE UNIQUE INDEX IF NOT EXISTS tether_mutation_logs_mutation_id
-    ON tether_mutation_logs (mutation_id);
--- Per-entity version lookup in the capture triggers.
-CREATE INDEX IF NOT EXISTS tether_mutation_logs_entity
-    ON tether_mutation_logs (entity_id, version);
+    ON tether_mutation_logs (mutation_id) WHERE mutation_id IS NOT NULL;
 -- Small: only what still needs attention, so status counts and queue scans stay cheap
 -- however many synced mutations are retained.
 CREATE INDEX IF NOT EXISTS tether_mutation_logs_unsynced
     ON tether_mutation_logs (sync_status, id) WHERE sync_status <> 'synced';
 
--- Highest version of entities whose log rows were pruned, so versions keep increasing.
+-- Highest version given to each entity, so versions keep increasing after pruning.
 CREATE TABLE IF NOT EXISTS tether_entity_versions (
     entity_id TEXT PRIMARY KEY,
     version   INTEGER NOT NULL

@@ -3,13 +3,8 @@
 CREATE TRIGGER {{insert_trigger}} AFTER INSERT ON {{table}}
 WHEN NOT EXISTS (SELECT 1 FROM tether_capture_suppressed)
 BEGIN
-    INSERT INTO tether_mutation_logs (mutation_id, entity_id, model, operation, payload, version, timestamp)
-    SELECT clock.prefix || hex(randomblob(8)),
-           coalesce(NEW.{{sync_key}}, clock.prefix || hex(randomblob(8))),
-           {{model}}, 'create', {{payload_new}},
-           CASE WHEN NEW.{{sync_key}} IS NULL THEN 1 ELSE {{next_version_new}} END,
-           clock.ms
-      FROM {{clock}};
+    INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+    VALUES (coalesce(NEW.{{sync_key}}, {{new_ulid}}), {{model}}, 'create', {{payload_new}}, {{now_ms}});
     UPDATE {{table}}
        SET {{sync_key}} = (SELECT entity_id FROM tether_mutation_logs ORDER BY id DESC LIMIT 1)
      WHERE NEW.{{sync_key}} IS NULL AND {{row_match_new}};

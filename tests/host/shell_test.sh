@@ -28,8 +28,13 @@ check "load, track and capture in the shell" "$(printf 'Task\n1')" "$out"
 out=$(sqlite3 app.db "INSERT INTO tasks (title) VALUES ('no extension here'); SELECT count(*) FROM tether_mutation_logs;")
 check "a shell that never loaded tether is captured" "2" "$out"
 
-out=$(sqlite3 app.db "SELECT operation || ':' || version || ':' || length(mutation_id) FROM tether_mutation_logs ORDER BY id DESC LIMIT 1")
-check "captured create has version 1 and a 26-char id" "create:1:26" "$out"
+out=$(sqlite3 app.db <<'SQL'
+SELECT operation || ':' || length(entity_id) || ':'
+       || (abs(timestamp - CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)) < 60000)
+  FROM tether_mutation_logs ORDER BY id DESC LIMIT 1;
+SQL
+)
+check "captured create has a 26-char key and a millisecond timestamp" "create:26:1" "$out"
 
 out=$(TETHER_PUSH_BATCH_SIZE=7 TETHER_AUTH_TOKEN=env-secret sqlite3 app.db ".load ./libtether" "SELECT tether_config('push_batch_size'), tether_config('auth_token');")
 check "environment fallback" "7|***" "$out"

@@ -23,7 +23,7 @@ test('loads, tracks and captures', () => {
   db.transaction(() => { for (let i = 0; i < 10; i++) insert.run(`task ${i}`); })();
   const status = JSON.parse(db.prepare('SELECT tether_status() AS s').get().s);
   assert.equal(status.pending, 10);
-  const ids = db.prepare('SELECT count(DISTINCT mutation_id) AS n FROM tether_mutation_logs').get().n;
+  const ids = db.prepare('SELECT count(DISTINCT entity_id) AS n FROM tether_mutation_logs').get().n;
   assert.equal(ids, 10);
   db.close();
   rmSync(dir, { recursive: true });

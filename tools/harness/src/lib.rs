@@ -84,12 +84,13 @@ pub fn error_of(conn: &Connection, sql: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Mutation {
     pub id: i64,
-    pub mutation_id: String,
+    /// Given when the mutation is first prepared for sending.
+    pub mutation_id: Option<String>,
     pub entity_id: String,
     pub model: String,
     pub operation: String,
     pub payload: Value,
-    pub version: i64,
+    pub version: Option<i64>,
     pub timestamp: i64,
     pub sync_status: String,
 }
@@ -128,4 +129,20 @@ pub fn now_ms() -> i64 {
 
 pub fn is_ulid(s: &str) -> bool {
     tether::identity::is_ulid(s)
+}
+
+/// Gives pending mutations their ids and versions, as preparing a push does (through the
+/// statically linked engine, on its own connection).
+pub fn give_identities(path: &Path) -> usize {
+    let engine = Connection::open(path).expect("open database");
+    tether::register(&engine).expect("register tether");
+    tether::queue::assign_identities(&engine, usize::MAX >> 1).expect("assign identities")
+}
+
+/// The Unix milliseconds encoded in a ULID's first ten characters.
+pub fn ulid_millis(ulid: &str) -> i64 {
+    const CROCKFORD: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    ulid[..10].chars().fold(0i64, |acc, c| {
+        (acc << 5) | CROCKFORD.find(c).expect("Crockford character") as i64
+    })
 }

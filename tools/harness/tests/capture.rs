@@ -23,7 +23,7 @@ fn sync_key(conn: &Connection, id: i64) -> String {
 
 #[test]
 fn insert_update_delete_each_queue_one_correct_mutation() {
-    let (_dir, _path, conn) = tasks_db();
+    let (_dir, path, conn) = tasks_db();
     let before = now_ms();
     conn.execute(
         "INSERT INTO tasks (title, priority) VALUES ('Buy milk', 2)",
@@ -40,12 +40,19 @@ fn insert_update_delete_each_queue_one_correct_mutation() {
     let after = now_ms();
 
     let log = mutations(&conn);
+    assert!(
+        log.iter()
+            .all(|m| m.mutation_id.is_none() && m.version.is_none()),
+        "identities wait for the first send"
+    );
+    assert_eq!(give_identities(&path), 4);
+    let log = mutations(&conn);
     assert_eq!(
         log.iter().map(|m| m.operation.as_str()).collect::<Vec<_>>(),
         ["create", "update", "update", "delete"]
     );
     assert_eq!(
-        log.iter().map(|m| m.version).collect::<Vec<_>>(),
+        log.iter().map(|m| m.version.unwrap()).collect::<Vec<_>>(),
         [1, 2, 3, 4]
     );
     assert_eq!(
@@ -65,7 +72,13 @@ fn insert_update_delete_each_queue_one_correct_mutation() {
         assert_eq!(m.entity_id, key);
         assert_eq!(m.model, "Task");
         assert_eq!(m.sync_status, "pending");
-        assert!(is_ulid(&m.mutation_id), "{}", m.mutation_id);
+        let id = m.mutation_id.as_deref().unwrap();
+        assert!(is_ulid(id), "{id}");
+        assert_eq!(
+            ulid_millis(id),
+            m.timestamp,
+            "the id's time part is the capture time"
+        );
         assert!(
             m.timestamp >= before && m.timestamp <= after,
             "timestamp {} outside {before}..{after}",
@@ -98,25 +111,30 @@ fn writes_from_a_connection_without_the_extension_are_captured() {
         .unwrap();
     plain.execute("UPDATE tasks SET priority = 5", []).unwrap();
     plain.execute("DELETE FROM tasks", []).unwrap();
+    give_identities(&path);
     let log = mutations(&conn);
     assert_eq!(
         log.iter()
-            .map(|m| (m.operation.as_str(), m.version))
+            .map(|m| (m.operation.as_str(), m.version.unwrap()))
             .collect::<Vec<_>>(),
         [("create", 1), ("update", 2), ("delete", 3)]
     );
-    assert!(is_ulid(&log[0].entity_id) && log.iter().all(|m| is_ulid(&m.mutation_id)));
+    assert!(is_ulid(&log[0].entity_id));
+    assert!(log
+        .iter()
+        .all(|m| is_ulid(m.mutation_id.as_deref().unwrap())));
     assert_eq!(log[1].payload["priority"], 5);
 }
 
 #[test]
 fn many_rows_in_one_statement_get_distinct_ids() {
-    let (_dir, _path, conn) = tasks_db();
+    let (_dir, path, conn) = tasks_db();
     conn.execute_batch(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)
          INSERT INTO tasks (title) SELECT 'task ' || i FROM n;",
     )
     .unwrap();
+    give_identities(&path);
     let (rows, keys, muts): (i64, i64, i64) = conn
         .query_row(
             "SELECT (SELECT count(*) FROM tasks), (SELECT count(DISTINCT tether_id) FROM tasks),
@@ -155,7 +173,7 @@ fn rollback_leaves_nothing_and_noop_update_queues_nothing() {
 
 #[test]
 fn an_explicit_sync_key_is_kept_and_versions_continue() {
-    let (_dir, _path, conn) = tasks_db();
+    let (_dir, path, conn) = tasks_db();
     let key = "01JDQ8ZZZZXYWVTSRQPNMKJHGF";
     conn.execute(
         "INSERT INTO tasks (title, tether_id) VALUES ('mine', ?1)",
@@ -168,30 +186,47 @@ fn an_explicit_sync_key_is_kept_and_versions_continue() {
         [key],
     )
     .unwrap();
+    give_identities(&path);
     let log = mutations(&conn);
     assert!(log.iter().all(|m| m.entity_id == key));
-    assert_eq!(log.iter().map(|m| m.version).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        log.iter().map(|m| m.version.unwrap()).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
 }
 
 #[test]
 fn versions_keep_increasing_after_old_log_rows_are_pruned() {
-    let (_dir, _path, conn) = tasks_db();
+    let (_dir, path, conn) = tasks_db();
     conn.execute("INSERT INTO tasks (title) VALUES ('a')", [])
         .unwrap();
     conn.execute("UPDATE tasks SET title = 'b'", []).unwrap();
+    give_identities(&path);
     let key = sync_key(&conn, 1);
-    // What pruning does: remember the entity's highest version, drop its rows.
-    conn.execute_batch(
-        "INSERT INTO tether_entity_versions SELECT entity_id, max(version) FROM tether_mutation_logs GROUP BY entity_id;
-         DELETE FROM tether_mutation_logs;",
-    )
-    .unwrap();
+    conn.execute_batch("DELETE FROM tether_mutation_logs")
+        .unwrap();
     conn.execute("UPDATE tasks SET title = 'c'", []).unwrap();
+    give_identities(&path);
     let log = mutations(&conn);
     assert_eq!(
         (log[0].entity_id.as_str(), log[0].version),
-        (key.as_str(), 3)
+        (key.as_str(), Some(3))
     );
+}
+
+#[test]
+fn identities_once_given_never_change() {
+    let (_dir, path, conn) = tasks_db();
+    conn.execute("INSERT INTO tasks (title) VALUES ('a')", [])
+        .unwrap();
+    give_identities(&path);
+    let first = mutations(&conn);
+    conn.execute("UPDATE tasks SET title = 'b'", []).unwrap();
+    assert_eq!(give_identities(&path), 1, "only the new mutation gets one");
+    let second = mutations(&conn);
+    assert_eq!(first[0].mutation_id, second[0].mutation_id);
+    assert_eq!(first[0].version, second[0].version);
+    assert_eq!(second[1].version, Some(2));
 }
 
 #[test]

@@ -1,8 +1,6 @@
--- One row: ms = now in Unix milliseconds; prefix = the 10-character ULID time part of ms.
--- Appending hex(randomblob(8)) (16 characters, all Crockford base32) makes a 26-character ULID.
--- Evaluated once per trigger firing, so the mutation id and a new sync key share one reading.
-(SELECT ms,
-        substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 45) & 31) + 1, 1) ||
+-- A new 26-character ULID: the 10-character time part of now (Unix milliseconds), then
+-- hex(randomblob(8)) (16 characters, all Crockford base32). Used only to key new rows.
+(SELECT substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 45) & 31) + 1, 1) ||
         substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 40) & 31) + 1, 1) ||
         substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 35) & 31) + 1, 1) ||
         substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 30) & 31) + 1, 1) ||
@@ -11,5 +9,6 @@
         substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 15) & 31) + 1, 1) ||
         substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 10) & 31) + 1, 1) ||
         substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 5) & 31) + 1, 1) ||
-        substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', (ms & 31) + 1, 1) AS prefix
-   FROM (SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) AS ms)) AS clock
+        substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', (ms & 31) + 1, 1) ||
+        hex(randomblob(8))
+   FROM (SELECT {{now_ms}} AS ms))

@@ -1,0 +1,125 @@
+//! `tether-bench capture [ROWS] [ROUNDS]`: capture overhead of INSERT, UPDATE and DELETE on a
+//! tracked table against the same statements on an untracked copy, side by side in one run,
+//! from a writer connection that loaded the extension and from one that did not.
+//!
+//! Set TETHER_EXTENSION to a release build (`cargo build --release` at the repository root)
+//! for meaningful figures; the debug build is used otherwise.
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tether_harness::{load, open_loaded, open_plain};
+
+const SCHEMA: &str =
+    "(id INTEGER PRIMARY KEY, title TEXT NOT NULL, status TEXT, priority INTEGER, due_date TEXT)";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Writer {
+    Loaded,
+    Plain,
+}
+
+/// Times one operation over `rows` rows on `table`, in one transaction with one prepared statement.
+fn time_op(conn: &Connection, table: &str, op: &str, rows: i64) -> Duration {
+    let sql = match op {
+        "insert" => format!("INSERT INTO {table} (title, status, priority, due_date) VALUES (?1, 'open', ?2, '2026-12-01')"),
+        "update" => format!("UPDATE {table} SET title = ?1, priority = ?2 WHERE id = ?3"),
+        _ => format!("DELETE FROM {table} WHERE id = ?1"),
+    };
+    let start = Instant::now();
+    conn.execute_batch("BEGIN").unwrap();
+    {
+        let mut stmt = conn.prepare(&sql).unwrap();
+        for i in 1..=rows {
+            match op {
+                "insert" => stmt.execute((format!("task {i}"), i % 5)).unwrap(),
+                "update" => stmt
+                    .execute((format!("edited {i}"), (i + 1) % 5, i))
+                    .unwrap(),
+                _ => stmt.execute([i]).unwrap(),
+            };
+        }
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    start.elapsed()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn capture(rows: i64, rounds: usize) {
+    println!("capture overhead: {rows} rows per operation, one transaction each, median of {rounds} rounds");
+    println!("baseline: the same statements on an untracked table of the same shape, same connection, same run\n");
+    println!(
+        "{:<8} {:<18} {:>12} {:>12} {:>8}",
+        "writer", "operation", "untracked", "tracked", "ratio"
+    );
+    for writer in [Writer::Loaded, Writer::Plain] {
+        let mut samples: Vec<[(Duration, Duration); 3]> = Vec::new();
+        for round in 0..rounds {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("bench.db");
+            let setup = open_loaded(&path);
+            setup
+                .execute_batch(&format!(
+                    "PRAGMA journal_mode = WAL; CREATE TABLE untracked {SCHEMA}; CREATE TABLE tracked {SCHEMA};
+                     SELECT tether_track('tracked', '{{\"backfill\": false}}');"
+                ))
+                .unwrap();
+            let conn = open_plain(&path);
+            if writer == Writer::Loaded {
+                load(&conn).unwrap();
+            }
+            let mut ops = [(Duration::ZERO, Duration::ZERO); 3];
+            for (i, op) in ["insert", "update", "delete"].into_iter().enumerate() {
+                // Alternate which table goes first, so warm-up favours neither.
+                let (base, tracked) = if round % 2 == 0 {
+                    let b = time_op(&conn, "untracked", op, rows);
+                    (b, time_op(&conn, "tracked", op, rows))
+                } else {
+                    let t = time_op(&conn, "tracked", op, rows);
+                    (time_op(&conn, "untracked", op, rows), t)
+                };
+                ops[i] = (base, tracked);
+            }
+            let captured: i64 = conn
+                .query_row("SELECT count(*) FROM tether_mutation_logs", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(captured, 3 * rows, "every write was captured");
+            samples.push(ops);
+        }
+        let name = if writer == Writer::Loaded {
+            "loaded"
+        } else {
+            "plain"
+        };
+        for (i, op) in ["INSERT", "UPDATE", "DELETE"].into_iter().enumerate() {
+            let base = median(samples.iter().map(|s| s[i].0).collect());
+            let tracked = median(samples.iter().map(|s| s[i].1).collect());
+            println!(
+                "{name:<8} {op:<18} {:>10.1}ms {:>10.1}ms {:>7.2}x",
+                base.as_secs_f64() * 1e3,
+                tracked.as_secs_f64() * 1e3,
+                tracked.as_secs_f64() / base.as_secs_f64()
+            );
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("capture") => {
+            let rows = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+            let rounds = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
+            capture(rows, rounds);
+        }
+        _ => {
+            eprintln!("usage: tether-bench capture [ROWS=100000] [ROUNDS=3]");
+            std::process::exit(2);
+        }
+    }
+}
