@@ -35,7 +35,9 @@ step "Python sqlite3 (Debian /usr/bin/python3)"
 
 step "Node better-sqlite3"
 if [ ! -d tests/host/node/node_modules/better-sqlite3/build ]; then
-  (cd tests/host/node && npm ci --no-audit --no-fund --foreground-scripts >/dev/null)
+  npm_log=$(mktemp)
+  (cd tests/host/node && npm ci --no-audit --no-fund --foreground-scripts >"$npm_log" 2>&1) \
+    || { cat "$npm_log"; exit 1; }
 fi
 (cd tests/host/node && node --test test.mjs)
 

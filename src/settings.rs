@@ -172,11 +172,15 @@ fn normalize(key: &Key, raw: &str) -> Result<String> {
                 .or_else(|| value.strip_prefix("http://"))
                 .ok_or_else(|| {
                     Error::new(format!(
-                        "{name} must be an http:// or https:// URL, got {value:?}"
+                        "{name} must be an http:// or https:// URL, got {:?}",
+                        shown_in_error(value)
                     ))
                 })?;
             if rest.is_empty() || rest.starts_with('/') || value.chars().any(char::is_whitespace) {
-                bail!("{name} must be an http:// or https:// URL with a host, got {value:?}");
+                bail!(
+                    "{name} must be an http:// or https:// URL with a host, got {:?}",
+                    shown_in_error(value)
+                );
             }
             Ok(value.to_string())
         }
@@ -195,11 +199,11 @@ fn normalize(key: &Key, raw: &str) -> Result<String> {
         Shape::Headers => {
             let parsed: Json = serde_json::from_str(value).map_err(|_| {
                 Error::new(format!(
-                    "{name} must be a JSON object of header names to text values, got {value:?}"
+                    "{name} must be a JSON object of header names to text values"
                 ))
             })?;
             let Json::Object(map) = parsed else {
-                bail!("{name} must be a JSON object of header names to text values, got {value:?}");
+                bail!("{name} must be a JSON object of header names to text values");
             };
             for (header, v) in &map {
                 let token_ok = !header.is_empty()
@@ -237,6 +241,14 @@ fn normalize(key: &Key, raw: &str) -> Result<String> {
             "0" | "false" | "off" | "no" => Ok("false".into()),
             _ => bail!("{name} must be true or false, got {value:?}"),
         },
+    }
+}
+
+/// A URL as it may appear in an error: anything that could hold credentials is hidden.
+fn shown_in_error(url: &str) -> String {
+    match url.rfind('@') {
+        Some(at) => format!("{REDACTED}@{}", &url[at + 1..]),
+        None => url.to_string(),
     }
 }
 

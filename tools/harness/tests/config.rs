@@ -126,6 +126,22 @@ fn the_token_never_shows_and_can_live_in_one_connection() {
 }
 
 #[test]
+fn rejected_values_do_not_echo_secrets() {
+    let (_dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    for call in [
+        "tether_config('server_url', 'user:hunter2@api.example.com')",
+        "tether_config('push_url', 'ftp://user:hunter2@api.example.com')",
+        "tether_config('headers', '{\"Authorization\": \"Bearer hunter2\"')",
+        "tether_config('headers', '[\"hunter2\"]')",
+        "tether_config('auth_token', 'hunter2' || char(1))",
+    ] {
+        let err = error_of(&conn, &format!("SELECT {call}"));
+        assert!(!err.contains("hunter2"), "{call} leaked: {err}");
+    }
+}
+
+#[test]
 fn scope_must_be_known() {
     let (_dir, path) = temp_db();
     let conn = open_loaded(&path);
