@@ -109,6 +109,99 @@ fn capture(rows: i64, rounds: usize) {
     }
 }
 
+/// `tether-bench server [ROWS]`: how fast the reference server takes pushes and serves pulls,
+/// so client benchmarks know it is not their bottleneck.
+fn server(rows: usize) {
+    use std::io::{BufRead, BufReader};
+    let binary = std::env::current_exe()
+        .unwrap()
+        .with_file_name("tether-server");
+    let mut child = std::process::Command::new(&binary)
+        .args(["--listen", "127.0.0.1:0", "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "start {}: {e} (build it: cargo build --release -p tether-server)",
+                binary.display()
+            )
+        });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    println!("tether-server throughput, {rows} rows, client and server on this machine (loopback HTTP)\n");
+    println!("{:<34} {:>10} {:>14}", "operation", "time", "rate");
+    let mut n = 0u64;
+    for batch in [100usize, 1000] {
+        let start = Instant::now();
+        for chunk in (0..rows).collect::<Vec<_>>().chunks(batch) {
+            let mutations: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|_| {
+                    n += 1;
+                    serde_json::json!({"mutation_id": format!("M{batch}-{n:020}"), "entity_id": format!("E{batch}-{n:020}"),
+                        "model": "Task", "operation": "create", "payload": {"title": format!("task {n}"), "status": "open", "priority": 2},
+                        "version": 1, "timestamp": 1_764_072_000_000i64})
+                })
+                .collect();
+            let body =
+                serde_json::json!({"client_id": "bench", "mutations": mutations}).to_string();
+            let text = agent
+                .post(&format!("{url}/tether/push"))
+                .send(&body)
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap();
+            assert!(text.starts_with("{\"applied\""), "{text}");
+        }
+        let took = start.elapsed();
+        println!(
+            "{:<34} {:>8.0}ms {:>9.0} mut/s",
+            format!("push, batches of {batch}"),
+            took.as_secs_f64() * 1e3,
+            rows as f64 / took.as_secs_f64()
+        );
+    }
+    let start = Instant::now();
+    let (mut cursor, mut pulled) = (serde_json::Value::Null, 0usize);
+    loop {
+        let body =
+            serde_json::json!({"client_id": "bench", "last_sync_cursor": cursor, "limit": 1000})
+                .to_string();
+        let text = agent
+            .post(&format!("{url}/tether/pull"))
+            .send(&body)
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let page: serde_json::Value = serde_json::from_str(&text).unwrap();
+        pulled += page["snapshots"].as_array().unwrap().len();
+        cursor = page["new_sync_cursor"].clone();
+        if page["has_more"] != true {
+            break;
+        }
+    }
+    let took = start.elapsed();
+    assert_eq!(pulled, 2 * rows, "every pushed row is pulled once");
+    println!(
+        "{:<34} {:>8.0}ms {:>9.0} rows/s",
+        "pull, pages of 1000",
+        took.as_secs_f64() * 1e3,
+        pulled as f64 / took.as_secs_f64()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -117,8 +210,9 @@ fn main() {
             let rounds = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
             capture(rows, rounds);
         }
+        Some("server") => server(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(50_000)),
         _ => {
-            eprintln!("usage: tether-bench capture [ROWS=100000] [ROUNDS=3]");
+            eprintln!("usage: tether-bench capture [ROWS=100000] [ROUNDS=3] | server [ROWS=50000]");
             std::process::exit(2);
         }
     }
