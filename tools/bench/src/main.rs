@@ -109,32 +109,32 @@ fn capture(rows: i64, rounds: usize) {
     }
 }
 
+fn post(agent: &ureq::Agent, url: &str, body: &str) -> String {
+    agent
+        .post(url)
+        .send(body)
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
+fn rate_line(what: &str, took: Duration, count: usize, unit: &str) {
+    let rate = count as f64 / took.as_secs_f64();
+    println!(
+        "{what:<34} {:>8.0}ms {rate:>9.0} {unit}",
+        took.as_secs_f64() * 1e3
+    );
+}
+
 /// `tether-bench server [ROWS]`: how fast the reference server takes pushes and serves pulls,
 /// so client benchmarks know it is not their bottleneck.
 fn server(rows: usize) {
-    use std::io::{BufRead, BufReader};
     let binary = std::env::current_exe()
         .unwrap()
         .with_file_name("tether-server");
-    let mut child = std::process::Command::new(&binary)
-        .args(["--listen", "127.0.0.1:0", "--quiet"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "start {}: {e} (build it: cargo build --release -p tether-server)",
-                binary.display()
-            )
-        });
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    let (mut child, url) =
+        tether_harness::start_server(&binary, &["--listen", "127.0.0.1:0", "--quiet"]);
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
     println!("tether-server throughput, {rows} rows, client and server on this machine (loopback HTTP)\n");
     println!("{:<34} {:>10} {:>14}", "operation", "time", "rate");
@@ -153,22 +153,11 @@ fn server(rows: usize) {
                 .collect();
             let body =
                 serde_json::json!({"client_id": "bench", "mutations": mutations}).to_string();
-            let text = agent
-                .post(&format!("{url}/tether/push"))
-                .send(&body)
-                .unwrap()
-                .body_mut()
-                .read_to_string()
-                .unwrap();
+            let text = post(&agent, &format!("{url}/tether/push"), &body);
             assert!(text.starts_with("{\"applied\""), "{text}");
         }
         let took = start.elapsed();
-        println!(
-            "{:<34} {:>8.0}ms {:>9.0} mut/s",
-            format!("push, batches of {batch}"),
-            took.as_secs_f64() * 1e3,
-            rows as f64 / took.as_secs_f64()
-        );
+        rate_line(&format!("push, batches of {batch}"), took, rows, "mut/s");
     }
     let start = Instant::now();
     let (mut cursor, mut pulled) = (serde_json::Value::Null, 0usize);
@@ -176,13 +165,7 @@ fn server(rows: usize) {
         let body =
             serde_json::json!({"client_id": "bench", "last_sync_cursor": cursor, "limit": 1000})
                 .to_string();
-        let text = agent
-            .post(&format!("{url}/tether/pull"))
-            .send(&body)
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
+        let text = post(&agent, &format!("{url}/tether/pull"), &body);
         let page: serde_json::Value = serde_json::from_str(&text).unwrap();
         pulled += page["snapshots"].as_array().unwrap().len();
         cursor = page["new_sync_cursor"].clone();
@@ -192,12 +175,7 @@ fn server(rows: usize) {
     }
     let took = start.elapsed();
     assert_eq!(pulled, 2 * rows, "every pushed row is pulled once");
-    println!(
-        "{:<34} {:>8.0}ms {:>9.0} rows/s",
-        "pull, pages of 1000",
-        took.as_secs_f64() * 1e3,
-        pulled as f64 / took.as_secs_f64()
-    );
+    rate_line("pull, pages of 1000", took, pulled, "rows/s");
     let _ = child.kill();
     let _ = child.wait();
 }

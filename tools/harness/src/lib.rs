@@ -146,3 +146,24 @@ pub fn ulid_millis(ulid: &str) -> i64 {
         (acc << 5) | CROCKFORD.find(c).expect("Crockford character") as i64
     })
 }
+
+/// Starts a server binary that prints its URL in its first stdout line (tether-server does);
+/// returns the child and the URL.
+pub fn start_server(binary: &Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("read the first line");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    (child, url)
+}

@@ -16,14 +16,33 @@ impl PushOutcome {
     pub fn to_json(&self) -> Value {
         json!({"applied": self.applied, "rejected": self.rejected, "conflicts": self.conflicts})
     }
+
+    fn add(&mut self, id: &str, outcome: Outcome) {
+        match outcome {
+            Outcome::Applied => self.applied.push(json!(id)),
+            Outcome::Rejected(reason, data) => self
+                .rejected
+                .push(json!({"mutation_id": id, "reason": reason, "data": data})),
+            Outcome::Conflict(data) => self
+                .conflicts
+                .push(json!({"mutation_id": id, "reason": "conflict", "data": data})),
+        }
+    }
 }
 
-fn reject(out: &mut PushOutcome, id: &str, reason: &str, data: Value) {
-    out.rejected
-        .push(json!({"mutation_id": id, "reason": reason, "data": data}));
+/// What happened to one mutation.
+enum Outcome {
+    Applied,
+    Rejected(&'static str, Value),
+    Conflict(Value),
 }
 
-/// Applies `mutations` (already checked to be objects with a string `mutation_id`).
+fn error(message: String) -> Outcome {
+    Outcome::Rejected("error", json!({ "message": message }))
+}
+
+/// Applies `mutations` (already checked to be objects with a string `mutation_id`), in one
+/// transaction with a savepoint per mutation.
 pub fn push(
     store: &mut Store,
     client: &str,
@@ -33,25 +52,21 @@ pub fn push(
     let mut out = PushOutcome::default();
     store.conn.execute_batch("BEGIN IMMEDIATE")?;
     for mutation in mutations {
-        let id = mutation["mutation_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let id = mutation["mutation_id"].as_str().unwrap_or_default();
         store.conn.execute_batch("SAVEPOINT mutation")?;
-        match apply_one(store, client, &id, mutation, strict_duplicates, &mut out) {
-            Ok(()) => store.conn.execute_batch("RELEASE mutation")?,
-            Err(error) => {
+        let outcome = match apply_one(store, client, id, mutation, strict_duplicates) {
+            Ok(outcome) => {
+                store.conn.execute_batch("RELEASE mutation")?;
+                outcome
+            }
+            Err(e) => {
                 store
                     .conn
                     .execute_batch("ROLLBACK TO mutation; RELEASE mutation")?;
-                reject(
-                    &mut out,
-                    &id,
-                    "error",
-                    json!({"message": format!("could not apply: {error}")}),
-                );
+                error(format!("could not apply: {e}"))
             }
-        }
+        };
+        out.add(id, outcome);
     }
     store.conn.execute_batch("COMMIT")?;
     Ok(out)
@@ -63,105 +78,73 @@ fn apply_one(
     id: &str,
     m: &Value,
     strict_duplicates: bool,
-    out: &mut PushOutcome,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Outcome> {
     if store.is_applied(id)? {
-        if strict_duplicates {
-            reject(out, id, "duplicate", json!([]));
+        return Ok(if strict_duplicates {
+            Outcome::Rejected("duplicate", json!([]))
         } else {
-            out.applied.push(json!(id));
-        }
-        return Ok(());
+            Outcome::Applied
+        });
     }
     let model_name = m["model"].as_str().unwrap_or_default();
     let Some(index) = store.model_index(model_name) else {
-        reject(
-            out,
-            id,
-            "error",
-            json!({"message": format!("Unknown model [{model_name}].")}),
-        );
-        return Ok(());
+        return Ok(error(format!("Unknown model [{model_name}].")));
     };
     let model = store.models[index].clone();
     let Some(entity) = m["entity_id"].as_str().filter(|e| !e.is_empty()) else {
-        reject(
-            out,
-            id,
-            "error",
-            json!({"message": "entity_id must be a non-empty string."}),
-        );
-        return Ok(());
+        return Ok(error("entity_id must be a non-empty string.".into()));
     };
-    let operation = m["operation"].as_str().unwrap_or_default();
     let Some(timestamp_ms) = m["timestamp"].as_i64() else {
-        reject(
-            out,
-            id,
-            "error",
-            json!({"message": "timestamp must be an integer of milliseconds."}),
-        );
-        return Ok(());
+        return Ok(error(
+            "timestamp must be an integer of milliseconds.".into(),
+        ));
     };
     // PHP encodes an empty payload as []; anything else that is not an object is empty too.
     let payload: Map<String, Value> = m["payload"].as_object().cloned().unwrap_or_default();
+    let invalid =
+        |messages| Outcome::Rejected("validation_failed", json!({ "messages": messages }));
     let existing = store.find(&model, entity)?;
-    let visible =
-        existing.filter(|row| model.scope.is_none() || row.owner.as_deref() == Some(client));
-    match operation {
+    let owned = |owner: Option<&str>| model.scope.is_none() || owner == Some(client);
+    match m["operation"].as_str().unwrap_or_default() {
         "create" => {
-            if let (Some(row), Some(_)) = (store.find(&model, entity)?, &model.scope) {
-                if row.owner.as_deref() != Some(client) {
-                    let messages = json!({"entity_id": ["The entity id has already been taken."]});
-                    reject(out, id, "validation_failed", json!({"messages": messages}));
-                    return Ok(());
-                }
+            if existing
+                .as_ref()
+                .is_some_and(|row| !owned(row.owner.as_deref()))
+            {
+                return Ok(invalid(
+                    json!({"entity_id": ["The entity id has already been taken."]}),
+                ));
             }
             if let Err(messages) = validate(&model, &payload) {
-                reject(out, id, "validation_failed", json!({"messages": messages}));
-                return Ok(());
+                return Ok(invalid(Value::Object(messages)));
             }
             store.upsert(&model, entity, &payload, Some(client))?;
         }
-        "update" | "delete" => {
-            let Some(row) = visible.filter(|row| row.deleted_us.is_none()) else {
-                reject(
-                    out,
-                    id,
+        operation @ ("update" | "delete") => {
+            let live =
+                existing.filter(|row| owned(row.owner.as_deref()) && row.deleted_us.is_none());
+            let Some(row) = live else {
+                return Ok(Outcome::Rejected(
                     "not_found",
                     json!({"model": model.name, "entity_id": entity}),
-                );
-                return Ok(());
+                ));
             };
             if timestamp_ms.saturating_mul(1000) < row.updated_us {
-                out.conflicts.push(json!({
-                    "mutation_id": id,
-                    "reason": "conflict",
-                    "data": {"server_state": Store::payload(&model, &row), "server_updated_at": iso_time(row.updated_us)},
-                }));
-                return Ok(());
+                return Ok(Outcome::Conflict(json!({
+                    "server_state": Store::payload(&model, &row),
+                    "server_updated_at": iso_time(row.updated_us),
+                })));
             }
-            if operation == "update" {
-                if let Err(messages) = validate(&model, &payload) {
-                    reject(out, id, "validation_failed", json!({"messages": messages}));
-                    return Ok(());
-                }
-                store.upsert(&model, entity, &payload, Some(client))?;
-            } else {
+            if operation == "delete" {
                 store.delete(&model, &row)?;
+            } else if let Err(messages) = validate(&model, &payload) {
+                return Ok(invalid(Value::Object(messages)));
+            } else {
+                store.upsert(&model, entity, &payload, Some(client))?;
             }
         }
-        other => {
-            reject(
-                out,
-                id,
-                "error",
-                json!({"message": format!("Unknown operation [{other}].")}),
-            );
-            return Ok(());
-        }
+        other => return Ok(error(format!("Unknown operation [{other}]."))),
     }
     store.record_applied(id, client, &model.name, entity)?;
-    out.applied.push(json!(id));
-    Ok(())
+    Ok(Outcome::Applied)
 }

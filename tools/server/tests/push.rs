@@ -97,17 +97,7 @@ fn strict_mode_rejects_duplicates() {
 #[test]
 fn creates_are_idempotent_by_sync_key() {
     let server = TestServer::start(&[]);
-    let entity = id();
-    server.push(
-        "c1",
-        json!([mutation(
-            "create",
-            "Task",
-            &entity,
-            json!({"title": "a"}),
-            now_ms()
-        )]),
-    );
+    let entity = create_task(&server, "c1", "a");
     let again = server.push(
         "c1",
         json!([mutation(
@@ -127,17 +117,7 @@ fn creates_are_idempotent_by_sync_key() {
 #[test]
 fn an_older_update_or_delete_conflicts_and_a_newer_one_applies() {
     let server = TestServer::start(&[]);
-    let entity = id();
-    server.push(
-        "c1",
-        json!([mutation(
-            "create",
-            "Task",
-            &entity,
-            json!({"title": "server"}),
-            now_ms()
-        )]),
-    );
+    let entity = create_task(&server, "c1", "server");
     let stale = mutation(
         "update",
         "Task",

@@ -1,7 +1,6 @@
 //! Starts the real tether-server binary on 127.0.0.1 (ephemeral port) and talks HTTP to it.
 #![allow(dead_code)]
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use serde_json::{json, Value};
 
@@ -13,22 +12,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(args: &[&str]) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether-server"))
-            .args(["--listen", "127.0.0.1:0", "--test-controls", "--quiet"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tether-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string();
+        let mut all = vec!["--listen", "127.0.0.1:0", "--test-controls", "--quiet"];
+        all.extend_from_slice(args);
+        let (child, url) = tether_harness::start_server(
+            std::path::Path::new(env!("CARGO_BIN_EXE_tether-server")),
+            &all,
+        );
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -140,4 +129,25 @@ pub fn fixture(name: &str) -> Value {
         .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} does not parse: {e}"))
+}
+
+/// Creates one Task through a push and returns its sync key.
+pub fn create_task(server: &TestServer, client: &str, title: &str) -> String {
+    let entity = id();
+    let answer = server.push(
+        client,
+        json!([mutation(
+            "create",
+            "Task",
+            &entity,
+            json!({ "title": title }),
+            now_ms()
+        )]),
+    );
+    assert_eq!(
+        answer["applied"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+    entity
 }
