@@ -8,6 +8,8 @@
 //! - [`triggers`] — plain-SQL capture triggers (`sql/triggers`).
 //! - [`queue`] — the mutation queue; identities given when first sent.
 //! - [`capture`] — applying server state without capturing it.
+//! - [`engine`] — the sync engine, sans IO: next request, apply answer.
+//! - [`sync`] — `tether_sync/push/pull` over the HTTP transport, and the sans-IO functions.
 //! - [`status`] — `tether_status`.
 //! - [`sql`] — the one place identifiers and literals are quoted.
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use rusqlite::Connection;
 
 pub mod capture;
 pub mod db;
+pub mod engine;
 pub mod error;
 mod functions;
 pub mod identity;
@@ -25,7 +28,9 @@ pub mod schema;
 pub mod settings;
 pub mod sql;
 pub mod status;
+pub mod sync;
 pub mod tracking;
+mod transport;
 pub mod triggers;
 
 #[cfg(feature = "loadable")]
@@ -36,7 +41,14 @@ pub use error::{Error, Result};
 /// Every SQL function tether registers, with its argument counts: the promised surface.
 pub const SQL_FUNCTIONS: &[(&str, &[i32])] = &[
     ("tether_config", &[0, 1, 2, 3]),
+    ("tether_pull", &[0]),
+    ("tether_pull_request", &[0]),
+    ("tether_pull_response", &[1]),
+    ("tether_push", &[0]),
+    ("tether_push_request", &[0]),
+    ("tether_push_response", &[1]),
     ("tether_status", &[0]),
+    ("tether_sync", &[0]),
     ("tether_track", &[1, 2]),
     ("tether_ulid", &[0]),
     ("tether_untrack", &[1]),
@@ -55,6 +67,11 @@ pub fn register(conn: &Connection) -> Result<()> {
     settings::register(conn, session.clone())?;
     tracking::register(conn, session.clone())?;
     status::register(conn, session.clone())?;
+    sync::register(
+        conn,
+        session.clone(),
+        Arc::new(sync::EngineState::default()),
+    )?;
     tracking::refresh_outdated_triggers(conn, &settings::Settings::load(conn, &session)?)?;
     Ok(())
 }

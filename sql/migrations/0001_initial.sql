@@ -68,3 +68,11 @@ CREATE TABLE IF NOT EXISTS tether_tracked_tables (
 CREATE TABLE IF NOT EXISTS tether_capture_suppressed (
     reason TEXT NOT NULL
 );
+
+-- The sync lock: a lease shared by every connection and process. A cycle holds it while it
+-- runs, renews it between requests, and a holder that died loses it when it expires.
+CREATE TABLE IF NOT EXISTS tether_locks (
+    name       TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL     -- Unix milliseconds
+);

@@ -27,7 +27,14 @@ fn registers_exactly_the_promised_functions() {
         ("tether_config", 1),
         ("tether_config", 2),
         ("tether_config", 3),
+        ("tether_pull", 0),
+        ("tether_pull_request", 0),
+        ("tether_pull_response", 1),
+        ("tether_push", 0),
+        ("tether_push_request", 0),
+        ("tether_push_response", 1),
         ("tether_status", 0),
+        ("tether_sync", 0),
         ("tether_track", 1),
         ("tether_track", 2),
         ("tether_ulid", 0),
@@ -62,6 +69,12 @@ fn writing_functions_are_direct_only() {
         "tether_track('t')",
         "tether_config('debug_level', 1)",
         "tether_untrack('t')",
+        "tether_sync()",
+        "tether_push()",
+        "tether_pull()",
+        "tether_push_request()",
+        "tether_push_response('{}')",
+        "tether_pull_response('{}')",
     ] {
         let err = conn
             .execute_batch(&format!(

@@ -1,0 +1,95 @@
+//! The sync engine, sans IO: it produces the next request body and consumes an answer; it never
+//! touches the network. `sync.rs` drives it over the HTTP transport; hosts with their own HTTP
+//! stack drive it through `tether_push_request/response` and `tether_pull_request/response`.
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use crate::db::write_txn;
+use crate::error::Result;
+
+pub mod apply;
+pub mod lock;
+pub mod pull;
+pub mod push;
+
+/// What applying push answers did.
+#[derive(Default, Debug)]
+pub struct PushOutcome {
+    pub pushed: usize,
+    pub failed: usize,
+    pub conflicts: usize,
+    pub rejections: Vec<Value>,
+}
+
+impl PushOutcome {
+    pub fn add(&mut self, other: PushOutcome) {
+        self.pushed += other.pushed;
+        self.failed += other.failed;
+        self.conflicts += other.conflicts;
+        self.rejections.extend(other.rejections);
+    }
+}
+
+/// What applying one pull page did.
+#[derive(Default, Debug)]
+pub struct PullPage {
+    pub pulled: usize,
+    pub pull_errors: usize,
+    /// Snapshots not applied because the row still has unsent local changes.
+    pub kept_local: usize,
+    pub has_more: bool,
+    pub cursor: Option<i64>,
+}
+
+/// The result JSON of `tether_sync`, `tether_push` and `tether_pull`.
+pub fn result_json(push: &PushOutcome, pulled: usize, pull_errors: usize, skipped: bool) -> Value {
+    json!({
+        "pushed": push.pushed,
+        "pulled": pulled,
+        "conflicts": push.conflicts,
+        "failed": push.failed,
+        "rejections": push.rejections,
+        "pull_errors": pull_errors,
+        "skipped": skipped,
+    })
+}
+
+/// At most 200 characters of a body, for error messages.
+pub fn excerpt(text: &str) -> String {
+    let trimmed = text.trim();
+    match trimmed.char_indices().nth(200) {
+        Some((cut, _)) => format!("{:?}…", &trimmed[..cut]),
+        None => format!("{trimmed:?}"),
+    }
+}
+
+/// Now as ISO 8601 with offset, like Laravel's `toIso8601String()`.
+pub fn now_iso(conn: &Connection) -> Result<String> {
+    Ok(conn.query_row(
+        "SELECT strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Deletes synced mutations synced more than `retention_days` ago (0: every synced one), in
+/// short transactions. Versions survive in `tether_entity_versions`.
+pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
+    let age = format!("-{retention_days} days");
+    let mut total = 0;
+    loop {
+        let deleted = write_txn(conn, |conn| {
+            Ok(conn.execute(
+                "DELETE FROM tether_mutation_logs WHERE id IN (
+                     SELECT id FROM tether_mutation_logs
+                      WHERE sync_status = 'synced' AND synced_at <= datetime('now', ?1)
+                      ORDER BY id LIMIT 5000)",
+                [&age],
+            )?)
+        })?;
+        total += deleted;
+        if deleted == 0 {
+            return Ok(total);
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Pull, sans IO: [`request_body`] says where this client stands, [`apply_page`] applies one
+//! page of server snapshots and its cursor in one transaction.
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::{json, Value};
+
+use crate::bail;
+use crate::capture::without_capture;
+use crate::engine::{apply, excerpt, PullPage};
+use crate::error::{Error, Result};
+use crate::tracking::tracked_tables;
+
+pub fn stored_cursor(conn: &Connection) -> Result<Option<i64>> {
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT value FROM tether_sync_state WHERE key = 'last_sync_cursor'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    Ok(text.and_then(|t| t.parse().ok()))
+}
+
+/// `{"client_id", "last_sync_cursor", ["limit"]}`: the cursor always present (null at first).
+pub fn request_body(conn: &Connection, client_id: &str, page_size: Option<u64>) -> Result<String> {
+    let mut body = json!({"client_id": client_id, "last_sync_cursor": stored_cursor(conn)?});
+    if let Some(limit) = page_size {
+        body["limit"] = json!(limit);
+    }
+    Ok(body.to_string())
+}
+
+fn set_state(conn: &Connection, key: &str, value: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO tether_sync_state (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = CURRENT_TIMESTAMP",
+        (key, value),
+    )?;
+    Ok(())
+}
+
+/// Applies one page. Snapshots that cannot apply (unknown model, constraint failure) are
+/// counted in `pull_errors` and the rest of the page applies; rows that still have unsent local
+/// changes are left alone (their push settles them). Refuses, changing nothing, a page that says
+/// `has_more` without moving the cursor forward.
+pub fn apply_page(conn: &Connection, body: &str) -> Result<PullPage> {
+    let page: Value = serde_json::from_str(body)
+        .map_err(|_| Error::new(format!("pull answer is not JSON: {}", excerpt(body))))?;
+    let Value::Object(page) = page else {
+        bail!("pull answer is not a JSON object: {}", excerpt(body));
+    };
+    let snapshots: &[Value] = match page.get("snapshots") {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(items)) => items,
+        Some(_) => bail!(
+            "pull answer: \"snapshots\" must be a list: {}",
+            excerpt(body)
+        ),
+    };
+    let new_cursor = match page.get("new_sync_cursor") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            Error::new(format!(
+                "pull answer: \"new_sync_cursor\" must be an integer, got {}",
+                excerpt(&v.to_string())
+            ))
+        })?),
+    };
+    let has_more = match page.get("has_more") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => bail!("pull answer: \"has_more\" must be true or false, got {other}"),
+    };
+    let old_cursor = stored_cursor(conn)?;
+    if has_more
+        && !matches!((old_cursor, new_cursor), (_, Some(new)) if old_cursor.is_none_or(|old| new > old))
+    {
+        bail!(
+            "the server says has_more but the cursor did not advance ({} -> {}); stopping instead of asking for the same page forever",
+            old_cursor.map_or("null".into(), |c| c.to_string()),
+            new_cursor.map_or("null".into(), |c| c.to_string())
+        );
+    }
+    let tables = tracked_tables(conn)?;
+    without_capture(conn, |conn| {
+        let pending: HashSet<String> = conn
+            .prepare(
+                "SELECT DISTINCT entity_id FROM tether_mutation_logs WHERE sync_status = 'pending'",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut out = PullPage {
+            has_more,
+            cursor: new_cursor.or(old_cursor),
+            ..PullPage::default()
+        };
+        for snapshot in snapshots {
+            let entity = snapshot.get("entity_id").and_then(Value::as_str);
+            let table = snapshot
+                .get("model")
+                .and_then(Value::as_str)
+                .and_then(|model| tables.iter().find(|t| t.model == model));
+            let payload = snapshot.get("payload").and_then(apply::payload_object);
+            let (Some(entity), Some(table), Some(payload)) = (entity, table, payload) else {
+                out.pull_errors += 1;
+                continue;
+            };
+            if pending.contains(entity) {
+                out.kept_local += 1;
+                continue;
+            }
+            conn.execute_batch("SAVEPOINT tether_snapshot")?;
+            let applied = if snapshot.get("operation").and_then(Value::as_str) == Some("delete") {
+                apply::delete(conn, table, entity)
+            } else {
+                apply::upsert(conn, table, entity, &payload)
+            };
+            match applied {
+                Ok(()) => {
+                    conn.execute_batch("RELEASE tether_snapshot")?;
+                    out.pulled += 1;
+                }
+                Err(_) => {
+                    conn.execute_batch("ROLLBACK TO tether_snapshot; RELEASE tether_snapshot")?;
+                    out.pull_errors += 1;
+                }
+            }
+        }
+        if let Some(cursor) = new_cursor {
+            set_state(conn, "last_sync_cursor", &cursor.to_string())?;
+        }
+        set_state(conn, "last_sync_at", &crate::engine::now_iso(conn)?)?;
+        Ok(out)
+    })
+}

@@ -1,0 +1,218 @@
+//! Syncing: `tether_push`, `tether_pull`, `tether_sync` drive the sans-IO engine over HTTP;
+//! `tether_push_request/response` and `tether_pull_request/response` hand the same engine to hosts
+//! with their own HTTP stack. No write transaction is open while a request is in flight.
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rusqlite::functions::Context;
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use crate::bail;
+use crate::engine::lock::Lease;
+use crate::engine::{prune, pull, push, result_json, PushOutcome};
+use crate::error::{Error, Result};
+use crate::functions::{self, connection, text_arg, Kind};
+use crate::settings::{ConnectionSettings, Settings};
+use crate::transport::Http;
+
+/// Per-connection engine state for hosts driving the HTTP themselves.
+#[derive(Default)]
+pub struct EngineState {
+    /// Log id reached by the push in progress; `None` between pushes. Within one push a mutation
+    /// the server left unanswered is not sent again.
+    push_position: Mutex<Option<i64>>,
+}
+
+/// What a foreground cycle does.
+#[derive(Clone, Copy, PartialEq)]
+enum Cycle {
+    Push,
+    Pull,
+    Sync,
+}
+
+fn url<'a>(settings: &'a Settings, key: &str) -> Result<&'a str> {
+    settings.get(key).ok_or_else(|| {
+        Error::new(format!(
+            "{key} is not set: SELECT tether_config('server_url', 'https://your-server.example') first"
+        ))
+    })
+}
+
+fn client_id(settings: &Settings) -> Result<&str> {
+    settings
+        .get("client_id")
+        .ok_or_else(|| Error::new("no client id: the internal tables are missing"))
+}
+
+fn push_all(
+    conn: &Connection,
+    settings: &Settings,
+    http: &Http,
+    lease: Option<&Lease>,
+) -> Result<PushOutcome> {
+    push::requeue_retryable(conn, settings.number("max_retry_attempts"))?;
+    let (url, client) = (url(settings, "push_url")?, client_id(settings)?);
+    let mut outcome = PushOutcome::default();
+    let mut position = 0;
+    loop {
+        if let Some(lease) = lease {
+            lease.renew(conn)?;
+        }
+        let Some(batch) =
+            push::next_batch(conn, client, position, settings.number("push_batch_size"))?
+        else {
+            return Ok(outcome);
+        };
+        let answer = http.post(url, &batch.body)?;
+        outcome.add(push::apply_answer(conn, &answer)?);
+        position = batch.last_id;
+    }
+}
+
+fn pull_all(
+    conn: &Connection,
+    settings: &Settings,
+    http: &Http,
+    lease: Option<&Lease>,
+) -> Result<(usize, usize)> {
+    let (url, client) = (url(settings, "pull_url")?, client_id(settings)?);
+    let page_size = settings.get("pull_page_size").and_then(|v| v.parse().ok());
+    let (mut pulled, mut errors) = (0, 0);
+    loop {
+        if let Some(lease) = lease {
+            lease.renew(conn)?;
+        }
+        let body = pull::request_body(conn, client, page_size)?;
+        let answer = http.post(url, &body)?;
+        let page = pull::apply_page(conn, &answer)?;
+        pulled += page.pulled;
+        errors += page.pull_errors;
+        if !page.has_more {
+            return Ok((pulled, errors));
+        }
+    }
+}
+
+fn cycle(conn: &Connection, session: &ConnectionSettings, kind: Cycle) -> Result<Value> {
+    if !conn.is_autocommit() {
+        bail!("cannot sync inside an open transaction: the network requests would hold the database lock; COMMIT first");
+    }
+    let settings = Settings::load(conn, session)?;
+    let http = Http::new(&settings)?;
+    let lease = if settings.flag("sync_lock") {
+        match Lease::acquire(conn, settings.number("timeout_ms") as i64)? {
+            Some(lease) => Some(lease),
+            None => return Ok(result_json(&PushOutcome::default(), 0, 0, true)),
+        }
+    } else {
+        None
+    };
+    let work = || -> Result<Value> {
+        let pushed = if kind == Cycle::Pull {
+            PushOutcome::default()
+        } else {
+            push_all(conn, &settings, &http, lease.as_ref())?
+        };
+        let (pulled, errors) = if kind == Cycle::Push {
+            (0, 0)
+        } else {
+            pull_all(conn, &settings, &http, lease.as_ref())?
+        };
+        prune(conn, settings.number("retention_days"))?;
+        Ok(result_json(&pushed, pulled, errors, false))
+    };
+    let result = work();
+    if let Some(lease) = lease {
+        lease.release(conn)?;
+    }
+    result
+}
+
+pub fn register(
+    conn: &Connection,
+    session: Arc<ConnectionSettings>,
+    state: Arc<EngineState>,
+) -> Result<()> {
+    for (name, kind) in [
+        ("tether_push", Cycle::Push),
+        ("tether_pull", Cycle::Pull),
+        ("tether_sync", Cycle::Sync),
+    ] {
+        let session = session.clone();
+        functions::register(conn, name, &[0], Kind::Writes, move |ctx: &Context<'_>| {
+            let conn = connection(ctx)?;
+            Ok(cycle(&conn, &session, kind)?.to_string())
+        })?;
+    }
+    let (push_session, push_state) = (session.clone(), state.clone());
+    functions::register(
+        conn,
+        "tether_push_request",
+        &[0],
+        Kind::Writes,
+        move |ctx: &Context<'_>| {
+            let conn = connection(ctx)?;
+            let settings = Settings::load(&conn, &push_session)?;
+            let mut position = push_state.push_position.lock();
+            let after = match *position {
+                Some(after) => after,
+                None => {
+                    push::requeue_retryable(&conn, settings.number("max_retry_attempts"))?;
+                    0
+                }
+            };
+            let batch = push::next_batch(
+                &conn,
+                client_id(&settings)?,
+                after,
+                settings.number("push_batch_size"),
+            )?;
+            *position = batch.as_ref().map(|b| b.last_id);
+            Ok(batch.map(|b| b.body))
+        },
+    )?;
+    functions::register(
+        conn,
+        "tether_push_response",
+        &[1],
+        Kind::Writes,
+        |ctx: &Context<'_>| {
+            let body = text_arg(ctx, 0, "the answer body")?
+                .ok_or_else(|| Error::new("the answer body is NULL"))?;
+            let conn = connection(ctx)?;
+            let outcome = push::apply_answer(&conn, &body)?;
+            Ok(json!({"pushed": outcome.pushed, "failed": outcome.failed, "conflicts": outcome.conflicts,
+                  "rejections": outcome.rejections})
+        .to_string())
+        },
+    )?;
+    functions::register(
+        conn,
+        "tether_pull_request",
+        &[0],
+        Kind::Reads,
+        move |ctx: &Context<'_>| {
+            let conn = connection(ctx)?;
+            let settings = Settings::load(&conn, &session)?;
+            let page_size = settings.get("pull_page_size").and_then(|v| v.parse().ok());
+            pull::request_body(&conn, client_id(&settings)?, page_size)
+        },
+    )?;
+    functions::register(
+        conn,
+        "tether_pull_response",
+        &[1],
+        Kind::Writes,
+        |ctx: &Context<'_>| {
+            let body = text_arg(ctx, 0, "the answer body")?
+                .ok_or_else(|| Error::new("the answer body is NULL"))?;
+            let conn = connection(ctx)?;
+            let page = pull::apply_page(&conn, &body)?;
+            Ok(json!({"pulled": page.pulled, "pull_errors": page.pull_errors, "has_more": page.has_more,
+                  "new_sync_cursor": page.cursor})
+        .to_string())
+        },
+    )
+}
