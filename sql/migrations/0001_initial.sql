@@ -76,3 +76,14 @@ CREATE TABLE IF NOT EXISTS tether_locks (
     holder     TEXT NOT NULL,
     expires_at INTEGER NOT NULL     -- Unix milliseconds
 );
+
+-- Server snapshots that arrived while the row still had unsent local changes. They wait for the
+-- push: if the local change is rejected for good, the snapshot is applied then (otherwise the
+-- pull cursor would already be past it and the row would never converge).
+CREATE TABLE IF NOT EXISTS tether_deferred_snapshots (
+    entity_id   TEXT PRIMARY KEY,
+    model       TEXT NOT NULL,
+    operation   TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    received_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+);

@@ -97,3 +97,82 @@ pub fn payload_object(value: &Value) -> Option<Map<String, Value>> {
         _ => None,
     }
 }
+
+/// Applies a snapshot: `delete` removes the row, anything else upserts it.
+pub fn snapshot(
+    conn: &Connection,
+    table: &TrackedTable,
+    entity: &str,
+    operation: &str,
+    payload: &Map<String, Value>,
+) -> Result<()> {
+    if operation == "delete" {
+        delete(conn, table, entity)
+    } else {
+        upsert(conn, table, entity, payload)
+    }
+}
+
+/// Keeps a snapshot for a row with unsent local changes (the newest one per row wins).
+pub fn defer(
+    conn: &Connection,
+    entity: &str,
+    model: &str,
+    operation: &str,
+    payload: &Map<String, Value>,
+) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO tether_deferred_snapshots (entity_id, model, operation, payload) VALUES (?1, ?2, ?3, ?4)",
+        (entity, model, operation, Value::Object(payload.clone()).to_string()),
+    )?;
+    Ok(())
+}
+
+pub fn forget_deferred(conn: &Connection, entity: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM tether_deferred_snapshots WHERE entity_id = ?1",
+        [entity],
+    )?;
+    Ok(())
+}
+
+/// Settles deferred snapshots of rows whose local changes are no longer pending. If the last
+/// one was rejected for good, the server never took it: the deferred server state applies. If it
+/// was synced (the server has our newer state, which the next pull echoes) or conflicted (the
+/// server state was applied then), the deferred snapshot is stale. Runs inside the caller's
+/// capture-suppressed transaction; returns how many snapshots were applied.
+pub fn settle_deferred(conn: &Connection, tables: &[TrackedTable]) -> Result<usize> {
+    let settled: Vec<(String, String, String, String, Option<String>)> = conn
+        .prepare(
+            "SELECT d.entity_id, d.model, d.operation, d.payload,
+                    (SELECT sync_status FROM tether_mutation_logs m WHERE m.entity_id = d.entity_id ORDER BY id DESC LIMIT 1)
+               FROM tether_deferred_snapshots d
+              WHERE NOT EXISTS (SELECT 1 FROM tether_mutation_logs m
+                                 WHERE m.entity_id = d.entity_id AND m.sync_status = 'pending')",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut applied = 0;
+    for (entity, model, operation, payload, last_status) in settled {
+        forget_deferred(conn, &entity)?;
+        let (Some("failed"), Some(table)) = (
+            last_status.as_deref(),
+            tables.iter().find(|t| t.model == model),
+        ) else {
+            continue;
+        };
+        let payload = serde_json::from_str::<Value>(&payload)
+            .ok()
+            .and_then(|v| payload_object(&v))
+            .unwrap_or_default();
+        conn.execute_batch("SAVEPOINT tether_deferred")?;
+        match snapshot(conn, table, &entity, &operation, &payload) {
+            Ok(()) => {
+                conn.execute_batch("RELEASE tether_deferred")?;
+                applied += 1;
+            }
+            Err(_) => conn.execute_batch("ROLLBACK TO tether_deferred; RELEASE tether_deferred")?,
+        }
+    }
+    Ok(applied)
+}

@@ -42,8 +42,8 @@ fn set_state(conn: &Connection, key: &str, value: &str) -> Result<()> {
 }
 
 /// Applies one page. Snapshots that cannot apply (unknown model, constraint failure) are
-/// counted in `pull_errors` and the rest of the page applies; rows that still have unsent local
-/// changes are left alone (their push settles them). Refuses, changing nothing, a page that says
+/// counted in `pull_errors` and the rest of the page applies. A row that still has unsent local
+/// changes is not overwritten: its snapshot waits until the push settles (`apply::settle_deferred`). Refuses, changing nothing, a page that says
 /// `has_more` without moving the cursor forward.
 pub fn apply_page(conn: &Connection, body: &str) -> Result<PullPage> {
     let page: Value = serde_json::from_str(body)
@@ -107,16 +107,18 @@ pub fn apply_page(conn: &Connection, body: &str) -> Result<PullPage> {
                 out.pull_errors += 1;
                 continue;
             };
+            let operation = snapshot
+                .get("operation")
+                .and_then(Value::as_str)
+                .unwrap_or("upsert");
             if pending.contains(entity) {
+                apply::defer(conn, entity, &table.model, operation, &payload)?;
                 out.kept_local += 1;
                 continue;
             }
+            apply::forget_deferred(conn, entity)?;
             conn.execute_batch("SAVEPOINT tether_snapshot")?;
-            let applied = if snapshot.get("operation").and_then(Value::as_str) == Some("delete") {
-                apply::delete(conn, table, entity)
-            } else {
-                apply::upsert(conn, table, entity, &payload)
-            };
+            let applied = apply::snapshot(conn, table, entity, operation, &payload);
             match applied {
                 Ok(()) => {
                     conn.execute_batch("RELEASE tether_snapshot")?;

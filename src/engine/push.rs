@@ -186,6 +186,7 @@ pub fn apply_answer(conn: &Connection, body: &str) -> Result<PushOutcome> {
                 }
             }
         }
+        apply::settle_deferred(conn, &tables)?;
         Ok(out)
     })
 }

@@ -167,3 +167,80 @@ pub fn start_server(binary: &Path, args: &[&str]) -> (std::process::Child, Strin
         .to_string();
     (child, url)
 }
+
+/// Path of the `tether-server` binary of this workspace, built once per test process.
+pub fn server_binary() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let tools = repo_root().join("tools");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "tether-server", "--manifest-path"])
+            .arg(tools.join("Cargo.toml"))
+            .status()
+            .expect("run cargo build for tether-server");
+        assert!(status.success(), "building tether-server failed");
+        tools.join("target/debug/tether-server")
+    })
+}
+
+/// A running tether-server on 127.0.0.1 with test controls; killed when dropped.
+pub struct Server {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Server {
+    pub fn start(args: &[&str]) -> Server {
+        let mut all = vec!["--listen", "127.0.0.1:0", "--test-controls", "--quiet"];
+        all.extend_from_slice(args);
+        let (child, url) = start_server(server_binary(), &all);
+        Server { child, url }
+    }
+
+    /// POSTs JSON to a test-control or protocol endpoint and returns the answer.
+    pub fn post(&self, path: &str, body: &Value) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let text = agent
+            .post(&format!("{}{path}", self.url))
+            .send(&body.to_string())
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Everything the server holds for `client`, keyed by sync key (upserts only).
+    pub fn rows(&self, client: &str) -> std::collections::BTreeMap<String, Value> {
+        let mut rows = std::collections::BTreeMap::new();
+        let mut cursor = Value::Null;
+        loop {
+            let page = self.post(
+                "/tether/pull",
+                &serde_json::json!({"client_id": client, "last_sync_cursor": cursor}),
+            );
+            for s in page["snapshots"].as_array().unwrap() {
+                let key = s["entity_id"].as_str().unwrap().to_string();
+                if s["operation"] == "delete" {
+                    rows.remove(&key);
+                } else {
+                    rows.insert(key, s["payload"].clone());
+                }
+            }
+            cursor = page["new_sync_cursor"].clone();
+            if page["has_more"] != true {
+                return rows;
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
