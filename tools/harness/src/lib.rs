@@ -187,6 +187,8 @@ pub fn server_binary() -> &'static Path {
 pub struct Server {
     child: std::process::Child,
     pub url: String,
+    /// The `--token` it was started with, sent on its own requests.
+    token: Option<String>,
 }
 
 impl Server {
@@ -194,7 +196,15 @@ impl Server {
         let mut all = vec!["--listen", "127.0.0.1:0", "--test-controls", "--quiet"];
         all.extend_from_slice(args);
         let (child, url) = start_server(server_binary(), &all);
-        Server { child, url }
+        let token = args
+            .iter()
+            .position(|a| *a == "--token")
+            .and_then(|i| args.get(i + 1));
+        Server {
+            child,
+            url,
+            token: token.map(|t| t.to_string()),
+        }
     }
 
     /// POSTs JSON to a test-control or protocol endpoint and returns the answer.
@@ -203,8 +213,11 @@ impl Server {
             .http_status_as_error(false)
             .build()
             .into();
-        let text = agent
-            .post(&format!("{}{path}", self.url))
+        let mut request = agent.post(&format!("{}{path}", self.url));
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let text = request
             .send(&body.to_string())
             .unwrap()
             .body_mut()

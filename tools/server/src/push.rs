@@ -118,7 +118,13 @@ fn apply_one(
             if let Err(messages) = validate(&model, &payload) {
                 return Ok(invalid(Value::Object(messages)));
             }
-            store.upsert(&model, entity, &payload, Some(client))?;
+            store.upsert(
+                &model,
+                entity,
+                &payload,
+                Some(client),
+                timestamp_ms.saturating_mul(1000),
+            )?;
         }
         operation @ ("update" | "delete") => {
             let live =
@@ -136,11 +142,17 @@ fn apply_one(
                 })));
             }
             if operation == "delete" {
-                store.delete(&model, &row)?;
+                store.delete(&model, &row, timestamp_ms.saturating_mul(1000))?;
             } else if let Err(messages) = validate(&model, &payload) {
                 return Ok(invalid(Value::Object(messages)));
             } else {
-                store.upsert(&model, entity, &payload, Some(client))?;
+                store.upsert(
+                    &model,
+                    entity,
+                    &payload,
+                    Some(client),
+                    timestamp_ms.saturating_mul(1000),
+                )?;
             }
         }
         other => return Ok(error(format!("Unknown operation [{other}]."))),

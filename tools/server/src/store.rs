@@ -158,13 +158,17 @@ impl Store {
     }
 
     /// Inserts or updates the row with `tether_id`, taking only writable fields from `payload`.
-    /// A soft-deleted row is restored; a tombstone is dropped.
+    /// A soft-deleted row is restored; a tombstone is dropped. `at_us` is when the client made
+    /// the change: it becomes `updated_at` (never moving it back), which later mutations are
+    /// compared with. The pull order uses the server's own apply time (`changed_us`) instead, so
+    /// a change made offline long ago still reaches clients whose cursors are past its time.
     pub fn upsert(
         &mut self,
         model: &Model,
         tether_id: &str,
         payload: &Map<String, Value>,
         owner: Option<&str>,
+        at_us: i64,
     ) -> Result<()> {
         let now = self.now_us();
         let given: Vec<&crate::models::Field> = model
@@ -178,12 +182,16 @@ impl Store {
             let sets: String = given
                 .iter()
                 .enumerate()
-                .map(|(i, f)| format!("{} = ?{}, ", quote(&f.name), i + 3))
+                .map(|(i, f)| format!("{} = ?{}, ", quote(&f.name), i + 4))
                 .collect();
             let sql = format!(
-                "UPDATE {table} SET {sets} updated_us = ?1, deleted_us = NULL, changed_us = ?1 WHERE id = ?2"
+                "UPDATE {table} SET {sets} updated_us = max(updated_us, ?3), deleted_us = NULL, changed_us = ?1 WHERE id = ?2"
             );
-            let mut params = vec![Sql::Integer(now), Sql::Integer(existing.id)];
+            let mut params = vec![
+                Sql::Integer(now),
+                Sql::Integer(existing.id),
+                Sql::Integer(at_us),
+            ];
             params.extend(values);
             self.conn
                 .prepare_cached(&sql)?
@@ -199,8 +207,8 @@ impl Store {
                 .extend(["tether_id", "created_us", "updated_us", "changed_us"].map(String::from));
             params.extend([
                 Sql::Text(tether_id.to_string()),
-                Sql::Integer(now),
-                Sql::Integer(now),
+                Sql::Integer(at_us),
+                Sql::Integer(at_us),
                 Sql::Integer(now),
             ]);
             let marks: Vec<String> = (1..=params.len()).map(|i| format!("?{i}")).collect();
@@ -219,13 +227,14 @@ impl Store {
         Ok(())
     }
 
-    pub fn delete(&mut self, model: &Model, row: &Row) -> Result<()> {
+    /// Deletes the row (soft: `deleted_at` = `at_us`, when the client deleted it).
+    pub fn delete(&mut self, model: &Model, row: &Row, at_us: i64) -> Result<()> {
         let now = self.now_us();
         let table = quote(&model.table);
         if model.soft_deletes {
             self.conn.execute(
-                &format!("UPDATE {table} SET deleted_us = ?1, changed_us = ?1 WHERE id = ?2"),
-                (now, row.id),
+                &format!("UPDATE {table} SET deleted_us = ?3, changed_us = ?1 WHERE id = ?2"),
+                (now, row.id, at_us),
             )?;
         } else {
             self.conn

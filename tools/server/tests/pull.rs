@@ -83,15 +83,20 @@ fn models_come_in_registration_order_and_changes_in_time_order() {
     let task = create_many(&server, "c1", "Task", 1);
     let project = create_many(&server, "c1", "Project", 1);
     server.freeze_clock(Some(1_764_000_000_000_001));
-    server.push(
+    let answer = server.push(
         "c1",
         json!([mutation(
             "update",
             "Task",
             &task[0],
             json!({"title": "later"}),
-            1_764_000_000_001
+            now_ms() + 1_000
         )]),
+    );
+    assert_eq!(
+        answer["applied"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
     );
     server.freeze_clock(None);
     let (snapshots, _) = server.pull_all("c1", None);

@@ -251,8 +251,6 @@ fn fixtures_parse_and_answers_have_their_shape() {
         fixture(name);
     }
     let request = fixture("push-request.json");
-    // The fixture's writes are from 2025-11-25: a server clock just before them avoids conflicts.
-    server.freeze_clock(Some(1_764_072_000_000_000));
     let answer = server.post("/tether/push", &request);
     let expected = fixture("push-response.json");
     let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
@@ -285,4 +283,76 @@ fn fixtures_parse_and_answers_have_their_shape() {
     }
     let paged = server.post("/tether/pull", &fixture("pull-request-paged.json"));
     assert_eq!(keys(&paged), keys(&fixture("pull-response-last.json")));
+}
+
+#[test]
+fn a_client_editing_its_new_row_before_pushing_does_not_conflict_with_itself() {
+    let server = TestServer::start(&[]);
+    let entity = id();
+    let t = now_ms() - 30_000;
+    let answer = server.push(
+        "c1",
+        json!([
+            mutation("create", "Task", &entity, json!({"title": "draft"}), t),
+            mutation("update", "Task", &entity, json!({"title": "final"}), t + 5),
+        ]),
+    );
+    assert_eq!(answer["applied"].as_array().unwrap().len(), 2, "{answer}");
+    let (snapshots, _) = server.pull_all("c2", None);
+    assert_eq!(snapshots[0]["payload"]["title"], "final");
+    let updated_at = snapshots[0]["payload"]["updated_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        updated_at.starts_with(&tether_time(t + 5)),
+        "updated_at is the client's change time: {updated_at}"
+    );
+}
+
+#[test]
+fn a_change_made_offline_long_ago_still_reaches_clients_that_pulled_since() {
+    let server = TestServer::start(&[]);
+    create_task(&server, "c1", "first");
+    let (_, pages) = server.pull_all("c2", None);
+    let cursor = pages.last().unwrap()["new_sync_cursor"].as_i64();
+    let old = now_ms() - 3_600_000;
+    server.push(
+        "c3",
+        json!([mutation(
+            "create",
+            "Task",
+            &id(),
+            json!({"title": "made offline an hour ago"}),
+            old
+        )]),
+    );
+    let page = server.pull("c2", cursor, None);
+    assert_eq!(
+        page["snapshots"][0]["payload"]["title"],
+        "made offline an hour ago"
+    );
+}
+
+/// `2026-11-25T12:00:05.456` for Unix milliseconds.
+fn tether_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
 }
