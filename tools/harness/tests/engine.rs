@@ -402,46 +402,26 @@ fn pull_applies_the_fixture_page() {
         (Some(2), Some(1), Some(true)),
         "{result}"
     );
-    let rows: Vec<(i64, String, String, i64, Option<String>, i64, String)> = conn
-        .prepare("SELECT id, tether_id, title, priority, due_date, done, tags FROM tasks")
-        .unwrap()
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(rows.len(), 1, "the delete snapshot removed the local row");
-    let (id, key, title, priority, due, done, tags) = rows[0].clone();
+    let rows = json(
+        &conn,
+        "SELECT json_group_array(json_object('id', id, 'tether_id', tether_id, 'title', title,
+                'priority', priority, 'due_date', due_date, 'done', done, 'tags', tags)) FROM tasks",
+    );
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        1,
+        "the delete snapshot removed the local row"
+    );
+    let row = &rows[0];
     assert_ne!(
-        id, 12,
+        row["id"], 12,
         "the server id never overwrites the local primary key"
     );
     assert_eq!(
-        (
-            key.as_str(),
-            title.as_str(),
-            priority,
-            due,
-            done,
-            tags.as_str()
-        ),
-        (
-            "01JDQ8ZZZZXYWVTSRQPNMKJHGF",
-            "Buy oat milk",
-            2,
-            None,
-            1,
-            r#"["home","food"]"#
-        )
+        row,
+        &json!({"id": row["id"], "tether_id": "01JDQ8ZZZZXYWVTSRQPNMKJHGF", "title": "Buy oat milk", "priority": 2,
+                "due_date": null, "done": 1, "tags": "[\"home\",\"food\"]"}),
+        "booleans become 0/1, arrays JSON text, null stays null"
     );
     assert_eq!(
         mutations(&conn).len(),
