@@ -6,7 +6,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rusqlite::functions::Context;
 use rusqlite::Connection;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::bail;
 use crate::engine::lock::Lease;
@@ -173,21 +173,9 @@ pub fn register(
             Ok(batch.map(|b| b.body))
         },
     )?;
-    functions::register(
-        conn,
-        "tether_push_response",
-        &[1],
-        Kind::Writes,
-        |ctx: &Context<'_>| {
-            let body = text_arg(ctx, 0, "the answer body")?
-                .ok_or_else(|| Error::new("the answer body is NULL"))?;
-            let conn = connection(ctx)?;
-            let outcome = push::apply_answer(&conn, &body)?;
-            Ok(json!({"pushed": outcome.pushed, "failed": outcome.failed, "conflicts": outcome.conflicts,
-                  "rejections": outcome.rejections})
-        .to_string())
-        },
-    )?;
+    register_answer(conn, "tether_push_response", |conn, body| {
+        Ok(push::apply_answer(conn, body)?.to_json())
+    })?;
     functions::register(
         conn,
         "tether_pull_request",
@@ -200,19 +188,21 @@ pub fn register(
             pull::request_body(&conn, client_id(&settings)?, page_size)
         },
     )?;
-    functions::register(
-        conn,
-        "tether_pull_response",
-        &[1],
-        Kind::Writes,
-        |ctx: &Context<'_>| {
-            let body = text_arg(ctx, 0, "the answer body")?
-                .ok_or_else(|| Error::new("the answer body is NULL"))?;
-            let conn = connection(ctx)?;
-            let page = pull::apply_page(&conn, &body)?;
-            Ok(json!({"pulled": page.pulled, "pull_errors": page.pull_errors, "has_more": page.has_more,
-                  "new_sync_cursor": page.cursor})
-        .to_string())
-        },
-    )
+    register_answer(conn, "tether_pull_response", |conn, body| {
+        Ok(pull::apply_page(conn, body)?.to_json())
+    })
+}
+
+/// Registers a sans-IO function that applies a server answer given as its one argument.
+fn register_answer(
+    conn: &Connection,
+    name: &'static str,
+    apply: fn(&Connection, &str) -> Result<Value>,
+) -> Result<()> {
+    functions::register(conn, name, &[1], Kind::Writes, move |ctx: &Context<'_>| {
+        let body = text_arg(ctx, 0, "the answer body")?
+            .ok_or_else(|| Error::new("the answer body is NULL"))?;
+        let conn = connection(ctx)?;
+        Ok(apply(&conn, &body)?.to_string())
+    })
 }

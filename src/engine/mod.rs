@@ -22,6 +22,11 @@ pub struct PushOutcome {
 }
 
 impl PushOutcome {
+    /// The result of `tether_push_response`.
+    pub fn to_json(&self) -> Value {
+        json!({"pushed": self.pushed, "failed": self.failed, "conflicts": self.conflicts, "rejections": self.rejections})
+    }
+
     pub fn add(&mut self, other: PushOutcome) {
         self.pushed += other.pushed;
         self.failed += other.failed;
@@ -39,6 +44,14 @@ pub struct PullPage {
     pub kept_local: usize,
     pub has_more: bool,
     pub cursor: Option<i64>,
+}
+
+impl PullPage {
+    /// The result of `tether_pull_response`.
+    pub fn to_json(&self) -> Value {
+        json!({"pulled": self.pulled, "pull_errors": self.pull_errors, "has_more": self.has_more,
+               "new_sync_cursor": self.cursor})
+    }
 }
 
 /// The result JSON of `tether_sync`, `tether_push` and `tether_pull`.

@@ -257,3 +257,29 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Sets a tether setting on `conn` (stored in the database).
+pub fn set_config(conn: &Connection, key: &str, value: impl rusqlite::ToSql) {
+    conn.query_row(
+        "SELECT tether_config(?1, ?2)",
+        rusqlite::params![key, value],
+        |_| Ok(()),
+    )
+    .unwrap_or_else(|e| panic!("tether_config({key}): {e}"));
+}
+
+/// xorshift64*: small and deterministic, for randomized tests that print their seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}

@@ -7,22 +7,6 @@ use tether_harness::*;
 
 const TASK: &str = r#"{"name": "Task", "fields": {"title": "required|max:40", "priority": "nullable|integer"}, "soft_deletes": true}"#;
 
-/// xorshift64*: small, deterministic, good enough to pick operations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn state(conn: &Connection) -> BTreeMap<String, (String, Option<i64>)> {
     conn.prepare("SELECT tether_id, title, priority FROM tasks")
         .unwrap()

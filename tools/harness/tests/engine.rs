@@ -286,14 +286,12 @@ fn error_rejections_are_retried_up_to_the_limit_with_the_same_id() {
 fn batches_follow_push_batch_size() {
     let (_dir, _path, conn) = client();
     insert_tasks(&conn, 3);
-    conn.query_row("SELECT tether_config('push_batch_size', 2)", [], |_| Ok(()))
-        .unwrap();
+    set_config(&conn, "push_batch_size", 2);
     let first = push_request(&conn).unwrap();
     let second = push_request(&conn).unwrap();
     assert_eq!((ids(&first).len(), ids(&second).len()), (2, 1));
     assert!(push_request(&conn).is_none());
-    conn.query_row("SELECT tether_config('push_batch_size', 0)", [], |_| Ok(()))
-        .unwrap();
+    set_config(&conn, "push_batch_size", 0);
     assert_eq!(
         ids(&push_request(&conn).unwrap()).len(),
         3,
@@ -360,32 +358,13 @@ fn pull_applies_the_fixture_page() {
         .unwrap();
     conn.execute("UPDATE tether_mutation_logs SET sync_status = 'synced'", [])
         .unwrap();
-    let request: Value = serde_json::from_str(
-        &conn
-            .query_row("SELECT tether_pull_request()", [], |r| {
-                r.get::<_, String>(0)
-            })
-            .unwrap(),
-    )
-    .unwrap();
+    let request: Value = json(&conn, "SELECT tether_pull_request()");
     assert_eq!(
         request,
         json!({"client_id": request["client_id"], "last_sync_cursor": null})
     );
-    conn.query_row(
-        "SELECT tether_config('pull_page_size', 500)",
-        [],
-        |_| Ok(()),
-    )
-    .unwrap();
-    let paged: Value = serde_json::from_str(
-        &conn
-            .query_row("SELECT tether_pull_request()", [], |r| {
-                r.get::<_, String>(0)
-            })
-            .unwrap(),
-    )
-    .unwrap();
+    set_config(&conn, "pull_page_size", 500);
+    let paged: Value = json(&conn, "SELECT tether_pull_request()");
     assert_eq!(paged["limit"], 500);
 
     let text =
@@ -432,14 +411,7 @@ fn pull_applies_the_fixture_page() {
         json(&conn, "SELECT tether_status()")["last_sync_cursor"],
         "1764072005456000"
     );
-    let next: Value = serde_json::from_str(
-        &conn
-            .query_row("SELECT tether_pull_request()", [], |r| {
-                r.get::<_, String>(0)
-            })
-            .unwrap(),
-    )
-    .unwrap();
+    let next: Value = json(&conn, "SELECT tether_pull_request()");
     assert_eq!(
         next["last_sync_cursor"], 1764072005456000i64,
         "the next request carries the stored cursor"

@@ -3,17 +3,6 @@
 use rusqlite::types::Value as Sql;
 use tether_harness::*;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("../shared/fixtures").join(name)).unwrap()
 }
@@ -21,31 +10,31 @@ fn fixture(name: &str) -> String {
 /// A fixture with random damage: cut short, bytes replaced, or JSON tokens swapped.
 fn damaged(rng: &mut Rng, text: &str) -> String {
     let mut bytes = text.as_bytes().to_vec();
-    match rng.next() % 4 {
-        0 => bytes.truncate((rng.next() as usize) % (bytes.len() + 1)),
+    match rng.next_u64() % 4 {
+        0 => bytes.truncate((rng.next_u64() as usize) % (bytes.len() + 1)),
         1 => {
-            for _ in 0..1 + rng.next() % 8 {
-                let at = (rng.next() as usize) % bytes.len();
-                bytes[at] = b"{}[]\":,0-9aenulltrue\\ "[(rng.next() as usize) % 22];
+            for _ in 0..1 + rng.next_u64() % 8 {
+                let at = (rng.next_u64() as usize) % bytes.len();
+                bytes[at] = b"{}[]\":,0-9aenulltrue\\ "[(rng.next_u64() as usize) % 22];
             }
         }
         2 => {
             let swapped = text
-                .replacen("[", "{", (rng.next() % 3) as usize)
+                .replacen("[", "{", (rng.next_u64() % 3) as usize)
                 .replacen(
                     "\"payload\"",
                     "\"payload\": null, \"x\"",
-                    (rng.next() % 2) as usize,
+                    (rng.next_u64() % 2) as usize,
                 )
-                .replacen("true", "\"true\"", (rng.next() % 2) as usize)
-                .replacen("1764072005456000", "-1e999", (rng.next() % 2) as usize);
+                .replacen("true", "\"true\"", (rng.next_u64() % 2) as usize)
+                .replacen("1764072005456000", "-1e999", (rng.next_u64() % 2) as usize);
             return swapped;
         }
         _ => {
-            let insert: Vec<u8> = (0..rng.next() % 16)
-                .map(|_| (rng.next() % 256) as u8)
+            let insert: Vec<u8> = (0..rng.next_u64() % 16)
+                .map(|_| (rng.next_u64() % 256) as u8)
                 .collect();
-            let at = (rng.next() as usize) % (bytes.len() + 1);
+            let at = (rng.next_u64() as usize) % (bytes.len() + 1);
             bytes.splice(at..at, insert);
         }
     }
@@ -73,18 +62,18 @@ fn answers_of_any_shape_never_panic() {
     for round in 0..3000 {
         let body: Sql = match round % 3 {
             0 => Sql::Blob(
-                (0..rng.next() % 64)
-                    .map(|_| (rng.next() % 256) as u8)
+                (0..rng.next_u64() % 64)
+                    .map(|_| (rng.next_u64() % 256) as u8)
                     .collect(),
             ),
             1 => {
-                let source = &sources[(rng.next() % 3) as usize];
+                let source = &sources[(rng.next_u64() % 3) as usize];
                 Sql::Text(damaged(&mut rng, source))
             }
             _ => Sql::Text(
                 String::from_utf8_lossy(
-                    &(0..rng.next() % 64)
-                        .map(|_| (rng.next() % 256) as u8)
+                    &(0..rng.next_u64() % 64)
+                        .map(|_| (rng.next_u64() % 256) as u8)
                         .collect::<Vec<_>>(),
                 )
                 .into_owned(),

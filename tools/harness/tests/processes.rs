@@ -114,8 +114,7 @@ fn a_sync_killed_during_its_pull_converges_on_the_next_one() {
         .unwrap();
     json(&writer, "SELECT tether_sync()");
     let (_dir, path, conn) = client(&server);
-    conn.query_row("SELECT tether_config('pull_page_size', 1)", [], |_| Ok(()))
-        .unwrap();
+    set_config(&conn, "pull_page_size", 1);
     server.post(
         "/_test/faults",
         &json!({"path": "/tether/pull", "delay_ms": 1500}),

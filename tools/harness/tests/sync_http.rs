@@ -189,9 +189,7 @@ fn transport_failures_are_errors_that_leave_the_queue_as_it_was() {
             "timed out",
         ),
     ];
-    c.conn
-        .query_row("SELECT tether_config('timeout_ms', 500)", [], |_| Ok(()))
-        .unwrap();
+    set_config(&c.conn, "timeout_ms", 500);
     for (fault, expect) in cases {
         server.post("/_test/faults", &fault);
         let err = sync_err(&c, "tether_sync()");
@@ -207,9 +205,7 @@ fn transport_failures_are_errors_that_leave_the_queue_as_it_was() {
         );
     }
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    c.conn
-        .query_row("SELECT tether_config('timeout_ms', 30000)", [], |_| Ok(()))
-        .unwrap();
+    set_config(&c.conn, "timeout_ms", 30000);
     let result = sync(&c);
     assert_eq!(result["failed"], 0, "{result}");
     assert_eq!(
@@ -308,9 +304,7 @@ fn a_held_lock_skips_and_an_expired_one_does_not() {
         .query_row("SELECT count(*) FROM tether_locks", [], |r| r.get(0))
         .unwrap();
     assert_eq!(left, 0, "the lock is released after the cycle");
-    c.conn
-        .query_row("SELECT tether_config('sync_lock', 'false')", [], |_| Ok(()))
-        .unwrap();
+    set_config(&c.conn, "sync_lock", "false");
     c.conn.execute("INSERT INTO tether_locks (name, holder, expires_at) VALUES ('sync', 'someone else', ?1)", [far]).unwrap();
     assert_eq!(
         sync(&c)["skipped"],
@@ -340,9 +334,7 @@ fn synced_mutations_are_pruned_after_the_retention() {
         .unwrap();
     sync(&c);
     assert_eq!(queue(&c).len(), 2, "kept for 7 days by default");
-    c.conn
-        .query_row("SELECT tether_config('retention_days', 0)", [], |_| Ok(()))
-        .unwrap();
+    set_config(&c.conn, "retention_days", 0);
     sync(&c);
     assert!(queue(&c).is_empty(), "0 keeps none");
     c.conn.execute("UPDATE tasks SET title = 'c'", []).unwrap();

@@ -105,6 +105,8 @@ fn apply_one(
         |messages| Outcome::Rejected("validation_failed", json!({ "messages": messages }));
     let existing = store.find(&model, entity)?;
     let owned = |owner: Option<&str>| model.scope.is_none() || owner == Some(client);
+    // When the client made the change: the row's updated_at (or deleted_at) becomes this.
+    let at_us = timestamp_ms.saturating_mul(1000);
     match m["operation"].as_str().unwrap_or_default() {
         "create" => {
             if existing
@@ -115,16 +117,6 @@ fn apply_one(
                     json!({"entity_id": ["The entity id has already been taken."]}),
                 ));
             }
-            if let Err(messages) = validate(&model, &payload) {
-                return Ok(invalid(Value::Object(messages)));
-            }
-            store.upsert(
-                &model,
-                entity,
-                &payload,
-                Some(client),
-                timestamp_ms.saturating_mul(1000),
-            )?;
         }
         operation @ ("update" | "delete") => {
             let live =
@@ -135,28 +127,24 @@ fn apply_one(
                     json!({"model": model.name, "entity_id": entity}),
                 ));
             };
-            if timestamp_ms.saturating_mul(1000) < row.updated_us {
+            if at_us < row.updated_us {
                 return Ok(Outcome::Conflict(json!({
                     "server_state": Store::payload(&model, &row),
                     "server_updated_at": iso_time(row.updated_us),
                 })));
             }
             if operation == "delete" {
-                store.delete(&model, &row, timestamp_ms.saturating_mul(1000))?;
-            } else if let Err(messages) = validate(&model, &payload) {
-                return Ok(invalid(Value::Object(messages)));
-            } else {
-                store.upsert(
-                    &model,
-                    entity,
-                    &payload,
-                    Some(client),
-                    timestamp_ms.saturating_mul(1000),
-                )?;
+                store.delete(&model, &row, at_us)?;
+                store.record_applied(id, client, &model.name, entity)?;
+                return Ok(Outcome::Applied);
             }
         }
         other => return Ok(error(format!("Unknown operation [{other}]."))),
     }
+    if let Err(messages) = validate(&model, &payload) {
+        return Ok(invalid(Value::Object(messages)));
+    }
+    store.upsert(&model, entity, &payload, Some(client), at_us)?;
     store.record_applied(id, client, &model.name, entity)?;
     Ok(Outcome::Applied)
 }
