@@ -35,7 +35,7 @@ enum Cycle {
 fn url<'a>(settings: &'a Settings, key: &str) -> Result<&'a str> {
     settings.get(key).ok_or_else(|| {
         Error::new(format!(
-            "{key} is not set: SELECT tether_config('server_url', 'https://your-server.example') first"
+            "no server configured (server_url, or {key}): SELECT tether_config('server_url', 'https://your-server.example')"
         ))
     })
 }
