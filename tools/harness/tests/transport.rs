@@ -140,3 +140,139 @@ fn unusable_transport_settings_fail_clearly() {
     let err = error_of(&conn, "SELECT tether_sync()");
     assert!(err.contains("no PEM certificate"), "{err}");
 }
+
+/// Kills the child process when dropped, also when a test panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl(args: &[&str], dir: &std::path::Path) {
+    let status = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+/// An HTTPS server (Debian's python3) with a certificate for 127.0.0.1 issued by a private CA
+/// made with openssl, answering every POST with an empty pull page. Returns the server, its URL
+/// and the CA's certificate file.
+fn https_server(dir: &std::path::Path) -> (KillOnDrop, String, std::path::PathBuf) {
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=tether test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "leaf.pem",
+        ],
+        dir,
+    );
+    let script = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        body = b'{"snapshots": [], "new_sync_cursor": 42, "has_more": false}'
+        self.send_response(200); self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+server = http.server.HTTPServer(('127.0.0.1', 0), H)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); context.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(dir.join("leaf.pem"))
+        .arg(dir.join("leaf.key"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    (
+        KillOnDrop(child),
+        format!("https://127.0.0.1:{}", port.trim()),
+        dir.join("ca.pem"),
+    )
+}
+
+#[test]
+fn ca_file_adds_a_trusted_certificate_authority() {
+    let (_dir, path) = temp_db();
+    let (_server, url, ca) = https_server(path.parent().unwrap());
+    let conn = open_loaded(&path);
+    set_config(&conn, "server_url", url.as_str());
+    let err = error_of(&conn, "SELECT tether_pull()");
+    assert!(
+        err.contains(&url) && err.to_lowercase().contains("certificate"),
+        "an unknown CA is refused: {err}"
+    );
+    set_config(&conn, "ca_file", ca.to_str().unwrap());
+    let result = json(&conn, "SELECT tether_pull()");
+    assert_eq!(result["pull_errors"], 0, "{result}");
+    assert_eq!(
+        json(&conn, "SELECT tether_status()")["last_sync_cursor"],
+        "42"
+    );
+}
