@@ -18,6 +18,7 @@ use rusqlite::Connection;
 
 pub mod capture;
 pub mod db;
+mod debug;
 pub mod engine;
 pub mod error;
 mod functions;

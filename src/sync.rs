@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::bail;
+use crate::debug;
 use crate::engine::lock::Lease;
 use crate::engine::{prune, pull, push, result_json, PushOutcome};
 use crate::error::{Error, Result};
@@ -24,9 +25,9 @@ pub struct EngineState {
     push_position: Mutex<Option<i64>>,
 }
 
-/// What a foreground cycle does.
-#[derive(Clone, Copy, PartialEq)]
-enum Cycle {
+/// What a cycle does.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Cycle {
     Push,
     Pull,
     Sync,
@@ -95,12 +96,58 @@ fn pull_all(
     }
 }
 
-fn cycle(conn: &Connection, session: &ConnectionSettings, kind: Cycle) -> Result<Value> {
+impl Cycle {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cycle::Push => "push",
+            Cycle::Pull => "pull",
+            Cycle::Sync => "sync",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Result<Cycle> {
+        match kind {
+            "push" => Ok(Cycle::Push),
+            "pull" => Ok(Cycle::Pull),
+            "sync" => Ok(Cycle::Sync),
+            other => bail!("kind must be 'push', 'pull' or 'sync', got {other:?}"),
+        }
+    }
+}
+
+/// One cycle, recorded in `tether_sync_log` with what started it (`foreground`, `dispatch`,
+/// `schedule`, `auto`). Returns the result JSON; a failed cycle records its error and returns it.
+pub fn run_cycle(conn: &Connection, session: &ConnectionSettings, kind: Cycle, trigger: &str) -> Result<Value> {
     if !conn.is_autocommit() {
         bail!("cannot sync inside an open transaction: the network requests would hold the database lock; COMMIT first");
     }
     let settings = Settings::load(conn, session)?;
-    let http = Http::new(&settings)?;
+    let entry = crate::db::write_txn(conn, |conn| {
+        conn.execute("INSERT INTO tether_sync_log (kind, trigger) VALUES (?1, ?2)", (kind.name(), trigger))?;
+        Ok(conn.last_insert_rowid())
+    })?;
+    let outcome = locked_cycle(conn, &settings, kind);
+    let (result, error) = match &outcome {
+        Ok(value) => (Some(value.to_string()), None),
+        Err(e) => (None, Some(e.message().to_string())),
+    };
+    crate::db::write_txn(conn, |conn| {
+        conn.execute(
+            "UPDATE tether_sync_log SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), result = ?2, error = ?3
+              WHERE id = ?1",
+            (entry, &result, &error),
+        )?;
+        Ok(())
+    })?;
+    debug::log(&settings, 1, || match &outcome {
+        Ok(value) => format!("{} ({trigger}): {value}", kind.name()),
+        Err(e) => format!("{} ({trigger}) failed: {e}", kind.name()),
+    });
+    outcome
+}
+
+fn locked_cycle(conn: &Connection, settings: &Settings, kind: Cycle) -> Result<Value> {
+    let http = Http::new(settings)?;
     let lease = if settings.flag("sync_lock") {
         match Lease::acquire(conn, settings.number("timeout_ms") as i64)? {
             Some(lease) => Some(lease),
@@ -110,16 +157,8 @@ fn cycle(conn: &Connection, session: &ConnectionSettings, kind: Cycle) -> Result
         None
     };
     let work = || -> Result<Value> {
-        let pushed = if kind == Cycle::Pull {
-            PushOutcome::default()
-        } else {
-            push_all(conn, &settings, &http, lease.as_ref())?
-        };
-        let (pulled, errors) = if kind == Cycle::Push {
-            (0, 0)
-        } else {
-            pull_all(conn, &settings, &http, lease.as_ref())?
-        };
+        let pushed = if kind == Cycle::Pull { PushOutcome::default() } else { push_all(conn, settings, &http, lease.as_ref())? };
+        let (pulled, errors) = if kind == Cycle::Push { (0, 0) } else { pull_all(conn, settings, &http, lease.as_ref())? };
         prune(conn, settings.number("retention_days"))?;
         Ok(result_json(&pushed, pulled, errors, false))
     };
@@ -143,7 +182,7 @@ pub fn register(
         let session = session.clone();
         functions::register(conn, name, &[0], Kind::Writes, move |ctx: &Context<'_>| {
             let conn = connection(ctx)?;
-            Ok(cycle(&conn, &session, kind)?.to_string())
+            Ok(run_cycle(&conn, &session, kind, "foreground")?.to_string())
         })?;
     }
     let (push_session, push_state) = (session.clone(), state.clone());

@@ -13,6 +13,7 @@ use crate::settings::{redact_url, Settings};
 pub struct Http {
     agent: ureq::Agent,
     headers: Vec<(String, String)>,
+    debug_level: u64,
 }
 
 /// Sent as `X-Tether-Client-Version`.
@@ -73,13 +74,32 @@ impl Http {
         if let Some(token) = settings.get("auth_token") {
             headers.push(("Authorization".to_string(), format!("Bearer {token}")));
         }
-        Ok(Http { agent, headers })
+        Ok(Http { agent, headers, debug_level: settings.number("debug_level") })
     }
 
     /// POSTs `body` and returns the answer's text; any status ≥ 400, or no answer at all, is an
     /// error naming the URL and the status or cause.
     pub fn post(&self, url: &str, body: &str) -> Result<String> {
         let shown = redact_url(url);
+        let started = std::time::Instant::now();
+        let answer = self.exchange(url, &shown, body);
+        if self.debug_level >= 2 {
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            match &answer {
+                Ok(text) => eprintln!("[TETHER] POST {shown}: {} bytes out, {} bytes back, {ms:.0} ms", body.len(), text.len()),
+                Err(e) => eprintln!("[TETHER] POST {shown}: {e} ({ms:.0} ms)"),
+            }
+        }
+        if self.debug_level >= 3 {
+            eprintln!("[TETHER]   request: {}", excerpt(body));
+            if let Ok(text) = &answer {
+                eprintln!("[TETHER]   answer: {}", excerpt(text));
+            }
+        }
+        answer
+    }
+
+    fn exchange(&self, url: &str, shown: &str, body: &str) -> Result<String> {
         let mut request = self.agent.post(url);
         for (name, value) in &self.headers {
             request = request.header(name, value);

@@ -87,3 +87,14 @@ CREATE TABLE IF NOT EXISTS tether_deferred_snapshots (
     payload     TEXT NOT NULL,
     received_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
+
+-- One row per sync cycle, foreground or background: users query it or attach triggers to it.
+CREATE TABLE IF NOT EXISTS tether_sync_log (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,                       -- 'sync' | 'push' | 'pull'
+    trigger     TEXT NOT NULL DEFAULT 'foreground',  -- 'foreground' | 'dispatch' | 'schedule' | 'auto'
+    started_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    finished_at TEXT,
+    result      TEXT,                                -- the result JSON, when the cycle completed
+    error       TEXT                                 -- the error message, when it failed
+);

@@ -155,3 +155,37 @@ fn two_processes_syncing_at_once_one_runs_the_other_skips() {
     assert_eq!(parse(&first)["pushed"], 1, "{first}");
     assert_eq!(server_titles(&server), ["only once"]);
 }
+
+#[test]
+fn debug_output_goes_to_stderr_without_secrets() {
+    let server = Server::start(&["--model", TASK]);
+    let (_dir, path, conn) = client(&server);
+    conn.execute("INSERT INTO tasks (title) VALUES ('x')", [])
+        .unwrap();
+    let out = Command::new("sqlite3")
+        .arg(&path)
+        .arg(format!(".load {}", extension_path().display()))
+        .arg("SELECT tether_config('auth_token', 'very-secret-token', 'connection');")
+        .arg("SELECT tether_config('debug_level', 3, 'connection');")
+        .arg("SELECT tether_sync();")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[TETHER] POST") && stderr.contains("/tether/push"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[TETHER] sync (foreground)"), "{stderr}");
+    assert!(
+        stderr.lines().all(|l| l.starts_with("[TETHER]")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("very-secret-token"), "{stderr}");
+    let quiet = Command::new("sqlite3")
+        .arg(&path)
+        .arg(format!(".load {}", extension_path().display()))
+        .arg("SELECT tether_sync();")
+        .output()
+        .unwrap();
+    assert!(quiet.stderr.is_empty(), "debug_level 0 prints nothing");
+}

@@ -352,3 +352,44 @@ fn synced_mutations_are_pruned_after_the_retention() {
     );
     let _ = &c.path;
 }
+
+#[test]
+fn every_cycle_is_recorded_in_the_sync_log() {
+    let server = Server::start(&["--model", TASK]);
+    let c = client(&server);
+    c.conn
+        .execute("INSERT INTO tasks (title) VALUES ('x')", [])
+        .unwrap();
+    sync(&c);
+    server.post(
+        "/_test/faults",
+        &json!({"path": "/tether/pull", "status": 503}),
+    );
+    let err = sync_err(&c, "tether_pull()");
+    let log = json(
+        &c.conn,
+        "SELECT json_group_array(json_object('kind', kind, 'trigger', trigger, 'finished', finished_at IS NOT NULL,
+                'result', json(result), 'error', error)) FROM (SELECT * FROM tether_sync_log ORDER BY id)",
+    );
+    assert_eq!(log.as_array().unwrap().len(), 2, "{log}");
+    assert_eq!(
+        (log[0]["kind"].as_str(), log[0]["trigger"].as_str()),
+        (Some("sync"), Some("foreground"))
+    );
+    assert_eq!(
+        (
+            log[0]["finished"].as_i64(),
+            log[0]["result"]["pushed"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert!(log[0]["error"].is_null());
+    assert_eq!(log[1]["kind"], "pull");
+    assert!(
+        log[1]["result"].is_null()
+            && log[1]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("HTTP 503")),
+        "{log} {err}"
+    );
+}
