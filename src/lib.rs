@@ -10,12 +10,14 @@
 //! - [`capture`] — applying server state without capturing it.
 //! - [`engine`] — the sync engine, sans IO: next request, apply answer.
 //! - [`sync`] — `tether_sync/push/pull` over the HTTP transport, and the sans-IO functions.
+//! - [`background`] — `tether_dispatch`, `tether_schedule`, `tether_stop`, auto_sync.
 //! - [`status`] — `tether_status`.
 //! - [`sql`] — the one place identifiers and literals are quoted.
 use std::sync::Arc;
 
 use rusqlite::Connection;
 
+pub mod background;
 pub mod capture;
 pub mod db;
 mod debug;
@@ -42,13 +44,16 @@ pub use error::{Error, Result};
 /// Every SQL function tether registers, with its argument counts: the promised surface.
 pub const SQL_FUNCTIONS: &[(&str, &[i32])] = &[
     ("tether_config", &[0, 1, 2, 3]),
+    ("tether_dispatch", &[1]),
     ("tether_pull", &[0]),
     ("tether_pull_request", &[0]),
     ("tether_pull_response", &[1]),
     ("tether_push", &[0]),
     ("tether_push_request", &[0]),
     ("tether_push_response", &[1]),
+    ("tether_schedule", &[2]),
     ("tether_status", &[0]),
+    ("tether_stop", &[0]),
     ("tether_sync", &[0]),
     ("tether_track", &[1, 2]),
     ("tether_ulid", &[0]),
@@ -60,12 +65,27 @@ pub const SQL_FUNCTIONS: &[(&str, &[i32])] = &[
 /// the SQL functions. The loadable entry point calls this; hosts linking tether statically
 /// call it on each connection they open.
 pub fn register(conn: &Connection) -> Result<()> {
+    register_as(conn, true)
+}
+
+/// The same for a background worker's own connection, which never starts workers itself.
+pub(crate) fn register_background(conn: &Connection) -> Result<()> {
+    register_as(conn, false)
+}
+
+fn register_as(conn: &Connection, may_start_workers: bool) -> Result<()> {
     schema::check_host(conn)?;
     let session = Arc::new(settings::ConnectionSettings::default());
     identity::register(conn)?;
     schema::migrate(conn)?;
     identity::ensure_generated_client_id(conn)?;
-    settings::register(conn, session.clone())?;
+    let worker = Arc::new(background::Worker::new(conn, may_start_workers)?);
+    let starter = worker.clone();
+    settings::register(
+        conn,
+        session.clone(),
+        Arc::new(move |_, settings| starter.start_if_auto(settings)),
+    )?;
     tracking::register(conn, session.clone())?;
     status::register(conn, session.clone())?;
     sync::register(
@@ -73,6 +93,8 @@ pub fn register(conn: &Connection) -> Result<()> {
         session.clone(),
         Arc::new(sync::EngineState::default()),
     )?;
-    tracking::refresh_outdated_triggers(conn, &settings::Settings::load(conn, &session)?)?;
-    Ok(())
+    background::register(conn, worker.clone())?;
+    let settings = settings::Settings::load(conn, &session)?;
+    tracking::refresh_outdated_triggers(conn, &settings)?;
+    worker.start_if_auto(&settings)
 }

@@ -441,7 +441,14 @@ fn set(
     Ok(())
 }
 
-pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<()> {
+/// Called after `tether_config` changed a setting on this connection.
+pub type AfterSet = Arc<dyn Fn(&Connection, &Settings) -> Result<()> + Send + Sync>;
+
+pub fn register(
+    conn: &Connection,
+    session: Arc<ConnectionSettings>,
+    after_set: AfterSet,
+) -> Result<()> {
     let reader = session.clone();
     functions::register(
         conn,
@@ -476,7 +483,9 @@ pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<(
                 "database".into()
             };
             set(&conn, &session, key, value.as_deref(), &scope)?;
-            Ok(scalar(&Settings::load(&conn, &session)?, key))
+            let settings = Settings::load(&conn, &session)?;
+            after_set(&conn, &settings)?;
+            Ok(scalar(&settings, key))
         },
     )
 }

@@ -117,13 +117,21 @@ impl Cycle {
 
 /// One cycle, recorded in `tether_sync_log` with what started it (`foreground`, `dispatch`,
 /// `schedule`, `auto`). Returns the result JSON; a failed cycle records its error and returns it.
-pub fn run_cycle(conn: &Connection, session: &ConnectionSettings, kind: Cycle, trigger: &str) -> Result<Value> {
+pub fn run_cycle(
+    conn: &Connection,
+    session: &ConnectionSettings,
+    kind: Cycle,
+    trigger: &str,
+) -> Result<Value> {
     if !conn.is_autocommit() {
         bail!("cannot sync inside an open transaction: the network requests would hold the database lock; COMMIT first");
     }
     let settings = Settings::load(conn, session)?;
     let entry = crate::db::write_txn(conn, |conn| {
-        conn.execute("INSERT INTO tether_sync_log (kind, trigger) VALUES (?1, ?2)", (kind.name(), trigger))?;
+        conn.execute(
+            "INSERT INTO tether_sync_log (kind, trigger) VALUES (?1, ?2)",
+            (kind.name(), trigger),
+        )?;
         Ok(conn.last_insert_rowid())
     })?;
     let outcome = locked_cycle(conn, &settings, kind);
@@ -157,8 +165,16 @@ fn locked_cycle(conn: &Connection, settings: &Settings, kind: Cycle) -> Result<V
         None
     };
     let work = || -> Result<Value> {
-        let pushed = if kind == Cycle::Pull { PushOutcome::default() } else { push_all(conn, settings, &http, lease.as_ref())? };
-        let (pulled, errors) = if kind == Cycle::Push { (0, 0) } else { pull_all(conn, settings, &http, lease.as_ref())? };
+        let pushed = if kind == Cycle::Pull {
+            PushOutcome::default()
+        } else {
+            push_all(conn, settings, &http, lease.as_ref())?
+        };
+        let (pulled, errors) = if kind == Cycle::Push {
+            (0, 0)
+        } else {
+            pull_all(conn, settings, &http, lease.as_ref())?
+        };
         prune(conn, settings.number("retention_days"))?;
         Ok(result_json(&pushed, pulled, errors, false))
     };

@@ -74,7 +74,11 @@ impl Http {
         if let Some(token) = settings.get("auth_token") {
             headers.push(("Authorization".to_string(), format!("Bearer {token}")));
         }
-        Ok(Http { agent, headers, debug_level: settings.number("debug_level") })
+        Ok(Http {
+            agent,
+            headers,
+            debug_level: settings.number("debug_level"),
+        })
     }
 
     /// POSTs `body` and returns the answer's text; any status ≥ 400, or no answer at all, is an
@@ -86,7 +90,11 @@ impl Http {
         if self.debug_level >= 2 {
             let ms = started.elapsed().as_secs_f64() * 1e3;
             match &answer {
-                Ok(text) => eprintln!("[TETHER] POST {shown}: {} bytes out, {} bytes back, {ms:.0} ms", body.len(), text.len()),
+                Ok(text) => eprintln!(
+                    "[TETHER] POST {shown}: {} bytes out, {} bytes back, {ms:.0} ms",
+                    body.len(),
+                    text.len()
+                ),
                 Err(e) => eprintln!("[TETHER] POST {shown}: {e} ({ms:.0} ms)"),
             }
         }

@@ -27,13 +27,16 @@ fn registers_exactly_the_promised_functions() {
         ("tether_config", 1),
         ("tether_config", 2),
         ("tether_config", 3),
+        ("tether_dispatch", 1),
         ("tether_pull", 0),
         ("tether_pull_request", 0),
         ("tether_pull_response", 1),
         ("tether_push", 0),
         ("tether_push_request", 0),
         ("tether_push_response", 1),
+        ("tether_schedule", 2),
         ("tether_status", 0),
+        ("tether_stop", 0),
         ("tether_sync", 0),
         ("tether_track", 1),
         ("tether_track", 2),
@@ -75,6 +78,9 @@ fn writing_functions_are_direct_only() {
         "tether_push_request()",
         "tether_push_response('{}')",
         "tether_pull_response('{}')",
+        "tether_dispatch('push')",
+        "tether_schedule('sync', 0)",
+        "tether_stop()",
     ] {
         let err = conn
             .execute_batch(&format!(
