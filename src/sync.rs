@@ -47,51 +47,89 @@ fn client_id(settings: &Settings) -> Result<&str> {
         .ok_or_else(|| Error::new("no client id: the internal tables are missing"))
 }
 
-fn push_all(
-    conn: &Connection,
-    settings: &Settings,
-    http: &Http,
-    lease: Option<&Lease>,
-) -> Result<PushOutcome> {
-    push::requeue_retryable(conn, settings.number("max_retry_attempts"))?;
-    let (url, client) = (url(settings, "push_url")?, client_id(settings)?);
-    let mut outcome = PushOutcome::default();
-    let mut position = 0;
-    loop {
-        if let Some(lease) = lease {
-            lease.renew(conn)?;
-        }
-        let Some(batch) =
-            push::next_batch(conn, client, position, settings.number("push_batch_size"))?
-        else {
-            return Ok(outcome);
-        };
-        let answer = http.post(url, &batch.body)?;
-        outcome.add(push::apply_answer(conn, &answer)?);
-        position = batch.last_id;
-    }
+/// How far a cycle has come, for hosts that show progress (the `tether` command line).
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// `Push` or `Pull`.
+    pub stage: Cycle,
+    /// Mutations answered, or snapshots received, so far.
+    pub done: usize,
+    /// Mutations to push, when known (pulls do not know their size in advance).
+    pub total: Option<usize>,
 }
 
-fn pull_all(
-    conn: &Connection,
-    settings: &Settings,
-    http: &Http,
-    lease: Option<&Lease>,
-) -> Result<(usize, usize)> {
-    let (url, client) = (url(settings, "pull_url")?, client_id(settings)?);
-    let page_size = settings.get("pull_page_size").and_then(|v| v.parse().ok());
-    let (mut pulled, mut errors) = (0, 0);
-    loop {
-        if let Some(lease) = lease {
-            lease.renew(conn)?;
+/// A callback receiving [`Progress`].
+pub type OnProgress<'a> = &'a dyn Fn(Progress);
+
+struct Run<'a> {
+    conn: &'a Connection,
+    settings: &'a Settings,
+    http: Http,
+    lease: Option<Lease>,
+    progress: OnProgress<'a>,
+}
+
+impl Run<'_> {
+    fn renew(&self) -> Result<()> {
+        match &self.lease {
+            Some(lease) => lease.renew(self.conn),
+            None => Ok(()),
         }
-        let body = pull::request_body(conn, client, page_size)?;
-        let answer = http.post(url, &body)?;
-        let page = pull::apply_page(conn, &answer)?;
-        pulled += page.pulled;
-        errors += page.pull_errors;
-        if !page.has_more {
-            return Ok((pulled, errors));
+    }
+
+    fn push_all(&self) -> Result<PushOutcome> {
+        let (conn, settings) = (self.conn, self.settings);
+        push::requeue_retryable(conn, settings.number("max_retry_attempts"))?;
+        let (url, client) = (url(settings, "push_url")?, client_id(settings)?);
+        let total: i64 = conn.query_row(
+            "SELECT count(*) FROM tether_mutation_logs WHERE sync_status = 'pending'",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut outcome = PushOutcome::default();
+        let (mut position, mut done) = (0, 0);
+        loop {
+            self.renew()?;
+            let Some(batch) =
+                push::next_batch(conn, client, position, settings.number("push_batch_size"))?
+            else {
+                return Ok(outcome);
+            };
+            let answer = self.http.post(url, &batch.body)?;
+            outcome.add(push::apply_answer(conn, &answer)?);
+            position = batch.last_id;
+            done += batch.size;
+            (self.progress)(Progress {
+                stage: Cycle::Push,
+                done,
+                total: Some(total as usize),
+            });
+        }
+    }
+
+    fn pull_all(&self) -> Result<(usize, usize)> {
+        let (url, client) = (url(self.settings, "pull_url")?, client_id(self.settings)?);
+        let page_size = self
+            .settings
+            .get("pull_page_size")
+            .and_then(|v| v.parse().ok());
+        let (mut pulled, mut errors, mut received) = (0, 0, 0);
+        loop {
+            self.renew()?;
+            let body = pull::request_body(self.conn, client, page_size)?;
+            let answer = self.http.post(url, &body)?;
+            let page = pull::apply_page(self.conn, &answer)?;
+            pulled += page.pulled;
+            errors += page.pull_errors;
+            received += page.pulled + page.pull_errors + page.kept_local;
+            (self.progress)(Progress {
+                stage: Cycle::Pull,
+                done: received,
+                total: None,
+            });
+            if !page.has_more {
+                return Ok((pulled, errors));
+            }
         }
     }
 }
@@ -123,6 +161,17 @@ pub fn run_cycle(
     kind: Cycle,
     trigger: &str,
 ) -> Result<Value> {
+    run_cycle_with_progress(conn, session, kind, trigger, &|_| {})
+}
+
+/// [`run_cycle`], reporting progress after each batch and page.
+pub fn run_cycle_with_progress(
+    conn: &Connection,
+    session: &ConnectionSettings,
+    kind: Cycle,
+    trigger: &str,
+    progress: OnProgress<'_>,
+) -> Result<Value> {
     if !conn.is_autocommit() {
         bail!("cannot sync inside an open transaction: the network requests would hold the database lock; COMMIT first");
     }
@@ -134,7 +183,7 @@ pub fn run_cycle(
         )?;
         Ok(conn.last_insert_rowid())
     })?;
-    let outcome = locked_cycle(conn, &settings, kind);
+    let outcome = locked_cycle(conn, &settings, kind, progress);
     let (result, error) = match &outcome {
         Ok(value) => (Some(value.to_string()), None),
         Err(e) => (None, Some(e.message().to_string())),
@@ -154,7 +203,12 @@ pub fn run_cycle(
     outcome
 }
 
-fn locked_cycle(conn: &Connection, settings: &Settings, kind: Cycle) -> Result<Value> {
+fn locked_cycle(
+    conn: &Connection,
+    settings: &Settings,
+    kind: Cycle,
+    progress: OnProgress<'_>,
+) -> Result<Value> {
     let http = Http::new(settings)?;
     let lease = if settings.flag("sync_lock") {
         match Lease::acquire(conn, settings.number("timeout_ms") as i64)? {
@@ -164,22 +218,29 @@ fn locked_cycle(conn: &Connection, settings: &Settings, kind: Cycle) -> Result<V
     } else {
         None
     };
+    let run = Run {
+        conn,
+        settings,
+        http,
+        lease,
+        progress,
+    };
     let work = || -> Result<Value> {
         let pushed = if kind == Cycle::Pull {
             PushOutcome::default()
         } else {
-            push_all(conn, settings, &http, lease.as_ref())?
+            run.push_all()?
         };
         let (pulled, errors) = if kind == Cycle::Push {
             (0, 0)
         } else {
-            pull_all(conn, settings, &http, lease.as_ref())?
+            run.pull_all()?
         };
         prune(conn, settings.number("retention_days"))?;
         Ok(result_json(&pushed, pulled, errors, false))
     };
     let result = work();
-    if let Some(lease) = lease {
+    if let Some(lease) = &run.lease {
         lease.release(conn)?;
     }
     result

@@ -1,0 +1,225 @@
+//! The real `tether` binary against tether-server: output, exit codes, databases.
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use tether_harness::*;
+
+const TASK: &str =
+    r#"{"name": "Task", "fields": {"title": "required|max:20"}, "soft_deletes": true}"#;
+
+fn tether(db: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("TETHER_DB")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn database(server: &Server) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (dir, path) = temp_db();
+    let conn = open_plain(&path);
+    conn.execute_batch("CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT); INSERT INTO tasks (title) VALUES ('first');").unwrap();
+    drop(conn);
+    let out = tether(&path, &["track", "tasks"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("\"model\": \"Task\""),
+        "{:?}",
+        text(&out)
+    );
+    assert!(tether(&path, &["config", "server_url", &server.url])
+        .status
+        .success());
+    (dir, path)
+}
+
+#[test]
+fn sync_prints_a_table_and_json_and_changes_the_database() {
+    let server = Server::start(&["--model", TASK]);
+    let (_dir, path) = database(&server);
+    let out = tether(&path, &["sync"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Pushed") && stdout.contains("Pulled"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Pushed", "1"]),
+        "{stdout}"
+    );
+    assert!(stderr.is_empty(), "no progress bar when piped: {stderr:?}");
+    let out = tether(&path, &["pull", "--json"]);
+    let result: Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert_eq!(result["skipped"], false);
+    assert_eq!(server.rows("x").len(), 1);
+    let pending: i64 = open_plain(&path)
+        .query_row(
+            "SELECT count(*) FROM tether_mutation_logs WHERE sync_status = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, 0);
+
+    let out = tether(&path, &["status"]);
+    let stdout = text(&out).0;
+    assert!(
+        stdout.contains("pending")
+            && stdout.contains("table tasks")
+            && stdout.contains("model Task"),
+        "{stdout}"
+    );
+    let status: Value =
+        serde_json::from_str(&text(&tether(&path, &["status", "--json"])).0).unwrap();
+    assert_eq!(status["pending"], 0);
+}
+
+#[test]
+fn rejections_warn_and_exit_non_zero() {
+    let server = Server::start(&["--model", TASK]);
+    let (_dir, path) = database(&server);
+    open_plain(&path)
+        .execute(
+            "INSERT INTO tasks (title) VALUES ('far too long for the server')",
+            [],
+        )
+        .unwrap();
+    let out = tether(&path, &["push"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("warning: 1 mutation(s) rejected") && stderr.contains("validation_failed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn clear_errors_for_missing_database_untracked_setup_and_unreachable_server() {
+    let (dir, path) = temp_db();
+    let out = tether(&dir.path().join("nope.db"), &["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("no such database"),
+        "{:?}",
+        text(&out)
+    );
+    open_plain(&path)
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    let out = tether(&path, &["sync"]);
+    assert!(
+        text(&out).1.contains("no table is tracked"),
+        "{:?}",
+        text(&out)
+    );
+    tether(&path, &["track", "t"]);
+    let nothing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", nothing.local_addr().unwrap());
+    drop(nothing);
+    tether(&path, &["config", "server_url", &url]);
+    let out = tether(&path, &["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("connection refused"),
+        "{:?}",
+        text(&out)
+    );
+    let out = tether(&path, &["config", "push_batch_size", "-3"]);
+    assert!(
+        !out.status.success() && text(&out).1.contains("push_batch_size"),
+        "{:?}",
+        text(&out)
+    );
+}
+
+#[test]
+fn config_shows_settings_without_secrets() {
+    let server = Server::start(&["--model", TASK]);
+    let (_dir, path) = database(&server);
+    assert!(tether(&path, &["config", "auth_token", "hush-hush"])
+        .status
+        .success());
+    let all = text(&tether(&path, &["config"])).0;
+    assert!(
+        all.contains("server_url") && all.contains("***") && !all.contains("hush-hush"),
+        "{all}"
+    );
+    assert_eq!(
+        text(&tether(&path, &["config", "push_batch_size"]))
+            .0
+            .trim(),
+        "100"
+    );
+}
+
+#[test]
+fn watch_keeps_syncing_and_stops_on_ctrl_c() {
+    let server = Server::start(&["--model", TASK]);
+    let (_dir, path) = database(&server);
+    let child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("--db")
+        .arg(&path)
+        .args(["watch", "--every", "300ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    open_plain(&path)
+        .execute("INSERT INTO tasks (title) VALUES ('while watching')", [])
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.lines().filter(|l| l.contains("pushed")).count() >= 3,
+        "{stdout}"
+    );
+    assert!(stderr.contains("stopped"), "{stderr}");
+    assert_eq!(
+        server.rows("x").len(),
+        2,
+        "the row written while watching was pushed"
+    );
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+#[test]
+fn the_demo_runs_and_cleans_up() {
+    server_binary();
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    for expected in [
+        "Buy almond milk",
+        "\"conflicts\": 1",
+        "validation_failed",
+        "The title may not be greater than 40 characters.",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "demo output lacks {expected}: {stdout}"
+        );
+    }
+}
