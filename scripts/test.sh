@@ -44,13 +44,16 @@ fi
 step "SQLite built without JSON"
 tests/host/limited_host_test.sh "$lib"
 
-step "demo (scripts/demo.sh)"
-demo_log=$(mktemp)
-./scripts/demo.sh >"$demo_log" 2>&1 || { cat "$demo_log"; exit 1; }
-for expected in '"pulled": 3' '"conflicts": 1' 'validation_failed' 'Buy almond milk'; do
-  grep -q "$expected" "$demo_log" || { cat "$demo_log"; echo "demo output lacks $expected"; exit 1; }
+# Both demos must tell the whole story: rows received, a conflict, a rejection.
+for demo in demo shell-demo; do
+  step "demo (scripts/$demo.sh)"
+  demo_log=$(mktemp)
+  "./scripts/$demo.sh" >"$demo_log" 2>&1 || { cat "$demo_log"; exit 1; }
+  for expected in 'Buy almond milk' '"conflicts": 1' 'validation_failed'; do
+    grep -q "$expected" "$demo_log" || { cat "$demo_log"; echo "$demo output lacks $expected"; exit 1; }
+  done
+  echo "$demo: 1 passed, 0 failed"
 done
-echo "demo: 1 passed, 0 failed"
 
 # One closing line over every runner above (cargo, shell, unittest, node --test, C host).
 passed=$(grep -oE '(test result: ok\. [0-9]+ passed|^[a-z ]+: [0-9]+ passed|^Ran [0-9]+ test|^# pass [0-9]+)' "$log" \
