@@ -283,3 +283,15 @@ impl Rng {
         self.next_u64() % n
     }
 }
+
+/// A client database (WAL) with a tracked `tasks (id, title)` table pointed at `server`.
+pub fn synced_client(server: &Server) -> (tempfile::TempDir, PathBuf, Connection) {
+    let (dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT); SELECT tether_track('tasks');",
+    )
+    .unwrap();
+    set_config(&conn, "server_url", server.url.as_str());
+    (dir, path, conn)
+}

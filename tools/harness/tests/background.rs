@@ -8,14 +8,6 @@ use tether_harness::*;
 const TASK: &str =
     r#"{"name": "Task", "fields": {"title": "required|max:40"}, "soft_deletes": true}"#;
 
-fn client(server: &Server) -> (tempfile::TempDir, std::path::PathBuf, Connection) {
-    let (dir, path) = temp_db();
-    let conn = open_loaded(&path);
-    conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT); SELECT tether_track('tasks');").unwrap();
-    set_config(&conn, "server_url", server.url.as_str());
-    (dir, path, conn)
-}
-
 /// Rows of tether_sync_log as JSON, oldest first.
 fn log(path: &std::path::Path) -> Vec<Value> {
     let conn = open_plain(path);
@@ -42,7 +34,7 @@ fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 #[test]
 fn dispatch_returns_at_once_and_the_cycle_completes() {
     let server = Server::start(&["--model", TASK]);
-    let (_dir, path, conn) = client(&server);
+    let (_dir, path, conn) = synced_client(&server);
     conn.execute("INSERT INTO tasks (title) VALUES ('in the background')", [])
         .unwrap();
     server.post(
@@ -75,7 +67,7 @@ fn dispatch_returns_at_once_and_the_cycle_completes() {
 #[test]
 fn a_schedule_repeats_survives_errors_and_stops() {
     let server = Server::start(&["--model", TASK]);
-    let (_dir, path, conn) = client(&server);
+    let (_dir, path, conn) = synced_client(&server);
     server.post(
         "/_test/faults",
         &json!({"path": "/tether/pull", "status": 500}),
@@ -123,7 +115,7 @@ fn a_schedule_repeats_survives_errors_and_stops() {
 #[test]
 fn auto_sync_pushes_writes_from_other_connections() {
     let server = Server::start(&["--model", TASK]);
-    let (_dir, path, conn) = client(&server);
+    let (_dir, path, conn) = synced_client(&server);
     set_config(&conn, "auto_sync", "true");
     let other = open_plain(&path);
     other
@@ -155,7 +147,7 @@ fn auto_sync_pushes_writes_from_other_connections() {
 #[test]
 fn closing_the_starting_connection_stops_the_worker() {
     let server = Server::start(&["--model", TASK]);
-    let (_dir, path, conn) = client(&server);
+    let (_dir, path, conn) = synced_client(&server);
     json(&conn, "SELECT tether_schedule('pull', 0.2)");
     assert!(wait_for(Duration::from_secs(10), || !log(&path).is_empty()));
     drop(conn);
@@ -172,7 +164,7 @@ fn closing_the_starting_connection_stops_the_worker() {
 #[test]
 fn no_background_cycle_overlaps_a_foreground_one() {
     let server = Server::start(&["--model", TASK]);
-    let (_dir, path, conn) = client(&server);
+    let (_dir, path, conn) = synced_client(&server);
     conn.execute("INSERT INTO tasks (title) VALUES ('x')", [])
         .unwrap();
     server.post(

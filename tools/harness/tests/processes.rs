@@ -10,19 +10,6 @@ use tether_harness::*;
 const TASK: &str =
     r#"{"name": "Task", "fields": {"title": "required|max:40"}, "soft_deletes": true}"#;
 
-fn client(server: &Server) -> (tempfile::TempDir, std::path::PathBuf, Connection) {
-    let (dir, path) = temp_db();
-    let conn = open_loaded(&path);
-    conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT); SELECT tether_track('tasks');").unwrap();
-    conn.query_row(
-        "SELECT tether_config('server_url', ?1)",
-        [&server.url],
-        |_| Ok(()),
-    )
-    .unwrap();
-    (dir, path, conn)
-}
-
 /// `sqlite3 DB ".load libtether" "SELECT tether_sync();"` in the background.
 fn shell_sync(path: &std::path::Path) -> Child {
     Command::new("sqlite3")
@@ -72,7 +59,7 @@ fn server_titles(server: &Server) -> Vec<String> {
 #[test]
 fn a_sync_killed_during_its_push_converges_on_the_next_one() {
     let server = Server::start(&["--model", TASK]);
-    let (_dir, path, conn) = client(&server);
+    let (_dir, path, conn) = synced_client(&server);
     conn.execute_batch("INSERT INTO tasks (title) VALUES ('a'), ('b'), ('c');")
         .unwrap();
     server.post(
@@ -108,12 +95,12 @@ fn a_sync_killed_during_its_push_converges_on_the_next_one() {
 #[test]
 fn a_sync_killed_during_its_pull_converges_on_the_next_one() {
     let server = Server::start(&["--model", TASK]);
-    let (_d1, _p1, writer) = client(&server);
+    let (_d1, _p1, writer) = synced_client(&server);
     writer
         .execute_batch("INSERT INTO tasks (title) VALUES ('x'), ('y');")
         .unwrap();
     json(&writer, "SELECT tether_sync()");
-    let (_dir, path, conn) = client(&server);
+    let (_dir, path, conn) = synced_client(&server);
     set_config(&conn, "pull_page_size", 1);
     server.post(
         "/_test/faults",
@@ -137,7 +124,7 @@ fn a_sync_killed_during_its_pull_converges_on_the_next_one() {
 #[test]
 fn two_processes_syncing_at_once_one_runs_the_other_skips() {
     let server = Server::start(&["--model", TASK]);
-    let (_dir, path, conn) = client(&server);
+    let (_dir, path, conn) = synced_client(&server);
     conn.execute("INSERT INTO tasks (title) VALUES ('only once')", [])
         .unwrap();
     server.post(
@@ -159,7 +146,7 @@ fn two_processes_syncing_at_once_one_runs_the_other_skips() {
 #[test]
 fn debug_output_goes_to_stderr_without_secrets() {
     let server = Server::start(&["--model", TASK]);
-    let (_dir, path, conn) = client(&server);
+    let (_dir, path, conn) = synced_client(&server);
     conn.execute("INSERT INTO tasks (title) VALUES ('x')", [])
         .unwrap();
     let out = Command::new("sqlite3")
