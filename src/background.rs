@@ -128,7 +128,10 @@ impl Worker {
 
 fn pending(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
-        "SELECT count(*) FROM tether_mutation_logs WHERE sync_status = 'pending'",
+        &format!(
+            "SELECT count(*) FROM tether_mutation_logs WHERE {}",
+            crate::queue::PENDING
+        ),
         [],
         |r| r.get(0),
     )

@@ -8,15 +8,20 @@ use crate::db::write_txn;
 use crate::error::Result;
 use crate::identity::ulid_at;
 
+/// The condition for pending mutations, written so SQLite uses the partial index of unsynced
+/// rows (it cannot infer `<> 'synced'` from `= 'pending'` by itself): without it every scan of
+/// the queue reads every synced mutation kept for the retention period.
+pub const PENDING: &str = "sync_status <> 'synced' AND sync_status = 'pending'";
+
 /// Gives identities to at most `limit` pending mutations that lack them, oldest first.
 /// Returns how many were given. Versions follow queue order, so they equal what assigning at
 /// capture time would have produced.
 pub fn assign_identities(conn: &Connection, limit: usize) -> Result<usize> {
     write_txn(conn, |conn| {
-        let mut pending = conn.prepare(
+        let mut pending = conn.prepare(&format!(
             "SELECT id, entity_id, timestamp FROM tether_mutation_logs
-              WHERE sync_status = 'pending' AND mutation_id IS NULL ORDER BY id LIMIT ?1",
-        )?;
+              WHERE {PENDING} AND mutation_id IS NULL ORDER BY id LIMIT ?1"
+        ))?;
         let rows: Vec<(i64, String, i64)> = pending
             .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;

@@ -34,9 +34,10 @@ pub fn status(conn: &Connection, settings: &Settings) -> Result<Json> {
         counts.insert(status, count);
     }
     let mut pending_by_model: HashMap<String, i64> = HashMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT model, count(*) FROM tether_mutation_logs WHERE sync_status = 'pending' GROUP BY model",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT model, count(*) FROM tether_mutation_logs WHERE {} GROUP BY model",
+        crate::queue::PENDING
+    ))?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
         let (model, count) = row?;
         pending_by_model.insert(model, count);

@@ -82,7 +82,10 @@ impl Run<'_> {
         push::requeue_retryable(conn, settings.number("max_retry_attempts"))?;
         let (url, client) = (url(settings, "push_url")?, client_id(settings)?);
         let total: i64 = conn.query_row(
-            "SELECT count(*) FROM tether_mutation_logs WHERE sync_status = 'pending'",
+            &format!(
+                "SELECT count(*) FROM tether_mutation_logs WHERE {}",
+                crate::queue::PENDING
+            ),
             [],
             |r| r.get(0),
         )?;

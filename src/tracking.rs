@@ -380,7 +380,10 @@ fn untrack(conn: &Connection, name: &str) -> Result<Json> {
             [&table.table],
         )?;
         let pending: i64 = conn.query_row(
-            "SELECT count(*) FROM tether_mutation_logs WHERE sync_status = 'pending' AND model = ?1",
+            &format!(
+                "SELECT count(*) FROM tether_mutation_logs WHERE {} AND model = ?1",
+                crate::queue::PENDING
+            ),
             [&table.model],
             |r| r.get(0),
         )?;

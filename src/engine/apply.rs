@@ -1,7 +1,7 @@
 //! Writing server state into a tracked table: only its synced columns, matched by sync key, the
 //! local primary key never touched. Callers run this inside `capture::without_capture`.
 use rusqlite::types::Value as Sql;
-use rusqlite::{params_from_iter, Connection};
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 
 use crate::error::Result;
@@ -39,11 +39,8 @@ pub fn upsert(
     let name = ident(&table.table);
     let key = ident(&table.sync_key);
     let updated = if columns.is_empty() {
-        conn.query_row(
-            &format!("SELECT count(*) FROM {name} WHERE {key} = ?1"),
-            [entity],
-            |r| r.get::<_, i64>(0),
-        )? as usize
+        conn.prepare_cached(&format!("SELECT count(*) FROM {name} WHERE {key} = ?1"))?
+            .query_row([entity], |r| r.get::<_, i64>(0))? as usize
     } else {
         let sets: Vec<String> = columns
             .iter()
@@ -52,7 +49,8 @@ pub fn upsert(
             .collect();
         let mut params = vec![Sql::Text(entity.to_string())];
         params.extend(values.iter().cloned());
-        conn.execute(
+        execute(
+            conn,
             &format!("UPDATE {name} SET {} WHERE {key} = ?1", sets.join(", ")),
             params_from_iter(params),
         )?
@@ -63,7 +61,8 @@ pub fn upsert(
         let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
         let mut params = vec![Sql::Text(entity.to_string())];
         params.extend(values);
-        conn.execute(
+        execute(
+            conn,
             &format!(
                 "INSERT INTO {name} ({}) VALUES ({})",
                 names.join(", "),
@@ -75,9 +74,16 @@ pub fn upsert(
     Ok(())
 }
 
+/// `Connection::execute` through the statement cache: these run once per snapshot, and
+/// preparing a statement on a tracked table compiles its trigger programs every time.
+fn execute(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+    Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
 /// Removes the row whose sync key is `entity`; nothing to do when it is absent.
 pub fn delete(conn: &Connection, table: &TrackedTable, entity: &str) -> Result<()> {
-    conn.execute(
+    execute(
+        conn,
         &format!(
             "DELETE FROM {} WHERE {} = ?1",
             ident(&table.table),
@@ -121,7 +127,8 @@ pub fn defer(
     operation: &str,
     payload: &Map<String, Value>,
 ) -> Result<()> {
-    conn.execute(
+    execute(
+        conn,
         "INSERT OR REPLACE INTO tether_deferred_snapshots (entity_id, model, operation, payload) VALUES (?1, ?2, ?3, ?4)",
         (entity, model, operation, Value::Object(payload.clone()).to_string()),
     )?;
@@ -129,36 +136,62 @@ pub fn defer(
 }
 
 pub fn forget_deferred(conn: &Connection, entity: &str) -> Result<()> {
-    conn.execute(
+    execute(
+        conn,
         "DELETE FROM tether_deferred_snapshots WHERE entity_id = ?1",
         [entity],
     )?;
     Ok(())
 }
 
-/// Settles deferred snapshots of rows whose local changes are no longer pending. If the last
-/// one was rejected for good, the server never took it: the deferred server state applies. If it
+/// Settles deferred snapshots of the entities whose mutations an answer just settled (`true`:
+/// rejected for good), once none of their mutations is pending. If the last settled one was
+/// rejected, the server never took the local change: the deferred server state applies. If it
 /// was synced (the server has our newer state, which the next pull echoes) or conflicted (the
 /// server state was applied then), the deferred snapshot is stale. Runs inside the caller's
 /// capture-suppressed transaction; returns how many snapshots were applied.
-pub fn settle_deferred(conn: &Connection, tables: &[TrackedTable]) -> Result<usize> {
-    let settled: Vec<(String, String, String, String, Option<String>)> = conn
-        .prepare(
-            "SELECT d.entity_id, d.model, d.operation, d.payload,
-                    (SELECT sync_status FROM tether_mutation_logs m WHERE m.entity_id = d.entity_id ORDER BY id DESC LIMIT 1)
-               FROM tether_deferred_snapshots d
-              WHERE NOT EXISTS (SELECT 1 FROM tether_mutation_logs m
-                                 WHERE m.entity_id = d.entity_id AND m.sync_status = 'pending')",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+pub fn settle_deferred(
+    conn: &Connection,
+    tables: &[TrackedTable],
+    settled: &[(String, bool)],
+) -> Result<usize> {
+    let waiting: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM tether_deferred_snapshots)",
+        [],
+        |r| r.get(0),
+    )?;
+    if !waiting || settled.is_empty() {
+        return Ok(0);
+    }
+    let pending: std::collections::HashSet<String> = conn
+        .prepare(&format!(
+            "SELECT DISTINCT entity_id FROM tether_mutation_logs WHERE {}",
+            crate::queue::PENDING
+        ))?
+        .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    let mut last: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+    for (entity, rejected) in settled {
+        last.insert(entity, *rejected);
+    }
     let mut applied = 0;
-    for (entity, model, operation, payload, last_status) in settled {
-        forget_deferred(conn, &entity)?;
-        let (Some("failed"), Some(table)) = (
-            last_status.as_deref(),
-            tables.iter().find(|t| t.model == model),
-        ) else {
+    for (entity, rejected) in last {
+        if pending.contains(entity) {
+            continue;
+        }
+        let deferred: Option<(String, String, String)> = conn
+            .prepare_cached("SELECT model, operation, payload FROM tether_deferred_snapshots WHERE entity_id = ?1")?
+            .query_row([entity], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((model, operation, payload)) = deferred else {
+            continue;
+        };
+        forget_deferred(conn, entity)?;
+        let Some(table) = tables
+            .iter()
+            .find(|t| t.model == model)
+            .filter(|_| rejected)
+        else {
             continue;
         };
         let payload = serde_json::from_str::<Value>(&payload)
@@ -166,7 +199,7 @@ pub fn settle_deferred(conn: &Connection, tables: &[TrackedTable]) -> Result<usi
             .and_then(|v| payload_object(&v))
             .unwrap_or_default();
         conn.execute_batch("SAVEPOINT tether_deferred")?;
-        match snapshot(conn, table, &entity, &operation, &payload) {
+        match snapshot(conn, table, entity, &operation, &payload) {
             Ok(()) => {
                 conn.execute_batch("RELEASE tether_deferred")?;
                 applied += 1;

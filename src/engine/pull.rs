@@ -41,7 +41,12 @@ fn set_state(conn: &Connection, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// Applies one page. Snapshots that cannot apply (unknown model, constraint failure) are
+/// Snapshots applied per write transaction: keeps the write lock short however large the page.
+const ROWS_PER_TRANSACTION: usize = 500;
+
+/// Applies one page, in transactions of at most [`ROWS_PER_TRANSACTION`] snapshots; the cursor
+/// commits with the page's last rows, so it never passes rows that were not applied (a crash
+/// midway re-applies the page, which is idempotent). Snapshots that cannot apply (unknown model, constraint failure) are
 /// counted in `pull_errors` and the rest of the page applies. A row that still has unsent local
 /// changes is not overwritten: its snapshot waits until the push settles (`apply::settle_deferred`). Refuses, changing nothing, a page that says
 /// `has_more` without moving the cursor forward.
@@ -84,56 +89,81 @@ pub fn apply_page(conn: &Connection, body: &str) -> Result<PullPage> {
         );
     }
     let tables = tracked_tables(conn)?;
-    without_capture(conn, |conn| {
-        let pending: HashSet<String> = conn
-            .prepare(
-                "SELECT DISTINCT entity_id FROM tether_mutation_logs WHERE sync_status = 'pending'",
-            )?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut out = PullPage {
-            has_more,
-            cursor: new_cursor.or(old_cursor),
-            ..PullPage::default()
-        };
-        for snapshot in snapshots {
-            let entity = snapshot.get("entity_id").and_then(Value::as_str);
-            let table = snapshot
-                .get("model")
-                .and_then(Value::as_str)
-                .and_then(|model| tables.iter().find(|t| t.model == model));
-            let payload = snapshot.get("payload").and_then(apply::payload_object);
-            let (Some(entity), Some(table), Some(payload)) = (entity, table, payload) else {
-                out.pull_errors += 1;
-                continue;
-            };
-            let operation = snapshot
-                .get("operation")
-                .and_then(Value::as_str)
-                .unwrap_or("upsert");
-            if pending.contains(entity) {
-                apply::defer(conn, entity, &table.model, operation, &payload)?;
-                out.kept_local += 1;
-                continue;
+    let mut out = PullPage {
+        has_more,
+        cursor: new_cursor.or(old_cursor),
+        ..PullPage::default()
+    };
+    let chunks: Vec<&[Value]> = if snapshots.is_empty() {
+        vec![&[]]
+    } else {
+        snapshots.chunks(ROWS_PER_TRANSACTION).collect()
+    };
+    for (index, chunk) in chunks.iter().enumerate() {
+        without_capture(conn, |conn| {
+            // Read inside the transaction: a local write between two chunks is seen.
+            let pending: HashSet<String> = conn
+                .prepare_cached(&format!(
+                    "SELECT DISTINCT entity_id FROM tether_mutation_logs WHERE {}",
+                    crate::queue::PENDING
+                ))?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let deferred: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM tether_deferred_snapshots)",
+                [],
+                |r| r.get(0),
+            )?;
+            for snapshot in *chunk {
+                apply_snapshot(conn, &tables, &pending, deferred, snapshot, &mut out)?;
             }
-            apply::forget_deferred(conn, entity)?;
-            conn.execute_batch("SAVEPOINT tether_snapshot")?;
-            let applied = apply::snapshot(conn, table, entity, operation, &payload);
-            match applied {
-                Ok(()) => {
-                    conn.execute_batch("RELEASE tether_snapshot")?;
-                    out.pulled += 1;
+            if index + 1 == chunks.len() {
+                if let Some(cursor) = new_cursor {
+                    set_state(conn, "last_sync_cursor", &cursor.to_string())?;
                 }
-                Err(_) => {
-                    conn.execute_batch("ROLLBACK TO tether_snapshot; RELEASE tether_snapshot")?;
-                    out.pull_errors += 1;
-                }
+                set_state(conn, "last_sync_at", &crate::engine::now_iso(conn)?)?;
             }
-        }
-        if let Some(cursor) = new_cursor {
-            set_state(conn, "last_sync_cursor", &cursor.to_string())?;
-        }
-        set_state(conn, "last_sync_at", &crate::engine::now_iso(conn)?)?;
-        Ok(out)
-    })
+            Ok(())
+        })?;
+    }
+    Ok(out)
+}
+
+fn apply_snapshot(
+    conn: &Connection,
+    tables: &[crate::tracking::TrackedTable],
+    pending: &HashSet<String>,
+    deferred: bool,
+    snapshot: &Value,
+    out: &mut PullPage,
+) -> Result<()> {
+    let entity = snapshot.get("entity_id").and_then(Value::as_str);
+    let table = snapshot
+        .get("model")
+        .and_then(Value::as_str)
+        .and_then(|model| tables.iter().find(|t| t.model == model));
+    let payload = snapshot.get("payload").and_then(apply::payload_object);
+    let (Some(entity), Some(table), Some(payload)) = (entity, table, payload) else {
+        out.pull_errors += 1;
+        return Ok(());
+    };
+    let operation = snapshot
+        .get("operation")
+        .and_then(Value::as_str)
+        .unwrap_or("upsert");
+    if pending.contains(entity) {
+        apply::defer(conn, entity, &table.model, operation, &payload)?;
+        out.kept_local += 1;
+        return Ok(());
+    }
+    if deferred {
+        apply::forget_deferred(conn, entity)?;
+    }
+    // One statement per snapshot (an UPDATE, then an INSERT if it matched nothing): a failing
+    // statement undoes itself, so the rest of the page goes on without a savepoint.
+    match apply::snapshot(conn, table, entity, operation, &payload) {
+        Ok(()) => out.pulled += 1,
+        Err(_) => out.pull_errors += 1,
+    }
+    Ok(())
 }

@@ -20,7 +20,8 @@ pub fn requeue_retryable(conn: &Connection, max_attempts: u64) -> Result<usize> 
             "UPDATE tether_mutation_logs
                 SET sync_status = 'pending', rejection_reason = NULL, rejection_data = NULL,
                     updated_at = CURRENT_TIMESTAMP
-              WHERE sync_status = 'failed' AND rejection_reason = 'error' AND retry_count < ?1",
+              WHERE sync_status <> 'synced' AND sync_status = 'failed'
+                AND rejection_reason = 'error' AND retry_count < ?1",
             [max_attempts as i64],
         )?)
     })
@@ -45,11 +46,12 @@ pub fn next_batch(
 ) -> Result<Option<Batch>> {
     let limit = if size == 0 { i64::MAX } else { size as i64 };
     crate::queue::assign_identities(conn, limit as usize)?;
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT id, mutation_id, entity_id, model, operation, payload, version, timestamp
            FROM tether_mutation_logs
-          WHERE sync_status = 'pending' AND id > ?1 ORDER BY id LIMIT ?2",
-    )?;
+          WHERE {} AND id > ?1 ORDER BY id LIMIT ?2",
+        crate::queue::PENDING
+    ))?;
     let mut rows = stmt.query((after, limit))?;
     let (mut mutations, mut last_id) = (Vec::new(), after);
     while let Some(row) = rows.next()? {
@@ -127,18 +129,29 @@ pub fn apply_answer(conn: &Connection, body: &str) -> Result<PushOutcome> {
     let tables = tracked_tables(conn)?;
     without_capture(conn, |conn| {
         let mut out = PushOutcome::default();
+        // What became of each entity's mutations, for snapshots that waited on them.
+        let mut settled: Vec<(String, bool)> = Vec::new();
         let mut synced = conn.prepare(
             "UPDATE tether_mutation_logs SET sync_status = 'synced', synced_at = CURRENT_TIMESTAMP,
                     updated_at = CURRENT_TIMESTAMP
-              WHERE mutation_id = ?1 AND sync_status = 'pending'",
+              WHERE mutation_id = ?1 AND sync_status = 'pending'
+              RETURNING entity_id",
         )?;
+        let mut mark_synced = |id: &str, settled: &mut Vec<(String, bool)>| -> Result<usize> {
+            let entity: Option<String> = synced.query_row([id], |r| r.get(0)).optional()?;
+            Ok(entity.map_or(0, |e| {
+                settled.push((e, false));
+                1
+            }))
+        };
         for item in applied {
-            out.pushed += synced.execute([mutation_id(item, "applied")?])?;
+            out.pushed += mark_synced(&mutation_id(item, "applied")?, &mut settled)?;
         }
         let mut failed = conn.prepare(
             "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = ?2, rejection_data = ?3,
                     retry_count = retry_count + 1, updated_at = CURRENT_TIMESTAMP
-              WHERE mutation_id = ?1 AND sync_status = 'pending'",
+              WHERE mutation_id = ?1 AND sync_status = 'pending'
+              RETURNING entity_id",
         )?;
         for item in rejected {
             let id = mutation_id(item, "rejected")?;
@@ -148,11 +161,15 @@ pub fn apply_answer(conn: &Connection, body: &str) -> Result<PushOutcome> {
                 .unwrap_or("error")
                 .to_string();
             if reason == "duplicate" {
-                out.pushed += synced.execute([&id])?;
+                out.pushed += mark_synced(&id, &mut settled)?;
                 continue;
             }
             let data = item.get("data").cloned().unwrap_or(Value::Null);
-            if failed.execute((&id, &reason, data.to_string()))? > 0 {
+            let entity: Option<String> = failed
+                .query_row((&id, &reason, data.to_string()), |r| r.get(0))
+                .optional()?;
+            if let Some(entity) = entity {
+                settled.push((entity, true));
                 out.failed += 1;
                 out.rejections
                     .push(json!({"mutation_id": id, "reason": reason, "data": data}));
@@ -179,6 +196,7 @@ pub fn apply_answer(conn: &Connection, body: &str) -> Result<PushOutcome> {
                 continue;
             };
             out.conflicts += 1;
+            settled.push((entity.clone(), false));
             let table = tables.iter().find(|t| t.model == model);
             if let (Some(table), Some(row)) = (table, apply::payload_object(&state)) {
                 if !row.is_empty() {
@@ -186,7 +204,7 @@ pub fn apply_answer(conn: &Connection, body: &str) -> Result<PushOutcome> {
                 }
             }
         }
-        apply::settle_deferred(conn, &tables)?;
+        apply::settle_deferred(conn, &tables, &settled)?;
         Ok(out)
     })
 }

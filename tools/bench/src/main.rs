@@ -6,6 +6,8 @@
 //! for meaningful figures; the debug build is used otherwise.
 use std::time::{Duration, Instant};
 
+mod sync;
+
 use rusqlite::Connection;
 use tether_harness::{load, open_loaded, open_plain};
 
@@ -180,6 +182,20 @@ fn server(rows: usize) {
     let _ = child.wait();
 }
 
+fn number(args: &[String], index: usize, default: usize) -> usize {
+    args.get(index)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn header(what: &str) {
+    println!("{what}: tether (ours) against a baseline measured in the same run\n");
+    println!(
+        "{:<44} {:>11} {:>11} {:>8}",
+        "figure", "ours", "baseline", "ratio"
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
@@ -189,8 +205,38 @@ fn main() {
             capture(rows, rounds);
         }
         Some("server") => server(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(50_000)),
+        Some("push") => {
+            let rows = number(&args, 2, 100_000);
+            let binary = std::env::current_exe()
+                .unwrap()
+                .with_file_name("tether-server");
+            header("push");
+            for batch in [100, 1000] {
+                sync::push(&binary, rows, batch);
+            }
+        }
+        Some("pull") => {
+            header("pull");
+            sync::pull(number(&args, 2, 100_000), 1000);
+        }
+        Some("status") => sync::status(number(&args, 2, 1_000_000), number(&args, 3, 10_000)),
+        Some("lock") => sync::lock_hold(number(&args, 2, 100_000), 1000),
+        Some("memory") => {
+            let binary = std::env::current_exe()
+                .unwrap()
+                .with_file_name("tether-server");
+            header("memory");
+            sync::memory(&binary, number(&args, 2, 1_000_000));
+        }
+        Some("memory-child") => {
+            sync::memory_child(&args[2], std::path::Path::new(&args[3]), &args[4])
+        }
         _ => {
-            eprintln!("usage: tether-bench capture [ROWS=100000] [ROUNDS=3] | server [ROWS=50000]");
+            eprintln!(
+                "usage: tether-bench capture [ROWS=100000] [ROUNDS=3] | server [ROWS=50000] | push [ROWS=100000]\n\
+                 \x20      | pull [ROWS=100000] | status [SYNCED=1000000] [PENDING=10000] | lock [ROWS=100000]\n\
+                 \x20      | memory [ROWS=1000000]"
+            );
             std::process::exit(2);
         }
     }
