@@ -223,3 +223,48 @@ fn the_demo_runs_and_cleans_up() {
         );
     }
 }
+
+#[test]
+fn watch_backs_off_after_errors_and_keeps_going() {
+    let (_dir, path) = temp_db();
+    open_plain(&path)
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, x TEXT)")
+        .unwrap();
+    tether(&path, &["track", "t"]);
+    let nothing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", nothing.local_addr().unwrap());
+    drop(nothing);
+    tether(&path, &["config", "server_url", &url]);
+    let child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("--db")
+        .arg(&path)
+        .args(["watch", "--every", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2600));
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out).1;
+    let waits: Vec<f64> = stderr
+        .lines()
+        .filter_map(|l| {
+            l.split("retrying in ")
+                .nth(1)?
+                .trim_end_matches('s')
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(waits.len() >= 2, "it kept trying: {stderr}");
+    assert!(
+        waits.iter().all(|w| (0.8..=1.2).contains(w)),
+        "backoff capped at the interval, with jitter: {waits:?}"
+    );
+    assert!(
+        stderr.contains("connection refused") && stderr.contains("stopped"),
+        "{stderr}"
+    );
+    assert!(out.status.success());
+}
