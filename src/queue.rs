@@ -2,45 +2,55 @@
 //! a mutation gets its `mutation_id` and per-entity `version` here, when first prepared for
 //! sending. Both are written before any request leaves, so every retry reuses them, which the
 //! server's idempotency depends on.
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use crate::db::write_txn;
 use crate::error::Result;
-use crate::identity::ulid_at;
 
 /// The condition for pending mutations, written so SQLite uses the partial index of unsynced
 /// rows (it cannot infer `<> 'synced'` from `= 'pending'` by itself): without it every scan of
 /// the queue reads every synced mutation kept for the retention period.
 pub const PENDING: &str = "sync_status <> 'synced' AND sync_status = 'pending'";
 
-/// Gives identities to at most `limit` pending mutations that lack them, oldest first.
-/// Returns how many were given. Versions follow queue order, so they equal what assigning at
-/// capture time would have produced.
+/// Gives identities to at most `limit` pending mutations that lack them, oldest first, in a
+/// few set-based statements. Returns how many were given. Versions follow queue order (each
+/// entity continues from its highest version given so far), so they equal what assigning at
+/// capture time would have produced; each id's time part is the mutation's capture time.
 pub fn assign_identities(conn: &Connection, limit: usize) -> Result<usize> {
+    let limit = limit.min(i64::MAX as usize) as i64;
     write_txn(conn, |conn| {
-        let mut pending = conn.prepare(&format!(
-            "SELECT id, entity_id, timestamp FROM tether_mutation_logs
-              WHERE {PENDING} AND mutation_id IS NULL ORDER BY id LIMIT ?1"
-        ))?;
-        let rows: Vec<(i64, String, i64)> = pending
-            .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut last_version =
-            conn.prepare("SELECT version FROM tether_entity_versions WHERE entity_id = ?1")?;
-        let mut remember = conn.prepare(
-            "INSERT INTO tether_entity_versions (entity_id, version) VALUES (?1, ?2)
-             ON CONFLICT (entity_id) DO UPDATE SET version = excluded.version",
+        conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS tether_identity_batch (
+                 id INTEGER PRIMARY KEY, entity_id TEXT NOT NULL, timestamp INTEGER NOT NULL, version INTEGER NOT NULL);
+             DELETE FROM temp.tether_identity_batch;",
         )?;
-        let mut give = conn.prepare(
-            "UPDATE tether_mutation_logs SET mutation_id = ?2, version = ?3, updated_at = CURRENT_TIMESTAMP WHERE id = ?1",
-        )?;
-        for (id, entity, timestamp) in &rows {
-            let previous: Option<i64> =
-                last_version.query_row([entity], |r| r.get(0)).optional()?;
-            let version = previous.unwrap_or(0) + 1;
-            remember.execute((entity, version))?;
-            give.execute((id, ulid_at((*timestamp).max(0) as u64), version))?;
+        let given = conn.prepare_cached(&format!(
+            "INSERT INTO temp.tether_identity_batch (id, entity_id, timestamp, version)
+             SELECT b.id, b.entity_id, b.timestamp,
+                    coalesce(v.version, 0) + row_number() OVER (PARTITION BY b.entity_id ORDER BY b.id)
+               FROM (SELECT id, entity_id, timestamp FROM tether_mutation_logs
+                      WHERE {PENDING} AND mutation_id IS NULL ORDER BY id LIMIT ?1) AS b
+               LEFT JOIN tether_entity_versions AS v ON v.entity_id = b.entity_id"
+        ))?
+        .execute([limit])?;
+        if given == 0 {
+            return Ok(0);
         }
-        Ok(rows.len())
+        let id = crate::triggers::ulid_at("(SELECT timestamp FROM temp.tether_identity_batch b WHERE b.id = tether_mutation_logs.id)")?;
+        conn.prepare_cached(&format!(
+            "UPDATE tether_mutation_logs
+                SET mutation_id = {id},
+                    version = (SELECT version FROM temp.tether_identity_batch b WHERE b.id = tether_mutation_logs.id),
+                    updated_at = CURRENT_TIMESTAMP
+              WHERE id IN (SELECT id FROM temp.tether_identity_batch)"
+        ))?
+        .execute([])?;
+        conn.prepare_cached(
+            "INSERT INTO tether_entity_versions (entity_id, version)
+             SELECT entity_id, max(version) FROM temp.tether_identity_batch WHERE true GROUP BY entity_id
+             ON CONFLICT (entity_id) DO UPDATE SET version = excluded.version",
+        )?
+        .execute([])?;
+        Ok(given)
     })
 }

@@ -101,7 +101,12 @@ fn now_ms() -> Result<String> {
 }
 
 fn new_ulid() -> Result<String> {
-    Template::new(NEW_ULID).set("now_ms", &now_ms()?).render()
+    ulid_at(&now_ms()?)
+}
+
+/// A plain-SQL expression for a new ULID whose time part is `ms` (an expression in Unix ms).
+pub fn ulid_at(ms: &str) -> Result<String> {
+    Template::new(NEW_ULID).set("now_ms", ms).render()
 }
 
 /// Drops any existing capture triggers of the table and creates current ones.

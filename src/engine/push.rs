@@ -1,6 +1,7 @@
 //! Push, sans IO: [`next_batch`] builds the next request body from the queue, [`apply_answer`]
 //! records the server's answer. The transport between them is someone else's.
 use rusqlite::{Connection, OptionalExtension};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::bail;
@@ -25,6 +26,28 @@ pub fn requeue_retryable(conn: &Connection, max_attempts: u64) -> Result<usize> 
             [max_attempts as i64],
         )?)
     })
+}
+
+/// One mutation as the push request carries it.
+#[derive(serde::Serialize)]
+struct OutgoingMutation {
+    mutation_id: String,
+    entity_id: String,
+    model: String,
+    operation: String,
+    payload: Box<RawValue>,
+    version: i64,
+    timestamp: i64,
+}
+
+#[derive(serde::Serialize)]
+struct OutgoingBatch<'a> {
+    client_id: &'a str,
+    mutations: Vec<OutgoingMutation>,
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_string()).expect("valid JSON")
 }
 
 /// A request body and the queue position it reaches.
@@ -56,22 +79,27 @@ pub fn next_batch(
     let (mut mutations, mut last_id) = (Vec::new(), after);
     while let Some(row) = rows.next()? {
         last_id = row.get(0)?;
-        let payload: String = row.get(5)?;
-        mutations.push(json!({
-            "mutation_id": row.get::<_, String>(1)?,
-            "entity_id": row.get::<_, String>(2)?,
-            "model": row.get::<_, String>(3)?,
-            "operation": row.get::<_, String>(4)?,
-            "payload": serde_json::from_str::<Value>(&payload).unwrap_or_else(|_| json!({})),
-            "version": row.get::<_, i64>(6)?,
-            "timestamp": row.get::<_, i64>(7)?,
-        }));
+        // The payload was written by json_object(): valid JSON, sent as it is stored.
+        let payload =
+            RawValue::from_string(row.get::<_, String>(5)?).unwrap_or_else(|_| empty_object());
+        mutations.push(OutgoingMutation {
+            mutation_id: row.get(1)?,
+            entity_id: row.get(2)?,
+            model: row.get(3)?,
+            operation: row.get(4)?,
+            payload,
+            version: row.get(6)?,
+            timestamp: row.get(7)?,
+        });
     }
     if mutations.is_empty() {
         return Ok(None);
     }
     let size = mutations.len();
-    let body = json!({"client_id": client_id, "mutations": mutations}).to_string();
+    let body = serde_json::to_string(&OutgoingBatch {
+        client_id,
+        mutations,
+    })?;
     Ok(Some(Batch {
         body,
         last_id,
