@@ -31,7 +31,10 @@ pub fn check_host(conn: &Connection) -> Result<()> {
     // RETURNING (used by tracking and the sync engine) arrived in 3.35.0; DIRECTONLY and
     // INNOCUOUS function flags in 3.31.0.
     if rusqlite::version_number() < 3_035_000 {
-        bail!("needs SQLite 3.35.0 or newer (for RETURNING); this host has {}", rusqlite::version());
+        bail!(
+            "needs SQLite 3.35.0 or newer (for RETURNING); this host has {}",
+            rusqlite::version()
+        );
     }
     Ok(())
 }
