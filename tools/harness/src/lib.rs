@@ -295,3 +295,10 @@ pub fn synced_client(server: &Server) -> (tempfile::TempDir, PathBuf, Connection
     set_config(&conn, "server_url", server.url.as_str());
     (dir, path, conn)
 }
+
+/// The first column of every row `sql` returns.
+pub fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+    rows.map(|r| r.unwrap()).collect()
+}

@@ -17,13 +17,7 @@ fn state(conn: &Connection) -> BTreeMap<String, (String, Option<i64>)> {
 }
 
 fn random_change(rng: &mut Rng, conn: &Connection, who: usize, step: usize) {
-    let ids: Vec<i64> = conn
-        .prepare("SELECT id FROM tasks")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let ids: Vec<i64> = column(conn, "SELECT id FROM tasks");
     let title = format!("c{who} s{step} r{}", rng.below(1000));
     match (rng.below(10), ids.is_empty()) {
         (0..=3, _) | (_, true) => {

@@ -473,13 +473,7 @@ fn pull_keeps_unsent_local_changes_and_isolates_bad_snapshots() {
         (Some(1), Some(2)),
         "{result}"
     );
-    let titles: Vec<String> = conn
-        .prepare("SELECT title FROM tasks ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let titles: Vec<String> = column(&conn, "SELECT title FROM tasks ORDER BY id");
     assert_eq!(
         titles,
         ["local edit", "fine"],
@@ -493,13 +487,7 @@ fn a_snapshot_held_back_for_a_local_change_applies_if_that_change_is_rejected() 
     insert_tasks(&conn, 2);
     conn.execute("UPDATE tether_mutation_logs SET sync_status = 'synced'", [])
         .unwrap();
-    let keys: Vec<String> = conn
-        .prepare("SELECT tether_id FROM tasks ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let keys: Vec<String> = column(&conn, "SELECT tether_id FROM tasks ORDER BY id");
     conn.execute("UPDATE tasks SET title = 'local ' || id", [])
         .unwrap();
     let page = json!({"snapshots": [
@@ -517,13 +505,7 @@ fn a_snapshot_held_back_for_a_local_change_applies_if_that_change_is_rejected() 
         &conn,
         &json!({"applied": [m[1]], "rejected": [{"mutation_id": m[0], "reason": "not_found"}]}),
     );
-    let titles: Vec<String> = conn
-        .prepare("SELECT title FROM tasks ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let titles: Vec<String> = column(&conn, "SELECT title FROM tasks ORDER BY id");
     assert_eq!(
         titles,
         ["local 2"],

@@ -102,13 +102,10 @@ fn creates_internal_tables_and_loads_twice() {
     let conn = open_loaded(&path);
     load(&conn).expect("loading again on the same connection works");
     let second = open_loaded(&path);
-    let tables: Vec<String> = second
-        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE 'tether%' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let tables: Vec<String> = column(
+        &second,
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE 'tether%' ORDER BY name",
+    );
     for expected in [
         "tether_mutation_logs",
         "tether_sync_state",

@@ -38,12 +38,7 @@ fn let_the_dead_lease_expire(conn: &Connection) {
 }
 
 fn titles(conn: &Connection) -> Vec<String> {
-    conn.prepare("SELECT title FROM tasks ORDER BY title")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    column(conn, "SELECT title FROM tasks ORDER BY title")
 }
 
 fn server_titles(server: &Server) -> Vec<String> {

@@ -254,24 +254,16 @@ fn an_answer_lost_after_the_server_applied_is_resent_with_the_same_ids() {
         2,
         "the server applied the batch"
     );
-    let before: Vec<String> = c
-        .conn
-        .prepare("SELECT mutation_id FROM tether_mutation_logs ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let before: Vec<String> = column(
+        &c.conn,
+        "SELECT mutation_id FROM tether_mutation_logs ORDER BY id",
+    );
     let result = sync(&c);
     assert_eq!(result["pushed"], 2);
-    let after: Vec<String> = c
-        .conn
-        .prepare("SELECT mutation_id FROM tether_mutation_logs ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let after: Vec<String> = column(
+        &c.conn,
+        "SELECT mutation_id FROM tether_mutation_logs ORDER BY id",
+    );
     assert_eq!(before, after, "the same mutation ids were sent again");
     assert_eq!(server_rows(&server).len(), 2, "nothing duplicated");
     assert_eq!(rows(&c), server_rows(&server));

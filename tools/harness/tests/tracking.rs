@@ -20,13 +20,7 @@ fn existing_rows_get_keys_and_are_queued_as_creates() {
     give_identities(&path);
     let log = mutations(&conn);
     assert_eq!(log.len(), 3);
-    let keys: Vec<String> = conn
-        .prepare("SELECT tether_id FROM order_items ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let keys: Vec<String> = column(&conn, "SELECT tether_id FROM order_items ORDER BY id");
     for (m, key) in log.iter().zip(&keys) {
         assert!(is_ulid(key));
         assert_eq!(
