@@ -68,6 +68,11 @@ pub fn connection<'a>(ctx: &'a Context<'_>) -> Result<rusqlite::functions::Conne
     unsafe { ctx.get_connection() }.map_err(Error::from)
 }
 
+/// Argument `index` as text; SQL NULL is an error naming the argument.
+pub fn required_text(ctx: &Context<'_>, index: usize, what: &str) -> Result<String> {
+    text_arg(ctx, index, what)?.ok_or_else(|| Error::new(format!("{what} is NULL")))
+}
+
 /// Argument `index` as text; `None` for SQL NULL; an error naming the argument otherwise.
 pub fn text_arg(ctx: &Context<'_>, index: usize, what: &str) -> Result<Option<String>> {
     use rusqlite::types::ValueRef;

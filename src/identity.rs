@@ -33,6 +33,17 @@ pub fn ulid_at(millis: u64) -> String {
     String::from_utf8(text.to_vec()).expect("ASCII")
 }
 
+/// The Unix milliseconds in a ULID's time part (its first ten characters); `None` when those are
+/// not Crockford base32.
+pub fn ulid_millis(ulid: &str) -> Option<i64> {
+    ulid.get(..10)?.bytes().try_fold(0i64, |acc, b| {
+        CROCKFORD
+            .iter()
+            .position(|&c| c == b)
+            .map(|v| (acc << 5) | v as i64)
+    })
+}
+
 /// True for a 26-character upper-case Crockford base32 string whose first character is 0-7.
 pub fn is_ulid(text: &str) -> bool {
     text.len() == 26 && text.as_bytes()[0] <= b'7' && text.bytes().all(|b| CROCKFORD.contains(&b))
@@ -91,6 +102,13 @@ pub fn register(conn: &Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_time_part_decodes_back() {
+        let ms = 1_795_624_526_419;
+        assert_eq!(ulid_millis(&ulid_at(ms)), Some(ms as i64));
+        assert_eq!(ulid_millis("not a ulid"), None);
+    }
 
     #[test]
     fn ulids_are_well_formed_unique_and_time_ordered() {

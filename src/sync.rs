@@ -13,7 +13,7 @@ use crate::debug;
 use crate::engine::lock::Lease;
 use crate::engine::{prune, pull, push, result_json, PushOutcome};
 use crate::error::{Error, Result};
-use crate::functions::{self, connection, text_arg, Kind};
+use crate::functions::{self, connection, required_text, Kind};
 use crate::settings::{ConnectionSettings, Settings};
 use crate::transport::Http;
 
@@ -319,8 +319,7 @@ fn register_answer(
     apply: fn(&Connection, &str) -> Result<Value>,
 ) -> Result<()> {
     functions::register(conn, name, &[1], Kind::Writes, move |ctx: &Context<'_>| {
-        let body = text_arg(ctx, 0, "the answer body")?
-            .ok_or_else(|| Error::new("the answer body is NULL"))?;
+        let body = required_text(ctx, 0, "the answer body")?;
         let conn = connection(ctx)?;
         Ok(apply(&conn, &body)?.to_string())
     })

@@ -6,7 +6,7 @@ use serde_json::{json, Value as Json};
 use crate::bail;
 use crate::db::write_txn;
 use crate::error::{Error, Result};
-use crate::functions::{self, connection, text_arg, Kind};
+use crate::functions::{self, connection, required_text, text_arg, Kind};
 use crate::settings::{ConnectionSettings, Settings};
 use crate::sql::{check_name, ident};
 use crate::triggers::{self, Capture, RowLocator, TRIGGER_VERSION};
@@ -413,8 +413,7 @@ pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<(
         Kind::Writes,
         move |ctx: &Context<'_>| {
             let conn = connection(ctx)?;
-            let table = text_arg(ctx, 0, "the table name")?
-                .ok_or_else(|| Error::new("the table name is NULL"))?;
+            let table = required_text(ctx, 0, "the table name")?;
             let options = if ctx.len() > 1 {
                 text_arg(ctx, 1, "the options")?
             } else {
@@ -431,8 +430,7 @@ pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<(
         Kind::Writes,
         |ctx: &Context<'_>| {
             let conn = connection(ctx)?;
-            let table = text_arg(ctx, 0, "the table name")?
-                .ok_or_else(|| Error::new("the table name is NULL"))?;
+            let table = required_text(ctx, 0, "the table name")?;
             Ok(untrack(&conn, &table)?.to_string())
         },
     )

@@ -198,13 +198,9 @@ pub fn settle_deferred(
             .ok()
             .and_then(|v| payload_object(&v))
             .unwrap_or_default();
-        conn.execute_batch("SAVEPOINT tether_deferred")?;
-        match snapshot(conn, table, entity, &operation, &payload) {
-            Ok(()) => {
-                conn.execute_batch("RELEASE tether_deferred")?;
-                applied += 1;
-            }
-            Err(_) => conn.execute_batch("ROLLBACK TO tether_deferred; RELEASE tether_deferred")?,
+        // One statement, as in a pull: a failing one undoes itself.
+        if snapshot(conn, table, entity, &operation, &payload).is_ok() {
+            applied += 1;
         }
     }
     Ok(applied)

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::bail;
 use crate::error::{Error, Result};
-use crate::functions::{self, connection, text_arg, Kind};
+use crate::functions::{self, connection, required_text, text_arg, Kind};
 
 mod keys;
 
@@ -24,18 +24,9 @@ pub struct ConnectionSettings {
     values: Mutex<HashMap<&'static str, String>>,
 }
 
-/// Where an effective value came from.
-#[derive(Clone, Copy, PartialEq, Debug)]
-pub enum Source {
-    Connection,
-    Database,
-    Environment,
-    Default,
-}
-
 /// Effective, validated settings for one connection at one moment.
 pub struct Settings {
-    values: HashMap<&'static str, (String, Source)>,
+    values: HashMap<&'static str, String>,
 }
 
 impl Settings {
@@ -50,16 +41,16 @@ impl Settings {
         let mut values = HashMap::new();
         for key in KEYS {
             let found = if let Some(v) = session.get(key.name) {
-                Some((v.clone(), Source::Connection))
+                Some(v.clone())
             } else if let Some(v) = stored.get(key.name) {
-                Some((v.clone(), Source::Database))
+                Some(v.clone())
             } else if let Some(v) = std::env::var(key.env).ok().filter(|v| !v.trim().is_empty()) {
                 let v = normalize(key, &v).map_err(|e| {
                     Error::new(format!("environment variable {}: {}", key.env, e.message()))
                 })?;
-                Some((v, Source::Environment))
+                Some(v)
             } else {
-                key.default.map(|d| (d.to_string(), Source::Default))
+                key.default.map(str::to_string)
             };
             if let Some(found) = found {
                 values.insert(key.name, found);
@@ -67,26 +58,22 @@ impl Settings {
         }
         if !values.contains_key("client_id") {
             if let Some(id) = crate::identity::generated_client_id(conn)? {
-                values.insert("client_id", (id, Source::Default));
+                values.insert("client_id", id);
             }
         }
         let server = values
             .get("server_url")
-            .map(|(v, _)| v.trim_end_matches('/').to_string());
+            .map(|v| v.trim_end_matches('/').to_string());
         for (name, path) in [("push_url", "/tether/push"), ("pull_url", "/tether/pull")] {
             if let (false, Some(server)) = (values.contains_key(name), &server) {
-                values.insert(name, (format!("{server}{path}"), Source::Default));
+                values.insert(name, format!("{server}{path}"));
             }
         }
         Ok(Settings { values })
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(|(v, _)| v.as_str())
-    }
-
-    pub fn source(&self, name: &str) -> Option<Source> {
-        self.values.get(name).map(|(_, s)| *s)
+        self.values.get(name).map(String::as_str)
     }
 
     pub fn number(&self, name: &str) -> u64 {
@@ -233,8 +220,7 @@ pub fn register(
             if ctx.is_empty() {
                 return Ok(Value::Text(settings.to_json().to_string()));
             }
-            let name = text_arg(ctx, 0, "the setting name")?
-                .ok_or_else(|| Error::new("the setting name is NULL"))?;
+            let name = required_text(ctx, 0, "the setting name")?;
             Ok(scalar(&settings, key(&name)?))
         },
     )?;
@@ -245,8 +231,7 @@ pub fn register(
         Kind::Writes,
         move |ctx: &Context<'_>| {
             let conn = connection(ctx)?;
-            let name = text_arg(ctx, 0, "the setting name")?
-                .ok_or_else(|| Error::new("the setting name is NULL"))?;
+            let name = required_text(ctx, 0, "the setting name")?;
             let key = key(&name)?;
             let value = text_arg(ctx, 1, &format!("the value of {name}"))?;
             let scope = if ctx.len() == 3 {

@@ -139,13 +139,7 @@ pub fn give_identities(path: &Path) -> usize {
     tether::queue::assign_identities(&engine, usize::MAX >> 1).expect("assign identities")
 }
 
-/// The Unix milliseconds encoded in a ULID's first ten characters.
-pub fn ulid_millis(ulid: &str) -> i64 {
-    const CROCKFORD: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    ulid[..10].chars().fold(0i64, |acc, c| {
-        (acc << 5) | CROCKFORD.find(c).expect("Crockford character") as i64
-    })
-}
+pub use tether::identity::ulid_millis;
 
 /// Starts a server binary that prints its URL in its first stdout line (tether-server does);
 /// returns the child and the URL.

@@ -76,7 +76,7 @@ fn insert_update_delete_each_queue_one_correct_mutation() {
         assert!(is_ulid(id), "{id}");
         assert_eq!(
             ulid_millis(id),
-            m.timestamp,
+            Some(m.timestamp),
             "the id's time part is the capture time"
         );
         assert!(
