@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, Rust unit and integration tests, and the extension loaded by each
-# host (sqlite3 shell, Python, Node, a SQLite without JSON). Needs: cargo, sqlite3, /usr/bin/python3,
-# node + npm, gcc. `.ci/run` installs what a fresh machine lacks, then runs this.
+# host (sqlite3 shell, Python, SQLAlchemy + Alembic, Node, a SQLite without JSON). Needs: cargo,
+# sqlite3, /usr/bin/python3 with venv (python3-venv; PyPI on the first run), node + npm, gcc.
+# `.ci/run` installs what a fresh machine lacks, then runs this.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -32,6 +33,10 @@ tests/host/shell_test.sh "$lib"
 
 step "Python sqlite3 (Debian /usr/bin/python3)"
 /usr/bin/python3 tests/host/python_test.py "$lib"
+
+step "SQLAlchemy + Alembic (venv)"
+(cd tools && cargo build --quiet -p tether-server)
+tests/host/orm/run.sh "$lib" "$root/tools/target/debug/tether-server"
 
 step "Node better-sqlite3"
 if [ ! -d tests/host/node/node_modules/better-sqlite3/build ]; then

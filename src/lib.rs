@@ -5,7 +5,11 @@
 //! - [`settings`] — `tether_config`.
 //! - [`identity`] — ULIDs (`tether_ulid`) and the client id.
 //! - [`tracking`] — `tether_track`, `tether_untrack` ([`naming`] gives Laravel model names).
+//! - [`shape`] — warnings about table shapes that sync badly, found at tracking time.
+//! - [`table_info`] — what a user table looks like: columns, row locator, primary key.
 //! - [`triggers`] — plain-SQL capture triggers (`sql/triggers`).
+//! - [`row_keys`] — each row's sync key by primary key, so keys survive REPLACE and rebuilds.
+//! - [`reconcile`] — tracking follows renames and rebuilds made by other tools.
 //! - [`queue`] — the mutation queue; identities given when first sent.
 //! - [`capture`] — applying server state without capturing it.
 //! - [`engine`] — the sync engine, sans IO: next request, apply answer.
@@ -27,11 +31,15 @@ mod functions;
 pub mod identity;
 pub mod naming;
 pub mod queue;
+pub mod reconcile;
+pub mod row_keys;
 pub mod schema;
 pub mod settings;
+pub mod shape;
 pub mod sql;
 pub mod status;
 pub mod sync;
+pub mod table_info;
 pub mod tracking;
 mod transport;
 pub mod triggers;
@@ -95,6 +103,10 @@ fn register_as(conn: &Connection, may_start_workers: bool) -> Result<()> {
     )?;
     background::register(conn, worker.clone())?;
     let settings = settings::Settings::load(conn, &session)?;
-    tracking::refresh_outdated_triggers(conn, &settings)?;
+    // A repair that cannot run now (a read-only connection, a long-held lock) must not make the
+    // extension unloadable: every sync and status tries again and reports what stops it.
+    if let Err(error) = session.schema_watch().reconcile(conn, &settings) {
+        debug::log(&settings, 1, || format!("repair on load failed: {error}"));
+    }
     worker.start_if_auto(&settings)
 }

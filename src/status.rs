@@ -8,9 +8,10 @@ use serde_json::{json, Value as Json};
 
 use crate::error::Result;
 use crate::functions::{self, connection, Kind};
+use crate::reconcile::health;
 use crate::settings::{redact_url, ConnectionSettings, Settings};
-use crate::tracking::{columns, tracked_tables};
-use crate::triggers;
+use crate::table_info::columns;
+use crate::tracking::tracked_tables;
 
 fn state(conn: &Connection, key: &str) -> Result<Option<String>> {
     Ok(conn
@@ -23,7 +24,11 @@ fn state(conn: &Connection, key: &str) -> Result<Option<String>> {
         .flatten())
 }
 
-pub fn status(conn: &Connection, settings: &Settings) -> Result<Json> {
+pub fn status(
+    conn: &Connection,
+    settings: &Settings,
+    repair_error: Option<String>,
+) -> Result<Json> {
     // Served by the partial index on unsynced rows: cost follows the backlog, not the log size.
     let mut counts: HashMap<String, i64> = HashMap::new();
     let mut stmt = conn.prepare(
@@ -45,6 +50,7 @@ pub fn status(conn: &Connection, settings: &Settings) -> Result<Json> {
 
     let mut tables = Vec::new();
     for table in tracked_tables(conn)? {
+        let health = health(conn, settings, &table)?;
         let current: Vec<String> = columns(conn, &table.table)?
             .into_iter()
             .map(|c| c.name)
@@ -59,17 +65,33 @@ pub fn status(conn: &Connection, settings: &Settings) -> Result<Json> {
             .iter()
             .filter(|c| exists && !current.contains(c))
             .collect();
+        let installed = crate::triggers::installed(conn, &table.table)?;
+        let warnings = if exists {
+            crate::shape::findings(conn, &table.table, &table.sync_key, &table.synced_columns)?
+        } else {
+            Vec::new()
+        };
         tables.push(json!({
             "table": table.table,
             "model": table.model,
             "sync_key": table.sync_key,
             "columns": table.synced_columns,
+            "json_columns": table.json_columns,
             "pending": pending_by_model.get(&table.model).copied().unwrap_or(0),
             "exists": exists,
-            "triggers_installed": triggers::installed_count(conn, &table.table)? == 3,
+            "state": health.label(),
+            "problem": match &health {
+                crate::reconcile::Health::Drifted(reason) => Some(reason.clone()),
+                crate::reconcile::Health::Renamed(to) => Some(format!("renamed to {to:?}")),
+                crate::reconcile::Health::Dropped => Some("the table no longer exists; tether_untrack it to stop tracking".to_string()),
+                crate::reconcile::Health::InLine => None,
+            },
+            "triggers_installed": exists && health == crate::reconcile::Health::InLine,
+            "triggers": installed,
             "columns_changed": !added.is_empty() || !removed.is_empty(),
             "added_columns": added,
             "removed_columns": removed,
+            "warnings": warnings,
         }));
     }
 
@@ -82,6 +104,7 @@ pub fn status(conn: &Connection, settings: &Settings) -> Result<Json> {
         "client_id": settings.get("client_id"),
         "server_url": settings.get("server_url").map(redact_url),
         "tables": tables,
+        "repair_error": repair_error,
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
@@ -95,7 +118,17 @@ pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<(
         move |ctx: &Context<'_>| {
             let conn = connection(ctx)?;
             let settings = Settings::load(&conn, &session)?;
-            Ok(status(&conn, &settings)?.to_string())
+            // Repairs write; inside the caller's transaction status only reports.
+            let repair_error = if conn.is_autocommit() {
+                session
+                    .schema_watch()
+                    .reconcile(&conn, &settings)
+                    .err()
+                    .map(|e| e.to_string())
+            } else {
+                None
+            };
+            Ok(status(&conn, &settings, repair_error)?.to_string())
         },
     )
 }

@@ -98,7 +98,11 @@ impl Run<'_> {
             else {
                 return Ok(outcome);
             };
-            let answer = self.http.post(url, &batch.body)?;
+            outcome.add(PushOutcome::local_failures(&batch.local_failures));
+            let Some(body) = &batch.body else {
+                return Ok(outcome);
+            };
+            let answer = self.http.post(url, body)?;
             outcome.add(push::apply_answer(conn, &answer)?);
             position = batch.last_id;
             done += batch.size;
@@ -179,6 +183,9 @@ pub fn run_cycle_with_progress(
         bail!("cannot sync inside an open transaction: the network requests would hold the database lock; COMMIT first");
     }
     let settings = Settings::load(conn, session)?;
+    // Capture and apply must match the tables as they are now (renamed, rebuilt by a migration
+    // tool) before anything is sent or written.
+    session.schema_watch().reconcile(conn, &settings)?;
     let entry = crate::db::write_txn(conn, |conn| {
         conn.execute(
             "INSERT INTO tether_sync_log (kind, trigger) VALUES (?1, ?2)",
@@ -289,7 +296,7 @@ pub fn register(
                 settings.number("push_batch_size"),
             )?;
             *position = batch.as_ref().map(|b| b.last_id);
-            Ok(batch.map(|b| b.body))
+            Ok(batch.and_then(|b| b.body))
         },
     )?;
     register_answer(conn, "tether_push_response", |conn, body| {

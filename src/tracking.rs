@@ -1,6 +1,11 @@
 //! `tether_track` / `tether_untrack`: which tables sync, under which model, which columns.
+//! Tracking is idempotent: tracking a table again (by hand, or by [`crate::reconcile`] after a
+//! rename or rebuild) brings its key column, key index, row keys and triggers back in line
+//! without sending any row the server already has.
+use std::sync::Arc;
+
 use rusqlite::functions::Context;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::{json, Value as Json};
 
 use crate::bail;
@@ -8,29 +13,23 @@ use crate::db::write_txn;
 use crate::error::{Error, Result};
 use crate::functions::{self, connection, required_text, text_arg, Kind};
 use crate::settings::{ConnectionSettings, Settings};
-use crate::sql::{check_name, ident};
-use crate::triggers::{self, Capture, RowLocator, TRIGGER_VERSION};
-use std::sync::Arc;
-
-/// A column as `pragma_table_xinfo` describes it.
-#[derive(Clone, Debug)]
-pub struct Column {
-    pub name: String,
-    pub primary_key: bool,
-    /// Generated (or hidden) columns cannot be written by a pull.
-    pub generated: bool,
-}
+use crate::sql::{check_name, ident, literal};
+use crate::table_info::{table_info, Column, TableInfo};
+use crate::triggers::{self, Capture, TRIGGER_VERSION};
 
 /// Options of `tether_track(table, options)`.
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TrackOptions {
+pub(crate) struct TrackOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     columns: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     except: Option<Vec<String>>,
+    /// Columns whose text is JSON, besides those the schema declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    json: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     backfill: Option<bool>,
 }
@@ -39,131 +38,78 @@ struct TrackOptions {
 #[derive(Clone, Debug)]
 pub struct TrackedTable {
     pub table: String,
+    pub table_id: i64,
     pub model: String,
     pub sync_key: String,
     pub synced_columns: Vec<String>,
     pub table_columns: Vec<String>,
+    pub json_columns: Vec<String>,
     pub trigger_version: i64,
-    options: String,
+    pub triggers_hash: Option<String>,
+    pub(crate) options: String,
+    /// Synced columns declared BLOB: hex text from the server is decoded into bytes.
+    pub blob_columns: Vec<String>,
+    /// Synced columns without a declared type: decoded when the local value is bytes.
+    pub untyped_columns: Vec<String>,
 }
 
 pub fn tracked_tables(conn: &Connection) -> Result<Vec<TrackedTable>> {
-    let mut stmt = conn.prepare(
-        "SELECT table_name, model, sync_key, synced_columns, table_columns, trigger_version, options
-           FROM tether_tracked_tables ORDER BY rowid",
+    let mut stmt = conn.prepare_cached(
+        "SELECT table_name, table_id, model, sync_key, synced_columns, table_columns, json_columns,
+                trigger_version, triggers_hash, options
+           FROM tether_tracked_tables ORDER BY table_id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, String>(6)?,
+            (r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get(2)?),
+            (r.get::<_, String>(3)?, r.get::<_, String>(4)?),
+            (r.get::<_, String>(5)?, r.get::<_, String>(6)?),
+            (r.get(7)?, r.get(8)?, r.get(9)?),
         ))
     })?;
     rows.map(|row| {
-        let (table, model, sync_key, synced, all, trigger_version, options) = row?;
+        let ((table, table_id, model), (sync_key, synced), (all, json), (version, hash, options)) =
+            row?;
+        let synced_columns: Vec<String> = serde_json::from_str(&synced)?;
+        let (mut blob_columns, mut untyped_columns) = (Vec::new(), Vec::new());
+        for column in crate::table_info::columns(conn, &table)? {
+            if !synced_columns.contains(&column.name) {
+                continue;
+            }
+            if column.declared_blob() {
+                blob_columns.push(column.name);
+            } else if column.untyped() {
+                untyped_columns.push(column.name);
+            }
+        }
         Ok(TrackedTable {
+            blob_columns,
+            untyped_columns,
             table,
+            table_id,
             model,
             sync_key,
-            synced_columns: serde_json::from_str(&synced)?,
+            synced_columns,
             table_columns: serde_json::from_str(&all)?,
-            trigger_version,
+            json_columns: serde_json::from_str(&json)?,
+            trigger_version: version,
+            triggers_hash: hash,
             options,
         })
     })
     .collect()
 }
 
-/// The table's name as stored in the schema (SQLite names are case-insensitive), after checking
-/// it is a table tether can track.
-fn resolve_table(conn: &Connection, name: &str) -> Result<String> {
-    check_name("table", name)?;
-    let found: Option<(String, String, Option<String>)> = conn
-        .query_row(
-            "SELECT name, type, sql FROM sqlite_schema
-              WHERE name = ?1 COLLATE NOCASE AND type IN ('table', 'view')
-              ORDER BY name = ?1 DESC LIMIT 1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((canonical, kind, sql)) = found else {
-        bail!("no such table: {name:?}")
-    };
-    if kind == "view" {
-        bail!("{canonical:?} is a view; only tables can be tracked");
-    }
-    if sql
-        .unwrap_or_default()
-        .trim_start()
-        .to_ascii_uppercase()
-        .starts_with("CREATE VIRTUAL")
-    {
-        bail!("{canonical:?} is a virtual table; only ordinary tables can be tracked");
-    }
-    let lower = canonical.to_ascii_lowercase();
-    if lower.starts_with("sqlite_") || lower.starts_with("tether_") {
-        bail!("{canonical:?} is an internal table and cannot be tracked");
-    }
-    Ok(canonical)
-}
-
-pub fn columns(conn: &Connection, table: &str) -> Result<Vec<Column>> {
-    let mut stmt =
-        conn.prepare("SELECT name, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")?;
-    let columns = stmt
-        .query_map([table], |r| {
-            Ok(Column {
-                name: r.get(0)?,
-                primary_key: r.get::<_, i64>(1)? > 0,
-                generated: r.get::<_, i64>(2)? != 0,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(columns)
-}
-
-fn locator(conn: &Connection, table: &str, columns: &[Column]) -> Result<RowLocator> {
-    for alias in ["rowid", "_rowid_", "oid"] {
-        let shadowed = columns.iter().any(|c| c.name.eq_ignore_ascii_case(alias));
-        if !shadowed
-            && conn
-                .prepare(&format!("SELECT {alias} FROM {} LIMIT 0", ident(table)))
-                .is_ok()
-        {
-            return Ok(RowLocator::Rowid(alias.to_string()));
-        }
-    }
-    let mut keys: Vec<(i64, String)> = conn
-        .prepare("SELECT pk, name FROM pragma_table_info(?1) WHERE pk > 0")?
-        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    keys.sort();
-    if keys.is_empty() {
-        bail!("{table:?} has neither a reachable rowid nor a primary key, so its rows cannot be located");
-    }
-    Ok(RowLocator::PrimaryKey(
-        keys.into_iter().map(|(_, name)| name).collect(),
-    ))
-}
-
-/// The columns that sync: every column but the primary key, the sync key and generated
-/// columns, narrowed by `columns` or `except`.
-fn synced_columns(
-    table: &str,
-    all: &[Column],
-    sync_key: &str,
-    options: &TrackOptions,
-) -> Result<Vec<String>> {
+/// The columns that sync: every column but a rowid-alias primary key (local to this device),
+/// the sync key and generated columns, narrowed by `columns` or `except`. Primary key columns that
+/// carry data (TEXT or composite keys) sync: a pulled row could not be written without them.
+fn synced_columns(info: &TableInfo, sync_key: &str, options: &TrackOptions) -> Result<Vec<String>> {
+    let table = &info.name;
     let find = |name: &String| {
-        all.iter()
-            .find(|c| &c.name == name)
+        info.column(name)
             .ok_or_else(|| Error::new(format!("{table:?} has no column {name:?}")))
     };
+    let local_key = |c: &Column| matches!(&info.primary_key, crate::table_info::PrimaryKey::RowidAlias(k) if *k == c.name);
     if options.columns.is_some() && options.except.is_some() {
         bail!("give either \"columns\" or \"except\", not both");
     }
@@ -171,8 +117,8 @@ fn synced_columns(
         let mut out = Vec::new();
         for name in chosen {
             let column = find(name)?;
-            if column.primary_key {
-                bail!("{name:?} is the primary key of {table:?}; the local primary key never syncs (the sync key is the row's identity)");
+            if local_key(column) {
+                bail!("{name:?} is the INTEGER PRIMARY KEY of {table:?}: a local row number that never syncs (the sync key is the row's identity)");
             }
             if column.generated {
                 bail!("{name:?} is a generated column of {table:?} and cannot be synced");
@@ -190,39 +136,39 @@ fn synced_columns(
     for name in &except {
         find(name)?;
     }
-    Ok(all
+    Ok(info
+        .columns
         .iter()
         .filter(|c| {
-            !c.primary_key && !c.generated && c.name != sync_key && !except.contains(&c.name)
+            !local_key(c) && !c.generated && c.name != sync_key && !except.contains(&c.name)
         })
         .map(|c| c.name.clone())
         .collect())
 }
 
-fn ensure_sync_key_column(
-    conn: &Connection,
-    table: &str,
-    all: &[Column],
-    sync_key: &str,
-) -> Result<bool> {
-    let added = match all.iter().find(|c| c.name.eq_ignore_ascii_case(sync_key)) {
-        Some(column) if column.primary_key || column.generated => {
+fn ensure_sync_key_column(conn: &Connection, info: &TableInfo, sync_key: &str) -> Result<bool> {
+    let table = &info.name;
+    let added = match info
+        .columns
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(sync_key))
+    {
+        Some(column) if column.is_primary_key() || column.generated => {
             bail!("{sync_key:?} of {table:?} is a primary key or generated column and cannot hold sync keys")
         }
         Some(_) => false,
         None => {
             conn.execute_batch(&format!(
-                "ALTER TABLE {} ADD COLUMN {} TEXT",
+                "ALTER TABLE main.{} ADD COLUMN {} TEXT",
                 ident(table),
                 ident(sync_key)
             ))?;
             true
         }
     };
-    let index = format!("tether_sync_key_{table}");
     conn.execute_batch(&format!(
-        "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
-        ident(&index),
+        "CREATE UNIQUE INDEX IF NOT EXISTS main.{} ON {} ({})",
+        ident(&key_index(table)),
         ident(table),
         ident(sync_key)
     ))
@@ -239,133 +185,314 @@ fn ensure_sync_key_column(
     Ok(added)
 }
 
-/// Gives every row without a sync key a ULID, and lists those keys in
-/// `temp.tether_newly_keyed`. Returns how many rows got one.
-fn assign_missing_keys(conn: &Connection, table: &str, sync_key: &str) -> Result<usize> {
-    let key = ident(sync_key);
-    conn.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS tether_newly_keyed (key TEXT PRIMARY KEY);
-         DELETE FROM temp.tether_newly_keyed;",
-    )?;
-    let assign = format!(
-        "UPDATE {} SET {key} = tether_ulid() WHERE {key} IS NULL RETURNING {key}",
-        ident(table)
-    );
-    let mut remember = conn.prepare("INSERT INTO temp.tether_newly_keyed (key) VALUES (?1)")?;
-    let mut count = 0;
-    let mut stmt = conn.prepare(&assign)?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        remember.execute([row.get::<_, String>(0)?])?;
-        count += 1;
-    }
-    Ok(count)
+/// The name of the unique index on a table's sync key.
+pub fn key_index(table: &str) -> String {
+    format!("tether_sync_key_{table}")
 }
 
-fn track(
+/// Everything `track` derives from a table's shape, its stored options and the settings.
+pub(crate) struct Plan {
+    pub info: TableInfo,
+    pub options: TrackOptions,
+    pub table_id: i64,
+    pub model: String,
+    pub sync_key: String,
+    pub synced: Vec<String>,
+    pub json_columns: Vec<String>,
+    pub unique_sets: Vec<Vec<String>>,
+}
+
+impl Plan {
+    pub fn capture(&self) -> Capture<'_> {
+        Capture {
+            table: &self.info.name,
+            table_id: self.table_id,
+            model: &self.model,
+            sync_key: &self.sync_key,
+            columns: &self.synced,
+            json_columns: &self.json_columns,
+            locator: &self.info.locator,
+            primary_key: &self.info.primary_key,
+            unique_sets: &self.unique_sets,
+        }
+    }
+}
+
+pub(crate) fn plan(
+    conn: &Connection,
+    default_sync_key: &str,
+    info: TableInfo,
+    given: Option<TrackOptions>,
+    existing: Option<&TrackedTable>,
+) -> Result<Plan> {
+    let options = match (given, existing) {
+        (Some(options), _) => options,
+        (None, Some(previous)) => serde_json::from_str(&previous.options)?,
+        (None, None) => TrackOptions::default(),
+    };
+    let sync_key = match existing {
+        Some(previous) => previous.sync_key.clone(),
+        None => default_sync_key.to_string(),
+    };
+    check_name("sync key column", &sync_key)?;
+    let model = options
+        .model
+        .clone()
+        .unwrap_or_else(|| crate::naming::model_for_table(&info.name));
+    if model.trim().is_empty() {
+        bail!("model must be a non-empty name");
+    }
+    let synced = synced_columns(&info, &sync_key, &options)?;
+    for name in options.json.iter().flatten() {
+        if info.column(name).is_none() {
+            bail!("{:?} has no column {name:?} (in \"json\")", info.name);
+        }
+    }
+    let mut json_columns: Vec<String> = info.declared_json();
+    json_columns.extend(options.json.iter().flatten().cloned());
+    json_columns.extend(existing.iter().flat_map(|t| t.json_columns.iter().cloned()));
+    json_columns.retain(|c| synced.contains(c));
+    json_columns.sort();
+    json_columns.dedup();
+    let table_id = match existing {
+        Some(previous) => previous.table_id,
+        None => conn.query_row(
+            "SELECT coalesce(max(table_id), 0) + 1 FROM tether_tracked_tables",
+            [],
+            |r| r.get(0),
+        )?,
+    };
+    let unique_sets = crate::shape::unique_column_sets(conn, &info.name, &sync_key)?;
+    Ok(Plan {
+        info,
+        options,
+        table_id,
+        model,
+        sync_key,
+        synced,
+        json_columns,
+        unique_sets,
+    })
+}
+
+pub(crate) fn default_sync_key(settings: &Settings) -> &str {
+    settings.get("sync_key").unwrap_or("tether_id")
+}
+
+/// Columns that hold JSON, learned from a server that sent an array or object for them: from
+/// now on their text travels as JSON, whoever writes the row. Runs inside the applying
+/// transaction; the registry is read again, so learning twice changes nothing.
+pub(crate) fn learn_json_columns(conn: &Connection, table: &str, learned: &[String]) -> Result<()> {
+    let Some(existing) = tracked_tables(conn)?.into_iter().find(|t| t.table == table) else {
+        return Ok(());
+    };
+    if learned.iter().all(|c| existing.json_columns.contains(c)) {
+        return Ok(());
+    }
+    let mut json_columns = existing.json_columns.clone();
+    json_columns.extend(learned.iter().cloned());
+    let existing = TrackedTable {
+        json_columns,
+        ..existing
+    };
+    let plan = plan(
+        conn,
+        &existing.sync_key,
+        table_info(conn, table)?,
+        None,
+        Some(&existing),
+    )?;
+    let capture = plan.capture();
+    let rendered = triggers::render(&capture)?;
+    triggers::install(conn, &capture)?;
+    conn.execute(
+        "UPDATE tether_tracked_tables SET json_columns = ?2, triggers_hash = ?3, updated_at = CURRENT_TIMESTAMP
+          WHERE table_name = ?1",
+        (table, serde_json::to_string(&plan.json_columns)?, fingerprint(&rendered)),
+    )?;
+    Ok(())
+}
+
+/// A short, stable fingerprint of generated SQL (FNV-1a, 64 bits).
+pub(crate) fn fingerprint(texts: &[String]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in texts.iter().flat_map(|t| t.bytes().chain([0])) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+fn parse_options(options: Option<&str>) -> Result<Option<TrackOptions>> {
+    options
+        .map(|text| {
+            serde_json::from_str(text)
+                .map_err(|e| Error::new(format!("options must be a JSON object: {e}")))
+        })
+        .transpose()
+}
+
+pub(crate) fn track(
     conn: &Connection,
     settings: &Settings,
     name: &str,
     options: Option<&str>,
 ) -> Result<Json> {
-    let given: Option<TrackOptions> = options
-        .map(|text| {
-            serde_json::from_str(text)
-                .map_err(|e| Error::new(format!("options must be a JSON object: {e}")))
-        })
-        .transpose()?;
+    let given = parse_options(options)?;
     write_txn(conn, |conn| {
-        let table = resolve_table(conn, name)?;
-        let existing = tracked_tables(conn)?.into_iter().find(|t| t.table == table);
-        let options = match (&given, &existing) {
-            (Some(options), _) => options.clone(),
-            (None, Some(previous)) => serde_json::from_str(&previous.options)?,
-            (None, None) => TrackOptions::default(),
+        let info = table_info(conn, name)?;
+        let existing = tracked_tables(conn)?
+            .into_iter()
+            .find(|t| t.table == info.name);
+        let plan = plan(
+            conn,
+            default_sync_key(settings),
+            info,
+            given,
+            existing.as_ref(),
+        )?;
+        let table = plan.info.name.clone();
+        triggers::remove(conn, &table)?;
+        let sync_key_added = ensure_sync_key_column(conn, &plan.info, &plan.sync_key)?;
+        let capture = plan.capture();
+        let repair = crate::row_keys::restore(conn, &capture)?;
+        let known = crate::row_keys::KNOWN_TO_SERVER
+            .replace("{key}", &format!("t.{}", ident(&plan.sync_key)));
+        let queued_creates = if plan.options.backfill.unwrap_or(true) {
+            triggers::queue_rows(conn, &capture, "create", &format!("NOT ({known})"))?
+        } else {
+            0
         };
-        let sync_key = match &existing {
-            Some(previous) => previous.sync_key.clone(),
-            None => settings.get("sync_key").unwrap_or("tether_id").to_string(),
-        };
-        check_name("sync key column", &sync_key)?;
-        let model = options
-            .model
-            .clone()
-            .unwrap_or_else(|| crate::naming::model_for_table(&table));
-        if model.trim().is_empty() {
-            bail!("model must be a non-empty name");
+        let mut queued_updates = 0;
+        let mut rerendered = 0;
+        if let Some(previous) = &existing {
+            queued_updates = queue_newly_synced(conn, &plan, previous, &known)?;
+            rerendered = rerender_pending(conn, &plan, previous)?;
         }
-        let all = columns(conn, &table)?;
-        let synced = synced_columns(&table, &all, &sync_key, &options)?;
-        let locator = locator(conn, &table, &all)?;
-        let sync_key_added = ensure_sync_key_column(conn, &table, &all, &sync_key)?;
-
-        let capture_spec = Capture {
-            table: &table,
-            model: &model,
-            sync_key: &sync_key,
-            columns: &synced,
-            locator: &locator,
-        };
-        let keys_assigned = assign_missing_keys(conn, &table, &sync_key)?;
-        // Rows without a key were never pushed: queue them (unless asked not to). A first
-        // tracking queues every row, since none of them was ever pushed from here.
-        let queued = match (options.backfill.unwrap_or(true), &existing) {
-            (false, _) => 0,
-            (true, None) => triggers::queue_creates(conn, &capture_spec, "1")?,
-            (true, Some(_)) => triggers::queue_creates(
-                conn,
-                &capture_spec,
-                &format!(
-                    "t.{} IN (SELECT key FROM temp.tether_newly_keyed)",
-                    ident(&sync_key)
-                ),
-            )?,
-        };
-        conn.execute_batch("DELETE FROM temp.tether_newly_keyed")?;
-        let trigger_names = triggers::install(conn, &capture_spec)?;
-
-        let stored_options = serde_json::to_string(&options)?;
-        let all_names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
-        let mut table_columns: Vec<String> = all_names.iter().map(|s| s.to_string()).collect();
+        let queued_deletes = crate::row_keys::queue_orphan_deletes(conn, &capture, &repair)?;
+        crate::row_keys::refresh(conn, &capture)?;
+        let rendered = triggers::render(&capture)?;
+        let trigger_names = triggers::install(conn, &capture)?;
+        let mut table_columns: Vec<String> =
+            plan.info.columns.iter().map(|c| c.name.clone()).collect();
         if sync_key_added {
-            table_columns.push(sync_key.clone());
+            table_columns.push(plan.sync_key.clone());
         }
         conn.execute(
             "INSERT INTO tether_tracked_tables
-                 (table_name, model, sync_key, synced_columns, table_columns, trigger_version, options)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 (table_name, table_id, model, sync_key, synced_columns, table_columns, json_columns,
+                  trigger_version, triggers_hash, options)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (table_name) DO UPDATE SET
                  model = excluded.model, synced_columns = excluded.synced_columns,
-                 table_columns = excluded.table_columns, trigger_version = excluded.trigger_version,
+                 table_columns = excluded.table_columns, json_columns = excluded.json_columns,
+                 trigger_version = excluded.trigger_version, triggers_hash = excluded.triggers_hash,
                  options = excluded.options, updated_at = CURRENT_TIMESTAMP",
             (
                 &table,
-                &model,
-                &sync_key,
-                serde_json::to_string(&synced)?,
+                plan.table_id,
+                &plan.model,
+                &plan.sync_key,
+                serde_json::to_string(&plan.synced)?,
                 serde_json::to_string(&table_columns)?,
+                serde_json::to_string(&plan.json_columns)?,
                 TRIGGER_VERSION,
-                &stored_options,
+                fingerprint(&rendered),
+                serde_json::to_string(&plan.options)?,
             ),
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Error::new(format!("model {model:?} is already used by another tracked table; give a distinct \"model\""))
+                Error::new(format!("model {:?} is already used by another tracked table; give a distinct \"model\"", plan.model))
             }
             other => other.into(),
         })?;
+        let warnings = crate::shape::findings(conn, &table, &plan.sync_key, &plan.synced)?;
         Ok(json!({
             "table": table,
-            "model": model,
-            "sync_key": sync_key,
-            "columns": synced,
+            "model": plan.model,
+            "sync_key": plan.sync_key,
+            "columns": plan.synced,
+            "json_columns": plan.json_columns,
             "sync_key_added": sync_key_added,
-            "keys_assigned": keys_assigned,
-            "queued_creates": queued,
+            "keys_restored": repair.restored,
+            "keys_assigned": repair.assigned,
+            "queued_creates": queued_creates,
+            "queued_updates": queued_updates,
+            "queued_deletes": queued_deletes,
+            "pending_rerendered": rerendered,
             "retracked": existing.is_some(),
             "triggers": trigger_names,
+            "warnings": warnings,
         }))
     })
+}
+
+/// Columns that joined the synced set since the table was last tracked (ADD COLUMN, changed
+/// options) were never captured: rows known to the server whose value there is not the column's
+/// default get one `update`, so writes made before the re-track are not lost.
+fn queue_newly_synced(
+    conn: &Connection,
+    plan: &Plan,
+    previous: &TrackedTable,
+    known: &str,
+) -> Result<usize> {
+    let differs: Vec<String> = plan
+        .synced
+        .iter()
+        .filter(|c| !previous.synced_columns.contains(c))
+        .filter_map(|c| plan.info.column(c))
+        .map(|c| {
+            let default = c.default.clone().unwrap_or_else(|| "NULL".to_string());
+            format!("t.{} IS NOT ({default})", ident(&c.name))
+        })
+        .collect();
+    if differs.is_empty() {
+        return Ok(0);
+    }
+    triggers::queue_rows(
+        conn,
+        &plan.capture(),
+        "update",
+        &format!("({known}) AND ({})", differs.join(" OR ")),
+    )
+}
+
+/// Queued mutations not yet sent follow changed options: a new model name applies to them, and
+/// values of columns no longer synced are taken out (a column newly excluded is never sent).
+fn rerender_pending(conn: &Connection, plan: &Plan, previous: &TrackedTable) -> Result<usize> {
+    let unsent = format!("{} AND mutation_id IS NULL", crate::queue::PENDING);
+    let mut changed = 0;
+    let dropped: Vec<&String> = previous
+        .synced_columns
+        .iter()
+        .filter(|c| !plan.synced.contains(c))
+        .collect();
+    if !dropped.is_empty() {
+        let paths = dropped
+            .iter()
+            .map(|c| triggers::json_path(c).map(|p| literal(&p)))
+            .collect::<Result<Vec<_>>>()?;
+        changed += conn.execute(
+            &format!(
+                "UPDATE tether_mutation_logs SET payload = json_remove(payload, {}), updated_at = CURRENT_TIMESTAMP
+                  WHERE {unsent} AND model = ?1 AND operation <> 'delete'",
+                paths.join(", ")
+            ),
+            [&previous.model],
+        )?;
+    }
+    if previous.model != plan.model {
+        changed += conn.execute(
+            &format!("UPDATE tether_mutation_logs SET model = ?2, updated_at = CURRENT_TIMESTAMP WHERE {unsent} AND model = ?1"),
+            (&previous.model, &plan.model),
+        )?;
+        conn.execute(
+            "UPDATE tether_deferred_snapshots SET model = ?2 WHERE model = ?1",
+            (&previous.model, &plan.model),
+        )?;
+    }
+    Ok(changed)
 }
 
 fn untrack(conn: &Connection, name: &str) -> Result<Json> {
@@ -379,6 +506,7 @@ fn untrack(conn: &Connection, name: &str) -> Result<Json> {
             "DELETE FROM tether_tracked_tables WHERE table_name = ?1",
             [&table.table],
         )?;
+        crate::row_keys::forget(conn, table.table_id)?;
         let pending: i64 = conn.query_row(
             &format!(
                 "SELECT count(*) FROM tether_mutation_logs WHERE {} AND model = ?1",
@@ -393,19 +521,8 @@ fn untrack(conn: &Connection, name: &str) -> Result<Json> {
     })
 }
 
-/// Regenerates triggers made from older templates, so an upgraded extension captures with the
-/// current ones. Runs on load.
-pub fn refresh_outdated_triggers(conn: &Connection, settings: &Settings) -> Result<()> {
-    for table in tracked_tables(conn)? {
-        let still_exists = resolve_table(conn, &table.table).is_ok();
-        if table.trigger_version < TRIGGER_VERSION && still_exists {
-            track(conn, settings, &table.table, None)?;
-        }
-    }
-    Ok(())
-}
-
 pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<()> {
+    let untrack_session = session.clone();
     functions::register(
         conn,
         "tether_track",
@@ -420,6 +537,9 @@ pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<(
                 None
             };
             let settings = Settings::load(&conn, &session)?;
+            // A renamed table must be followed first, or tracking its new name would capture
+            // every write twice.
+            session.schema_watch().reconcile(&conn, &settings)?;
             Ok(track(&conn, &settings, &table, options.as_deref())?.to_string())
         },
     )?;
@@ -428,10 +548,12 @@ pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<(
         "tether_untrack",
         &[1],
         Kind::Writes,
-        |ctx: &Context<'_>| {
+        move |ctx: &Context<'_>| {
             let conn = connection(ctx)?;
             let table = required_text(ctx, 0, "the table name")?;
-            Ok(untrack(&conn, &table)?.to_string())
+            let result = untrack(&conn, &table)?;
+            untrack_session.schema_watch().forget();
+            Ok(result.to_string())
         },
     )
 }

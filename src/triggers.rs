@@ -1,77 +1,89 @@
 //! The capture triggers: plain SQL rendered from `sql/triggers`, so writes from connections that
-//! never loaded the extension are captured too.
+//! never loaded the extension are captured too. Per table:
+//! - `tether_insert_<t>`, `tether_update_<t>`, `tether_delete_<t>`: the mutation log, and the
+//!   row-key record (`tether_row_keys`) that lets REPLACE keep a row's entity;
+//! - `tether_guard_<t>`: the sync key is given once, never changed, always a ULID;
+//! - `tether_rekey_<t>` (tables with a declared primary key): follows primary key changes;
+//! - `tether_watch_insert_<t>`, `tether_watch_update_<t>` (tables with other UNIQUE
+//!   constraints): notes rows REPLACE is about to delete through them.
 use rusqlite::Connection;
 
 use crate::bail;
 use crate::error::Result;
 use crate::sql::{ident, literal, Template};
+use crate::table_info::{PrimaryKey, RowLocator};
 
 /// Version of the templates below; tables tracked with an older one are regenerated on load.
-pub const TRIGGER_VERSION: i64 = 1;
+pub const TRIGGER_VERSION: i64 = 2;
 
 const NEW_ULID: &str = include_str!("../sql/triggers/v1_new_ulid.sql");
 const NOW_MS: &str = include_str!("../sql/triggers/v1_now_ms.sql");
-const INSERT: &str = include_str!("../sql/triggers/v1_insert.sql");
-const UPDATE: &str = include_str!("../sql/triggers/v1_update.sql");
-const DELETE: &str = include_str!("../sql/triggers/v1_delete.sql");
+const INSERT: &str = include_str!("../sql/triggers/v2_insert.sql");
+const UPDATE: &str = include_str!("../sql/triggers/v2_update.sql");
+const DELETE: &str = include_str!("../sql/triggers/v2_delete.sql");
+const GUARD: &str = include_str!("../sql/triggers/v2_guard.sql");
+const REKEY: &str = include_str!("../sql/triggers/v2_rekey.sql");
+const REPLACE_WATCH: &str = include_str!("../sql/triggers/v2_replace_watch.sql");
 
 /// json_object() takes at most 127 arguments on older SQLites: 63 columns per call.
 const COLUMNS_PER_CALL: usize = 63;
 
-/// How capture finds the row that fired a trigger.
-#[derive(Clone, Debug)]
-pub enum RowLocator {
-    /// A rowid table: the name that reaches its rowid (`rowid`, or `_rowid_`/`oid` if shadowed).
-    Rowid(String),
-    /// A WITHOUT ROWID table: its primary key columns.
-    PrimaryKey(Vec<String>),
-}
-
-impl RowLocator {
-    fn matches(&self, row: &str) -> String {
-        match self {
-            RowLocator::Rowid(name) => format!("{name} = {row}.{name}"),
-            RowLocator::PrimaryKey(columns) => columns
-                .iter()
-                .map(|c| format!("{col} = {row}.{col}", col = ident(c)))
-                .collect::<Vec<_>>()
-                .join(" AND "),
-        }
-    }
-
-    /// The row order of the table, columns qualified by `row`.
-    pub fn order_by(&self, row: &str) -> String {
-        match self {
-            RowLocator::Rowid(name) => format!("{row}.{name}"),
-            RowLocator::PrimaryKey(columns) => columns
-                .iter()
-                .map(|c| format!("{row}.{}", ident(c)))
-                .collect::<Vec<_>>()
-                .join(", "),
-        }
-    }
-}
+const NOT_SUPPRESSED: &str = "NOT EXISTS (SELECT 1 FROM tether_capture_suppressed)";
 
 /// What the triggers of one table are generated from.
 pub struct Capture<'a> {
     pub table: &'a str,
+    /// `tether_tracked_tables.table_id`: stable across renames.
+    pub table_id: i64,
     pub model: &'a str,
     pub sync_key: &'a str,
+    /// Synced columns, payload order.
     pub columns: &'a [String],
+    /// Synced columns whose text travels as JSON.
+    pub json_columns: &'a [String],
     pub locator: &'a RowLocator,
+    pub primary_key: &'a PrimaryKey,
+    /// Column sets of plain UNIQUE constraints other than the primary key and the sync key.
+    pub unique_sets: &'a [Vec<String>],
 }
 
-pub fn trigger_names(table: &str) -> [String; 3] {
-    ["insert", "update", "delete"].map(|op| format!("tether_{op}_{table}"))
+/// Every trigger name tether may create on `table`, whichever exist.
+pub fn trigger_names(table: &str) -> Vec<String> {
+    [
+        "insert",
+        "update",
+        "delete",
+        "guard",
+        "rekey",
+        "watch_insert",
+        "watch_update",
+    ]
+    .iter()
+    .map(|kind| format!("tether_{kind}_{table}"))
+    .collect()
 }
 
-/// A JSON object of the synced columns of `row` (`NEW`, `OLD` or a table alias). BLOBs, which
-/// JSON cannot hold, travel as hex text instead of failing the user's write.
-pub fn payload_expr(columns: &[String], row: &str) -> Result<String> {
-    let value = |c: &String| {
-        let v = format!("{row}.{}", ident(c));
-        format!("CASE WHEN typeof({v}) = 'blob' THEN hex({v}) ELSE {v} END")
-    };
+fn name(kind: &str, table: &str) -> String {
+    format!("tether_{kind}_{table}")
+}
+
+/// One column's value in a payload. BLOBs, which JSON cannot hold, travel as hex text; a JSON
+/// column's text that parses travels as JSON; any other text as a string, never as JSON because
+/// of the subtype a JSON function left on the value being written (`|| ''` drops it).
+fn value_expr(row: &str, column: &str, json: bool) -> String {
+    let v = format!("{row}.{}", ident(column));
+    if json {
+        format!("CASE WHEN typeof({v}) = 'blob' THEN hex({v}) WHEN json_valid({v}) THEN json({v}) WHEN typeof({v}) = 'text' THEN {v} || '' ELSE {v} END")
+    } else {
+        format!(
+            "CASE typeof({v}) WHEN 'blob' THEN hex({v}) WHEN 'text' THEN {v} || '' ELSE {v} END"
+        )
+    }
+}
+
+/// A JSON object of the synced columns of `row` (`NEW`, `OLD` or a table alias).
+pub fn payload_expr(columns: &[String], json_columns: &[String], row: &str) -> Result<String> {
+    let value = |c: &String| value_expr(row, c, json_columns.contains(c));
     let mut chunks = columns.chunks(COLUMNS_PER_CALL);
     let first = chunks.next().unwrap_or(&[]);
     let mut expr = format!(
@@ -85,10 +97,7 @@ pub fn payload_expr(columns: &[String], row: &str) -> Result<String> {
     for chunk in chunks {
         let mut args = vec![expr];
         for c in chunk {
-            if c.contains('"') || c.contains('\\') {
-                bail!("column {c:?} is beyond the 63rd synced column and its name holds a quote or backslash, which JSON paths of this SQLite cannot address; rename it or sync fewer columns");
-            }
-            args.push(literal(&format!("$.\"{c}\"")));
+            args.push(literal(&json_path(c)?));
             args.push(value(c));
         }
         expr = format!("json_insert({})", args.join(", "));
@@ -96,7 +105,15 @@ pub fn payload_expr(columns: &[String], row: &str) -> Result<String> {
     Ok(expr)
 }
 
-fn now_ms() -> Result<String> {
+/// `$."name"`: the JSON path of a top-level key.
+pub fn json_path(column: &str) -> Result<String> {
+    if column.contains('"') || column.contains('\\') {
+        bail!("column {column:?} holds a quote or backslash, which JSON paths of this SQLite cannot address; rename it or leave it out of the synced columns");
+    }
+    Ok(format!("$.\"{column}\""))
+}
+
+pub fn now_ms() -> Result<String> {
     Template::new(NOW_MS).render()
 }
 
@@ -109,11 +126,48 @@ pub fn ulid_at(ms: &str) -> Result<String> {
     Template::new(NEW_ULID).set("now_ms", ms).render()
 }
 
-/// Drops any existing capture triggers of the table and creates current ones.
-pub fn install(conn: &Connection, capture: &Capture) -> Result<Vec<String>> {
-    remove(conn, capture.table)?;
-    let names = trigger_names(capture.table);
+/// True for a ULID as Laravel's `tetherUlid()` column holds it: 26 upper-case Crockford base32
+/// characters, the first 0-7.
+pub fn valid_key_expr(value: &str) -> String {
+    format!(
+        "typeof({value}) = 'text' AND length({value}) = 26 AND {value} GLOB '[0-7]{}'",
+        "[0-9A-HJKMNP-TV-Z]".repeat(25)
+    )
+}
+
+/// `SELECT table_id, sync key` of rows holding the unique values of `NEW`, other than `exclude`.
+fn holders_of_new(capture: &Capture, exclude_old: bool) -> String {
+    let key = ident(capture.sync_key);
+    capture
+        .unique_sets
+        .iter()
+        .map(|set| {
+            let same = set
+                .iter()
+                .map(|c| format!("t.{col} = NEW.{col}", col = ident(c)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let other = if exclude_old {
+                format!(" AND NOT ({})", capture.locator.matches("t", "OLD"))
+            } else {
+                String::new()
+            };
+            format!(
+                "SELECT {id}, t.{key} FROM {table} AS t WHERE {same} AND t.{key} IS NOT NULL{other}",
+                id = capture.table_id,
+                table = ident(capture.table),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ")
+}
+
+/// The SQL of the table's capture triggers, one text per template.
+pub fn render(capture: &Capture) -> Result<Vec<String>> {
+    let table = capture.table;
     let sync_key = ident(capture.sync_key);
+    let table_id = capture.table_id.to_string();
+    let watching = !capture.unique_sets.is_empty();
     let changed = if capture.columns.is_empty() {
         "0".to_string()
     } else {
@@ -124,69 +178,190 @@ pub fn install(conn: &Connection, capture: &Capture) -> Result<Vec<String>> {
             .collect::<Vec<_>>()
             .join(" OR ")
     };
+    let unique_columns: Vec<String> = {
+        let mut all: Vec<String> = capture.unique_sets.iter().flatten().cloned().collect();
+        all.sort();
+        all.dedup();
+        all
+    };
+    let unique_changed = unique_columns
+        .iter()
+        .map(|c| format!("OLD.{col} IS NOT NEW.{col}", col = ident(c)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
     // With nothing synced, updates never capture; the sync key keeps the trigger well-formed.
-    let synced_columns = if capture.columns.is_empty() {
-        ident(capture.sync_key)
-    } else {
-        capture
-            .columns
+    let mut watched: Vec<String> = capture.columns.to_vec();
+    for column in &unique_columns {
+        if !watched.contains(column) {
+            watched.push(column.clone());
+        }
+    }
+    if watched.is_empty() {
+        watched.push(capture.sync_key.to_string());
+    }
+    let join_idents = |names: &[String]| {
+        names
             .iter()
             .map(|c| ident(c))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    for template in [INSERT, UPDATE, DELETE] {
+    let replaced_alive = format!(
+        "NOT EXISTS (SELECT 1 FROM {} AS t WHERE t.{sync_key} = r.sync_key)",
+        ident(table)
+    );
+    let fragments = if watching {
+        [
+            format!("(SELECT r.sync_key FROM tether_replaced AS r WHERE r.table_id = {table_id} AND {NOT_SUPPRESSED} AND {replaced_alive} ORDER BY r.rowid LIMIT 1),"),
+            format!("UNION SELECT r.sync_key FROM tether_replaced AS r WHERE r.table_id = {table_id}"),
+            format!("OR EXISTS (SELECT 1 FROM tether_replaced AS r WHERE r.table_id = {table_id} AND r.sync_key = t.{sync_key})"),
+            format!("DELETE FROM tether_replaced WHERE table_id = {table_id};"),
+            format!("OR {unique_changed}"),
+            format!(
+                "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+                 SELECT r.sync_key, {model}, 'delete', '{{}}', {now} FROM tether_replaced AS r
+                  WHERE r.table_id = {table_id} AND ({unique_changed}) AND {replaced_alive};",
+                model = literal(capture.model),
+                now = now_ms()?,
+            ),
+        ]
+    } else {
+        Default::default()
+    };
+    let [carry_replaced, union_replaced, or_replaced, clear_replaced, or_unique_changed, replaced_deletes] =
+        fragments;
+    let key_name = format!("{}.{}", capture.table, capture.sync_key);
+    let mut templates = vec![INSERT, UPDATE, DELETE, GUARD];
+    let pk_columns = capture.primary_key.columns();
+    if !pk_columns.is_empty() {
+        templates.push(REKEY);
+    }
+    if watching {
+        templates.push(REPLACE_WATCH);
+    }
+    let mut texts = Vec::new();
+    for template in templates {
         let sql = Template::new(template)
-            .set("insert_trigger", &ident(&names[0]))
-            .set("update_trigger", &ident(&names[1]))
-            .set("delete_trigger", &ident(&names[2]))
-            .set("table", &ident(capture.table))
+            .set("insert_trigger", &ident(&name("insert", table)))
+            .set("update_trigger", &ident(&name("update", table)))
+            .set("delete_trigger", &ident(&name("delete", table)))
+            .set("guard_trigger", &ident(&name("guard", table)))
+            .set("rekey_trigger", &ident(&name("rekey", table)))
+            .set("watch_insert_trigger", &ident(&name("watch_insert", table)))
+            .set("watch_update_trigger", &ident(&name("watch_update", table)))
+            .set("table", &ident(table))
+            .set("table_id", &table_id)
             .set("model", &literal(capture.model))
-            .set("payload_new", &payload_expr(capture.columns, "NEW")?)
-            .set("row_match_new", &capture.locator.matches("NEW"))
+            .set("sync_key", &sync_key)
+            .set(
+                "payload_new",
+                &payload_expr(capture.columns, capture.json_columns, "NEW")?,
+            )
+            .set("row_match_new", &capture.locator.matches("", "NEW"))
+            .set("t_is_new", &capture.locator.matches("t", "NEW"))
+            .set("pk_new", &capture.primary_key.row_pk("NEW"))
+            .set("pk_old", &capture.primary_key.row_pk("OLD"))
+            .set("pk_columns", &join_idents(&pk_columns))
             .set("changed", &changed)
-            .set("synced_columns", &synced_columns)
+            .set("watched_columns", &join_idents(&watched))
+            .set("unique_columns", &join_idents(&unique_columns))
+            .set("holders_of_new", &holders_of_new(capture, false))
+            .set("other_holders_of_new", &holders_of_new(capture, true))
+            .set("carry_replaced", &carry_replaced)
+            .set("union_replaced", &union_replaced)
+            .set("or_replaced", &or_replaced)
+            .set("clear_replaced", &clear_replaced)
+            .set("or_unique_changed", &or_unique_changed)
+            .set("replaced_deletes", &replaced_deletes)
+            .set("not_suppressed", NOT_SUPPRESSED)
             .set("new_ulid", &new_ulid()?)
             .set("now_ms", &now_ms()?)
-            .set("sync_key", &sync_key)
+            .set("valid_new_key", &valid_key_expr(&format!("NEW.{sync_key}")))
+            .set("valid_old_key", &valid_key_expr(&format!("OLD.{sync_key}")))
+            .set(
+                "invalid_key_message",
+                &literal(&format!(
+                    "tether: {key_name} must be a ULID (26 upper-case Crockford base32 characters, as tether_ulid() returns) or NULL to have one given"
+                )),
+            )
+            .set(
+                "key_change_message",
+                &literal(&format!(
+                    "tether: {key_name} is the row's identity on the server and cannot be changed or cleared; delete the row and insert a new one instead"
+                )),
+            )
             .render()?;
-        conn.execute_batch(&sql)?;
+        texts.push(sql);
     }
-    Ok(names.to_vec())
+    Ok(texts)
 }
 
+/// The names of the triggers [`render`] creates for the table.
+pub fn expected_names(capture: &Capture) -> Vec<String> {
+    let mut kinds = vec!["insert", "update", "delete", "guard"];
+    if !capture.primary_key.columns().is_empty() {
+        kinds.push("rekey");
+    }
+    if !capture.unique_sets.is_empty() {
+        kinds.extend(["watch_insert", "watch_update"]);
+    }
+    let mut names: Vec<String> = kinds.iter().map(|k| name(k, capture.table)).collect();
+    names.sort();
+    names
+}
+
+/// Drops any existing capture triggers of the table and creates current ones.
+pub fn install(conn: &Connection, capture: &Capture) -> Result<Vec<String>> {
+    remove(conn, capture.table)?;
+    for sql in render(capture)? {
+        conn.execute_batch(&sql)?;
+    }
+    installed(conn, capture.table)
+}
+
+/// Drops tether's triggers of `table`: those named after it and those sitting on it (a renamed
+/// table keeps triggers named after its old name).
 pub fn remove(conn: &Connection, table: &str) -> Result<()> {
-    for name in trigger_names(table) {
-        conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", ident(&name)))?;
+    let mut names = trigger_names(table);
+    names.extend(installed(conn, table)?);
+    for name in names {
+        conn.execute_batch(&format!("DROP TRIGGER IF EXISTS main.{}", ident(&name)))?;
     }
     Ok(())
 }
 
-/// How many of the table's capture triggers exist.
-pub fn installed_count(conn: &Connection, table: &str) -> Result<usize> {
-    let mut count = 0;
-    for name in trigger_names(table) {
-        let exists: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND name = ?1)",
-            [&name],
-            |r| r.get(0),
-        )?;
-        count += usize::from(exists);
-    }
-    Ok(count)
+/// The names of tether's triggers that sit on `table` (matched by the table they are on, so a
+/// renamed table's triggers, still named after its old name, are found too).
+pub fn installed(conn: &Connection, table: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name FROM main.sqlite_schema
+          WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE AND name LIKE 'tether\\_%' ESCAPE '\\'
+          ORDER BY name",
+    )?;
+    let names = stmt
+        .query_map([table], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(names)
 }
 
-/// Queues a `create` for each row of the table matched by `filter` (a SQL condition on `t`).
-pub fn queue_creates(conn: &Connection, capture: &Capture, filter: &str) -> Result<usize> {
+/// Queues a mutation (`create` or `update`, the full synced row) for each row of the table
+/// matched by `filter` (a SQL condition on `t`), in row order.
+pub fn queue_rows(
+    conn: &Connection,
+    capture: &Capture,
+    operation: &str,
+    filter: &str,
+) -> Result<usize> {
     let sync_key = format!("t.{}", ident(capture.sync_key));
     let sql = format!(
         "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
-         SELECT {sync_key}, {model}, 'create', {payload}, {now}
-           FROM {table} AS t
+         SELECT {sync_key}, {model}, {operation}, {payload}, {now}
+           FROM main.{table} AS t
           WHERE {sync_key} IS NOT NULL AND ({filter})
           ORDER BY {order}",
         model = literal(capture.model),
-        payload = payload_expr(capture.columns, "t")?,
+        operation = literal(operation),
+        payload = payload_expr(capture.columns, capture.json_columns, "t")?,
         now = now_ms()?,
         table = ident(capture.table),
         order = capture.locator.order_by("t"),

@@ -22,8 +22,52 @@ pub fn to_sql(value: &Value) -> Sql {
     }
 }
 
+/// Bytes travel as hex text (JSON has no bytes); `None` when `text` is not hex.
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// One synced column's value as it is written locally: hex text back into bytes for columns
+/// that hold bytes (declared BLOB, or untyped and holding bytes now).
+fn column_value(
+    conn: &Connection,
+    table: &TrackedTable,
+    entity: &str,
+    column: &str,
+    value: &Value,
+) -> Result<Sql> {
+    if let Value::String(text) = value {
+        let bytes_here = table.blob_columns.iter().any(|c| c == column)
+            || (table.untyped_columns.iter().any(|c| c == column)
+                && conn
+                    .prepare_cached(&format!(
+                        "SELECT typeof({}) = 'blob' FROM main.{} WHERE {} = ?1",
+                        ident(column),
+                        ident(&table.table),
+                        ident(&table.sync_key)
+                    ))?
+                    .query_row([entity], |r| r.get::<_, bool>(0))
+                    .optional()?
+                    .unwrap_or(false));
+        if bytes_here {
+            if let Some(bytes) = from_hex(text) {
+                return Ok(Sql::Blob(bytes));
+            }
+        }
+    }
+    Ok(to_sql(value))
+}
+
 /// Updates the row whose sync key is `entity`, or inserts it. Payload keys that are not synced
-/// columns of the table (server ids, timestamps, hidden fields) are ignored.
+/// columns of the table (server ids, timestamps, hidden fields) are ignored. A synced column the
+/// server sends an array or object for holds JSON from now on (see
+/// [`crate::tracking::learn_json_columns`]). The entity is recorded as one the server has.
 pub fn upsert(
     conn: &Connection,
     table: &TrackedTable,
@@ -35,8 +79,20 @@ pub fn upsert(
         .iter()
         .filter(|c| payload.contains_key(*c))
         .collect();
-    let values: Vec<Sql> = columns.iter().map(|c| to_sql(&payload[*c])).collect();
-    let name = ident(&table.table);
+    let learned: Vec<String> = columns
+        .iter()
+        .filter(|c| payload[**c].is_array() || payload[**c].is_object())
+        .filter(|c| !table.json_columns.contains(c))
+        .map(|c| c.to_string())
+        .collect();
+    if !learned.is_empty() {
+        crate::tracking::learn_json_columns(conn, &table.table, &learned)?;
+    }
+    let values: Vec<Sql> = columns
+        .iter()
+        .map(|c| column_value(conn, table, entity, c, &payload[*c]))
+        .collect::<Result<_>>()?;
+    let name = format!("main.{}", ident(&table.table));
     let key = ident(&table.sync_key);
     let updated = if columns.is_empty() {
         conn.prepare_cached(&format!("SELECT count(*) FROM {name} WHERE {key} = ?1"))?
@@ -71,6 +127,16 @@ pub fn upsert(
             params_from_iter(params),
         )?;
     }
+    remember_known(conn, entity)
+}
+
+/// The server has this entity: tracking the table again never queues a `create` for it.
+fn remember_known(conn: &Connection, entity: &str) -> Result<()> {
+    execute(
+        conn,
+        "INSERT INTO tether_entity_versions (entity_id, version) VALUES (?1, 0) ON CONFLICT DO NOTHING",
+        [entity],
+    )?;
     Ok(())
 }
 
@@ -85,13 +151,13 @@ pub fn delete(conn: &Connection, table: &TrackedTable, entity: &str) -> Result<(
     execute(
         conn,
         &format!(
-            "DELETE FROM {} WHERE {} = ?1",
+            "DELETE FROM main.{} WHERE {} = ?1",
             ident(&table.table),
             ident(&table.sync_key)
         ),
         [entity],
     )?;
-    Ok(())
+    remember_known(conn, entity)
 }
 
 /// A JSON payload as an object: PHP sends an empty one as `[]`.

@@ -27,6 +27,15 @@ impl PushOutcome {
         json!({"pushed": self.pushed, "failed": self.failed, "conflicts": self.conflicts, "rejections": self.rejections})
     }
 
+    /// Mutations that failed before they could be sent.
+    pub fn local_failures(rejections: &[Value]) -> PushOutcome {
+        PushOutcome {
+            failed: rejections.len(),
+            rejections: rejections.to_vec(),
+            ..PushOutcome::default()
+        }
+    }
+
     pub fn add(&mut self, other: PushOutcome) {
         self.pushed += other.pushed;
         self.failed += other.failed;

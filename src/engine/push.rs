@@ -46,21 +46,68 @@ struct OutgoingBatch<'a> {
     mutations: Vec<OutgoingMutation>,
 }
 
-fn empty_object() -> Box<RawValue> {
-    RawValue::from_string("{}".to_string()).expect("valid JSON")
-}
-
 /// A request body and the queue position it reaches.
 pub struct Batch {
-    pub body: String,
+    /// `None` when every mutation reached failed locally: nothing to send.
+    pub body: Option<String>,
     /// Highest log id in the batch: the next batch of the same push starts after it.
     pub last_id: i64,
     pub size: usize,
+    /// Mutations that could not be sent and failed locally (`invalid_value`), as rejections.
+    pub local_failures: Vec<Value>,
+}
+
+/// A queued mutation that cannot go on the wire: text that is not UTF-8 (JSON cannot carry it),
+/// a sync key that is not text. It fails locally with reason `invalid_value`; the rest of the
+/// queue goes on.
+fn unsendable(row: &rusqlite::Row) -> rusqlite::Result<Result<OutgoingMutation, String>> {
+    use rusqlite::types::ValueRef;
+    let text = |index: usize, what: &str| -> rusqlite::Result<Result<String, String>> {
+        Ok(match row.get_ref(index)? {
+            ValueRef::Text(bytes) => String::from_utf8(bytes.to_vec())
+                .map_err(|_| format!("{what} holds text that is not valid UTF-8")),
+            ValueRef::Null => Err(format!("{what} is NULL")),
+            other => Err(format!("{what} is {:?}, not text", other.data_type())),
+        })
+    };
+    let parts = (
+        text(1, "the mutation id")?,
+        text(2, "the sync key (entity_id)")?,
+        text(3, "the model")?,
+        text(4, "the operation")?,
+        text(5, "the payload")?,
+    );
+    let (Ok(mutation_id), Ok(entity_id), Ok(model), Ok(operation), Ok(payload)) = parts else {
+        let (a, b, c, d, e) = parts;
+        let reasons: Vec<String> = [a.err(), b.err(), c.err(), d.err(), e.err()]
+            .into_iter()
+            .flatten()
+            .collect();
+        return Ok(Err(reasons.join("; ")));
+    };
+    if !crate::identity::is_ulid(&entity_id) {
+        return Ok(Err(format!(
+            "the sync key {entity_id:?} is not a ULID (26 upper-case Crockford base32 characters)"
+        )));
+    }
+    let Ok(payload) = RawValue::from_string(payload) else {
+        return Ok(Err("the payload is not valid JSON".into()));
+    };
+    Ok(Ok(OutgoingMutation {
+        mutation_id,
+        entity_id,
+        model,
+        operation,
+        payload,
+        version: row.get(6)?,
+        timestamp: row.get(7)?,
+    }))
 }
 
 /// The next batch of pending mutations after log id `after`, oldest first, at most `size`
 /// (0 = all). Identities are given (and committed) before the body exists, so a retry of the same
-/// mutation carries the same id and version.
+/// mutation carries the same id and version. Mutations that cannot be sent fail locally and are
+/// passed over.
 pub fn next_batch(
     conn: &Connection,
     client_id: &str,
@@ -68,43 +115,75 @@ pub fn next_batch(
     size: u64,
 ) -> Result<Option<Batch>> {
     let limit = if size == 0 { i64::MAX } else { size as i64 };
-    crate::queue::assign_identities(conn, limit as usize)?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT id, mutation_id, entity_id, model, operation, payload, version, timestamp
-           FROM tether_mutation_logs
-          WHERE {} AND id > ?1 ORDER BY id LIMIT ?2",
-        crate::queue::PENDING
-    ))?;
-    let mut rows = stmt.query((after, limit))?;
-    let (mut mutations, mut last_id) = (Vec::new(), after);
-    while let Some(row) = rows.next()? {
-        last_id = row.get(0)?;
-        // The payload was written by json_object(): valid JSON, sent as it is stored.
-        let payload =
-            RawValue::from_string(row.get::<_, String>(5)?).unwrap_or_else(|_| empty_object());
-        mutations.push(OutgoingMutation {
-            mutation_id: row.get(1)?,
-            entity_id: row.get(2)?,
-            model: row.get(3)?,
-            operation: row.get(4)?,
-            payload,
-            version: row.get(6)?,
-            timestamp: row.get(7)?,
-        });
-    }
-    if mutations.is_empty() {
-        return Ok(None);
+    let (mut mutations, mut last_id, mut local_failures) = (Vec::new(), after, Vec::new());
+    while mutations.is_empty() {
+        crate::queue::assign_identities(conn, limit as usize)?;
+        let mut invalid: Vec<(i64, Option<String>, String)> = Vec::new();
+        {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT id, mutation_id, entity_id, model, operation, payload, version, timestamp
+                   FROM tether_mutation_logs
+                  WHERE {} AND id > ?1 ORDER BY id LIMIT ?2",
+                crate::queue::PENDING
+            ))?;
+            let mut rows = stmt.query((last_id, limit))?;
+            while let Some(row) = rows.next()? {
+                last_id = row.get(0)?;
+                match unsendable(row)? {
+                    Ok(mutation) => mutations.push(mutation),
+                    Err(reason) => invalid.push((last_id, row.get(1).ok(), reason)),
+                }
+            }
+        }
+        if invalid.is_empty() && mutations.is_empty() {
+            if local_failures.is_empty() {
+                return Ok(None);
+            }
+            break;
+        }
+        local_failures.extend(fail_locally(conn, &invalid)?);
     }
     let size = mutations.len();
-    let body = serde_json::to_string(&OutgoingBatch {
-        client_id,
-        mutations,
-    })?;
+    let body = if mutations.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&OutgoingBatch {
+            client_id,
+            mutations,
+        })?)
+    };
     Ok(Some(Batch {
         body,
         last_id,
         size,
+        local_failures,
     }))
+}
+
+fn fail_locally(
+    conn: &Connection,
+    invalid: &[(i64, Option<String>, String)],
+) -> Result<Vec<Value>> {
+    if invalid.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::db::write_txn(conn, |conn| {
+        let mut fail = conn.prepare_cached(
+            "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = 'invalid_value',
+                    rejection_data = ?2, updated_at = CURRENT_TIMESTAMP
+              WHERE id = ?1 AND sync_status = 'pending'",
+        )?;
+        let mut failures = Vec::new();
+        for (id, mutation_id, reason) in invalid {
+            let data = json!({"message": format!("cannot be sent: {reason}")});
+            if fail.execute((id, data.to_string()))? > 0 {
+                failures.push(
+                    json!({"mutation_id": mutation_id, "reason": "invalid_value", "data": data}),
+                );
+            }
+        }
+        Ok(failures)
+    })
 }
 
 fn list<'a>(answer: &'a Map<String, Value>, key: &str) -> Result<&'a [Value]> {

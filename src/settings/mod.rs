@@ -22,6 +22,14 @@ use keys::{key, normalize, Key, Shape, KEYS, REDACTED};
 #[derive(Default)]
 pub struct ConnectionSettings {
     values: Mutex<HashMap<&'static str, String>>,
+    /// Per connection, like the values: when its tracked tables were last found in line.
+    schema_watch: crate::reconcile::SchemaWatch,
+}
+
+impl ConnectionSettings {
+    pub fn schema_watch(&self) -> &crate::reconcile::SchemaWatch {
+        &self.schema_watch
+    }
 }
 
 /// Effective, validated settings for one connection at one moment.

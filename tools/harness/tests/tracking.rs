@@ -78,28 +78,32 @@ fn retracking_is_idempotent_and_picks_up_added_columns() {
         "re-tracking queues nothing twice"
     );
 
-    conn.execute_batch("ALTER TABLE tasks ADD COLUMN notes TEXT")
+    // Another connection adds a column and fills it before anything of tether runs again: the
+    // old triggers do not watch the new column, so the repair must queue what was written.
+    let plain = open_plain(&path);
+    plain
+        .execute_batch(
+            "ALTER TABLE tasks ADD COLUMN notes TEXT; UPDATE tasks SET notes = 'remember';",
+        )
         .unwrap();
     let status = json(&conn, "SELECT tether_status()");
     let table = &status["tables"][0];
-    assert_eq!(
-        table["columns_changed"], true,
-        "drift is reported before re-tracking: {status}"
-    );
-    assert_eq!(table["added_columns"], json!(["notes"]));
+    assert_eq!(table["columns"], json!(["title", "notes"]), "{status}");
+    assert_eq!(table["state"], "ok", "{status}");
+    assert_eq!(table["columns_changed"], false);
+    let log = mutations(&conn);
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1].operation, "update");
+    assert_eq!(log[1].payload, json!({"title": "a", "notes": "remember"}));
 
-    let retracked = json(&conn, "SELECT tether_track('tasks')");
-    assert_eq!(retracked["columns"], json!(["title", "notes"]));
-    assert_eq!(
-        json(&conn, "SELECT tether_status()")["tables"][0]["columns_changed"],
-        false
-    );
-    conn.execute("UPDATE tasks SET notes = 'remember'", [])
+    plain
+        .execute("UPDATE tasks SET notes = 'again'", [])
         .unwrap();
     let log = mutations(&conn);
     assert_eq!(
         log.last().unwrap().payload,
-        json!({"title": "a", "notes": "remember"})
+        json!({"title": "a", "notes": "again"}),
+        "the repaired triggers watch the new column"
     );
 }
 
@@ -143,7 +147,7 @@ fn columns_option_selects_and_validates() {
     .unwrap();
     for (options, expect) in [
         (r#"{"columns": ["nope"]}"#, "no column \"nope\""),
-        (r#"{"columns": ["id"]}"#, "primary key"),
+        (r#"{"columns": ["id"]}"#, "INTEGER PRIMARY KEY"),
         (
             r#"{"columns": ["title"], "except": ["status"]}"#,
             "not both",
@@ -222,8 +226,8 @@ fn without_rowid_and_keyless_tables_are_tracked() {
     );
     assert_eq!(
         log[0].payload,
-        json!({"value": "dark"}),
-        "primary key excluded"
+        json!({"name": "theme", "value": "dark"}),
+        "a primary key that carries data syncs: a pulled row could not be written without it"
     );
     assert_eq!(
         log[1].payload,
@@ -311,8 +315,13 @@ fn status_counts_and_reports_missing_triggers() {
     assert_eq!(status["tables"][0]["triggers_installed"], true);
     conn.execute_batch("DROP TRIGGER tether_update_tasks")
         .unwrap();
-    assert_eq!(
-        json(&conn, "SELECT tether_status()")["tables"][0]["triggers_installed"],
-        false
-    );
+    // Inside the caller's transaction status only reports; in autocommit it repairs.
+    conn.execute_batch("BEGIN").unwrap();
+    let inside = json(&conn, "SELECT tether_status()");
+    conn.execute_batch("COMMIT").unwrap();
+    assert_eq!(inside["tables"][0]["triggers_installed"], false);
+    assert_eq!(inside["tables"][0]["state"], "needs_repair");
+    let repaired = json(&conn, "SELECT tether_status()");
+    assert_eq!(repaired["tables"][0]["triggers_installed"], true);
+    assert_eq!(repaired["tables"][0]["state"], "ok");
 }

@@ -1,0 +1,9 @@
+-- DELETE -> one 'delete' with an empty payload; the row's entry in tether_row_keys goes
+-- whoever deletes.
+CREATE TRIGGER {{delete_trigger}} AFTER DELETE ON {{table}}
+BEGIN
+    INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+    SELECT OLD.{{sync_key}}, {{model}}, 'delete', '{}', {{now_ms}}
+     WHERE OLD.{{sync_key}} IS NOT NULL AND {{not_suppressed}};
+    DELETE FROM tether_row_keys WHERE table_id = {{table_id}} AND row_pk = {{pk_old}};
+END

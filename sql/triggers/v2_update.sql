@@ -1,0 +1,13 @@
+-- UPDATE -> one 'update' carrying the full synced row, only when a synced column changed.
+-- "OF {{watched_columns}}": statements that set only other columns (such as the key assignment in
+-- the insert trigger) do not even start this trigger. Entities that UPDATE OR REPLACE deleted
+-- through a UNIQUE constraint are logged as deletes first ({{replaced_deletes}}).
+CREATE TRIGGER {{update_trigger}} AFTER UPDATE OF {{watched_columns}} ON {{table}}
+WHEN ({{changed}} {{or_unique_changed}}) AND NEW.{{sync_key}} IS NOT NULL AND {{not_suppressed}}
+BEGIN
+    {{replaced_deletes}}
+    INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+    SELECT NEW.{{sync_key}}, {{model}}, 'update', {{payload_new}}, {{now_ms}}
+     WHERE {{changed}};
+    {{clear_replaced}}
+END

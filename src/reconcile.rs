@@ -1,0 +1,206 @@
+//! Tracking follows the table. Other tools change the schema without calling tether (ORM
+//! migrations that rebuild a table, ALTER TABLE … RENAME, DROP and CREATE), so on load and at
+//! the start of every sync, push, pull, track and status, each tracked table is compared with
+//! what its registry entry would generate, and brought back in line by tracking it again:
+//! - renamed: its triggers (named after the old name) sit on the new table; the registry
+//!   follows, keeping the model name;
+//! - rebuilt (triggers, key index or key column gone; columns added or changed): re-tracked,
+//!   rows given back their own keys (`tether_row_keys`), rows inserted meanwhile queued as
+//!   creates, rows deleted meanwhile as deletes;
+//! - dropped: left alone and reported by `tether_status()`.
+//!
+//! The check is skipped while `PRAGMA schema_version` is what it was at the last check.
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::{json, Value as Json};
+
+use crate::db::write_txn;
+use crate::error::Result;
+use crate::settings::Settings;
+use crate::sql::ident;
+use crate::table_info::{find_table, table_info};
+use crate::tracking::{self, key_index, tracked_tables, TrackedTable};
+use crate::triggers::{self, TRIGGER_VERSION};
+
+/// Per connection: the schema version at which every tracked table was last found in line.
+#[derive(Default)]
+pub struct SchemaWatch {
+    checked: Mutex<Option<i64>>,
+}
+
+impl SchemaWatch {
+    /// Repairs what drifted since the last check; returns what was repaired.
+    pub fn reconcile(&self, conn: &Connection, settings: &Settings) -> Result<Vec<Json>> {
+        let mut checked = self.checked.lock();
+        let version = schema_version(conn)?;
+        if *checked == Some(version) {
+            return Ok(Vec::new());
+        }
+        let repairs = reconcile(conn, settings)?;
+        *checked = Some(schema_version(conn)?);
+        Ok(repairs)
+    }
+
+    /// The next call checks again (after tether itself changed the registry).
+    pub fn forget(&self) {
+        *self.checked.lock() = None;
+    }
+}
+
+fn schema_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA main.schema_version", [], |r| r.get(0))?)
+}
+
+/// How a tracked table stands against its registry entry.
+#[derive(Debug, PartialEq)]
+pub enum Health {
+    InLine,
+    /// Present, but something tether installed is missing or outdated: the reason.
+    Drifted(String),
+    /// Gone, its triggers now on another table.
+    Renamed(String),
+    Dropped,
+}
+
+impl Health {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Health::InLine => "ok",
+            Health::Drifted(_) => "needs_repair",
+            Health::Renamed(_) => "renamed",
+            Health::Dropped => "dropped",
+        }
+    }
+}
+
+pub fn health(conn: &Connection, settings: &Settings, table: &TrackedTable) -> Result<Health> {
+    if find_table(conn, &table.table)?.is_none() {
+        return Ok(match renamed_to(conn, &table.table)? {
+            Some(new_name) => Health::Renamed(new_name),
+            None => Health::Dropped,
+        });
+    }
+    let info = table_info(conn, &table.table)?;
+    let current: Vec<String> = info.columns.iter().map(|c| c.name.clone()).collect();
+    if table.trigger_version != TRIGGER_VERSION {
+        return Ok(Health::Drifted("triggers from an older tether".into()));
+    }
+    if !current.contains(&table.sync_key) {
+        return Ok(Health::Drifted(format!(
+            "the sync key column {:?} is gone",
+            table.sync_key
+        )));
+    }
+    if current != table.table_columns {
+        return Ok(Health::Drifted("its columns changed".into()));
+    }
+    let index: Option<String> = conn
+        .query_row(
+            "SELECT tbl_name FROM main.sqlite_schema WHERE type = 'index' AND name = ?1",
+            [key_index(&table.table)],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if !index.is_some_and(|t| t.eq_ignore_ascii_case(&table.table)) {
+        return Ok(Health::Drifted("the sync key index is gone".into()));
+    }
+    let plan = tracking::plan(
+        conn,
+        tracking::default_sync_key(settings),
+        info,
+        None,
+        Some(table),
+    )?;
+    let capture = plan.capture();
+    if triggers::installed(conn, &table.table)? != triggers::expected_names(&capture) {
+        return Ok(Health::Drifted("capture triggers are missing".into()));
+    }
+    if plan.synced != table.synced_columns
+        || plan.json_columns != table.json_columns
+        || plan.model != table.model
+        || table.triggers_hash.as_deref()
+            != Some(tracking::fingerprint(&triggers::render(&capture)?).as_str())
+    {
+        return Ok(Health::Drifted(
+            "its capture triggers are out of date".into(),
+        ));
+    }
+    Ok(Health::InLine)
+}
+
+/// The table a renamed table's triggers now sit on (RENAME keeps trigger names).
+fn renamed_to(conn: &Connection, old: &str) -> Result<Option<String>> {
+    for name in triggers::trigger_names(old) {
+        let table: Option<String> = conn
+            .query_row(
+                "SELECT tbl_name FROM main.sqlite_schema WHERE type = 'trigger' AND name = ?1",
+                [&name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(table) = table.filter(|t| !t.eq_ignore_ascii_case(old)) {
+            return Ok(Some(table));
+        }
+    }
+    Ok(None)
+}
+
+fn reconcile(conn: &Connection, settings: &Settings) -> Result<Vec<Json>> {
+    let mut repairs = Vec::new();
+    for table in tracked_tables(conn)? {
+        match health(conn, settings, &table)? {
+            Health::InLine | Health::Dropped => {}
+            Health::Drifted(reason) => {
+                let result = tracking::track(conn, settings, &table.table, None)?;
+                repairs.push(json!({"table": table.table, "repaired": reason, "result": result}));
+            }
+            Health::Renamed(new_name) => {
+                follow_rename(conn, settings, &table, &new_name)?;
+                repairs.push(
+                    json!({"table": new_name, "renamed_from": table.table, "model": table.model}),
+                );
+            }
+        }
+    }
+    Ok(repairs)
+}
+
+fn follow_rename(
+    conn: &Connection,
+    settings: &Settings,
+    table: &TrackedTable,
+    new_name: &str,
+) -> Result<()> {
+    write_txn(conn, |conn| {
+        for name in triggers::trigger_names(&table.table) {
+            conn.execute_batch(&format!("DROP TRIGGER IF EXISTS main.{}", ident(&name)))?;
+        }
+        conn.execute_batch(&format!(
+            "DROP INDEX IF EXISTS main.{}",
+            ident(&key_index(&table.table))
+        ))?;
+        let already_tracked = tracked_tables(conn)?
+            .iter()
+            .any(|t| t.table.eq_ignore_ascii_case(new_name));
+        if already_tracked {
+            // The new name was tracked by hand meanwhile: it wins, the old entry goes.
+            conn.execute(
+                "DELETE FROM tether_tracked_tables WHERE table_name = ?1",
+                [&table.table],
+            )?;
+            crate::row_keys::forget(conn, table.table_id)?;
+        } else {
+            // The server's model does not change because a local table was renamed.
+            let mut options: serde_json::Map<String, Json> =
+                serde_json::from_str(&table.options).unwrap_or_default();
+            options.insert("model".into(), json!(table.model));
+            conn.execute(
+                "UPDATE tether_tracked_tables SET table_name = ?2, options = ?3, updated_at = CURRENT_TIMESTAMP
+                  WHERE table_name = ?1",
+                (&table.table, new_name, Json::Object(options).to_string()),
+            )?;
+        }
+        tracking::track(conn, settings, new_name, None)?;
+        Ok(())
+    })
+}

@@ -1,0 +1,132 @@
+//! `tether_row_keys`: each tracked row's sync key by its local primary key. The capture triggers
+//! keep it; tracking rebuilds it, and uses it to give rows back their own keys after a tool
+//! rebuilt the table without the sync key column (a new key would make the server see a new
+//! entity, and every row would be duplicated there).
+use rusqlite::Connection;
+
+use crate::error::Result;
+use crate::sql::{ident, literal};
+use crate::triggers::{now_ms, Capture};
+
+/// A condition on `{key}`: the server has the entity or will get it (it was sent, is queued,
+/// or arrived by pull).
+pub const KNOWN_TO_SERVER: &str = "{key} IN (SELECT entity_id FROM tether_entity_versions) OR {key} IN (SELECT entity_id FROM tether_mutation_logs)";
+
+/// What [`restore`] did.
+#[derive(Default, Debug)]
+pub struct Repair {
+    /// Rows given back the key they had.
+    pub restored: usize,
+    /// Rows that had no key and no record: new keys, listed in `temp.tether_newly_keyed`.
+    pub assigned: usize,
+    /// Recorded keys still held by a row: 0 with records means the table was emptied or
+    /// recreated rather than rebuilt.
+    pub live_records: usize,
+    pub records: usize,
+}
+
+/// Gives every row without a key its recorded key (by primary key), then a new ULID to the
+/// rest, listing the new ones in `temp.tether_newly_keyed`.
+pub fn restore(conn: &Connection, capture: &Capture) -> Result<Repair> {
+    let table = format!("main.{}", ident(capture.table));
+    let key = ident(capture.sync_key);
+    let row_pk = capture.primary_key.row_pk(&ident(capture.table));
+    let id = capture.table_id;
+    conn.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS tether_newly_keyed (key TEXT PRIMARY KEY);
+         DELETE FROM temp.tether_newly_keyed;",
+    )?;
+    let restored = conn.execute(
+        &format!(
+            "UPDATE {table} SET {key} = (
+                 SELECT s.sync_key FROM tether_row_keys AS s
+                  WHERE s.table_id = {id} AND s.row_pk = {row_pk}
+                    AND NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.{key} = s.sync_key))
+              WHERE {key} IS NULL
+                AND EXISTS (SELECT 1 FROM tether_row_keys AS s WHERE s.table_id = {id} AND s.row_pk = {row_pk})"
+        ),
+        [],
+    )?;
+    let mut remember = conn.prepare("INSERT INTO temp.tether_newly_keyed (key) VALUES (?1)")?;
+    let mut assign = conn.prepare(&format!(
+        "UPDATE {table} SET {key} = tether_ulid() WHERE {key} IS NULL RETURNING {key}"
+    ))?;
+    let mut rows = assign.query([])?;
+    let mut assigned = 0;
+    while let Some(row) = rows.next()? {
+        remember.execute([row.get::<_, String>(0)?])?;
+        assigned += 1;
+    }
+    let (records, live_records): (i64, i64) = conn.query_row(
+        &format!(
+            "SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {table} AS t WHERE t.{key} = s.sync_key))
+               FROM tether_row_keys AS s WHERE s.table_id = {id}"
+        ),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(Repair {
+        restored,
+        assigned,
+        live_records: live_records as usize,
+        records: records as usize,
+    })
+}
+
+/// Recorded rows whose key no row holds any more were deleted without a trigger seeing it (in
+/// the window between a rebuild and its repair, or by REPLACE through a constraint capture could
+/// not watch): each gets a `delete`. Not when no recorded key is held at all: that table was
+/// emptied or recreated by a schema tool, not edited, and the server keeps its rows.
+pub fn queue_orphan_deletes(
+    conn: &Connection,
+    capture: &Capture,
+    repair: &Repair,
+) -> Result<usize> {
+    if repair.live_records == 0 {
+        return Ok(0);
+    }
+    Ok(conn.execute(
+        &format!(
+            "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+             SELECT s.sync_key, {model}, 'delete', '{{}}', {now}
+               FROM tether_row_keys AS s
+              WHERE s.table_id = {id}
+                AND NOT EXISTS (SELECT 1 FROM main.{table} AS t WHERE t.{key} = s.sync_key)",
+            model = literal(capture.model),
+            now = now_ms()?,
+            id = capture.table_id,
+            table = ident(capture.table),
+            key = ident(capture.sync_key),
+        ),
+        [],
+    )?)
+}
+
+/// Rewrites the table's records from its rows.
+pub fn refresh(conn: &Connection, capture: &Capture) -> Result<()> {
+    forget(conn, capture.table_id)?;
+    conn.execute(
+        &format!(
+            "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key)
+             SELECT {id}, {row_pk}, t.{key} FROM main.{table} AS t WHERE t.{key} IS NOT NULL",
+            id = capture.table_id,
+            row_pk = capture.primary_key.row_pk("t"),
+            table = ident(capture.table),
+            key = ident(capture.sync_key),
+        ),
+        [],
+    )?;
+    Ok(())
+}
+
+pub fn forget(conn: &Connection, table_id: i64) -> Result<()> {
+    conn.execute(
+        "DELETE FROM tether_row_keys WHERE table_id = ?1",
+        [table_id],
+    )?;
+    conn.execute(
+        "DELETE FROM tether_replaced WHERE table_id = ?1",
+        [table_id],
+    )?;
+    Ok(())
+}

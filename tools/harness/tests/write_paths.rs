@@ -1,0 +1,623 @@
+//! Every way applications write SQLite is captured as the entity the user means: REPLACE in all
+//! its forms, key changes, JSON and bytes, renames and rebuilds by other tools, re-tracking.
+//! Writes come from connections that never loaded tether unless a test says otherwise.
+use rusqlite::Connection;
+use serde_json::{json, Value};
+use tether_harness::*;
+
+/// A loaded connection (for tether's functions) and a plain one (the application's writes).
+fn db(
+    schema: &str,
+    track: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Connection,
+    Connection,
+) {
+    let (dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch(schema).unwrap();
+    json(&conn, &format!("SELECT tether_track({track})"));
+    let plain = open_plain(&path);
+    (dir, path, conn, plain)
+}
+
+fn key_of(conn: &Connection, table: &str, id: i64) -> String {
+    conn.query_row(
+        &format!("SELECT tether_id FROM {table} WHERE id = ?1"),
+        [id],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// (operation, entity) of every logged mutation after log id `after`.
+fn ops_after(conn: &Connection, after: i64) -> Vec<(String, String)> {
+    mutations(conn)
+        .into_iter()
+        .filter(|m| m.id > after)
+        .map(|m| (m.operation, m.entity_id))
+        .collect()
+}
+
+fn last_log_id(conn: &Connection) -> i64 {
+    conn.query_row(
+        "SELECT coalesce(max(id), 0) FROM tether_mutation_logs",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+fn op(operation: &str, entity: &str) -> (String, String) {
+    (operation.to_string(), entity.to_string())
+}
+
+const TASKS: &str =
+    "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE, done INTEGER DEFAULT 0);";
+
+#[test]
+fn insert_or_replace_of_an_existing_row_is_an_update_of_the_same_entity() {
+    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    plain
+        .execute_batch("INSERT INTO tasks (id, title, slug) VALUES (1, 'a', 'a')")
+        .unwrap();
+    let key = key_of(&plain, "tasks", 1);
+    for (n, statement) in [
+        "INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (1, 'by primary key', 'a')",
+        "REPLACE INTO tasks (id, title, slug) VALUES (1, 'replace into', 'a')",
+        "INSERT OR REPLACE INTO tasks (title, slug) VALUES ('by unique slug', 'a')",
+        "INSERT INTO tasks (id, title, slug) VALUES (1, 'upsert', 'a') ON CONFLICT DO UPDATE SET title = excluded.title",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let before = last_log_id(&conn);
+        plain.execute_batch(statement).unwrap();
+        let rows: Vec<(String, String)> = column::<String>(&plain, "SELECT tether_id || '|' || title FROM tasks")
+            .into_iter()
+            .map(|r| {
+                let (k, t) = r.split_once('|').unwrap();
+                (k.to_string(), t.to_string())
+            })
+            .collect();
+        assert_eq!(rows.len(), 1, "{statement}: still one row");
+        assert_eq!(rows[0].0, key, "{statement}: the row keeps its key");
+        assert_eq!(
+            ops_after(&conn, before),
+            [op("update", &key)],
+            "step {n}: {statement} is one update of the same entity"
+        );
+    }
+    let last = mutations(&conn).pop().unwrap();
+    assert_eq!(last.payload["title"], "upsert");
+}
+
+#[test]
+fn a_column_declared_on_conflict_replace_keeps_the_entity() {
+    let (_dir, _path, conn, plain) = db(
+        "CREATE TABLE settings (id INTEGER PRIMARY KEY, name TEXT UNIQUE ON CONFLICT REPLACE, value TEXT);",
+        "'settings'",
+    );
+    plain
+        .execute_batch("INSERT INTO settings (name, value) VALUES ('theme', 'dark')")
+        .unwrap();
+    let key = key_of(&plain, "settings", 1);
+    let before = last_log_id(&conn);
+    // A plain INSERT: the constraint's own REPLACE deletes the old row, no trigger sees it.
+    plain
+        .execute_batch("INSERT INTO settings (name, value) VALUES ('theme', 'light')")
+        .unwrap();
+    let keys: Vec<String> = column(&plain, "SELECT tether_id FROM settings");
+    assert_eq!(keys, vec![key.clone()]);
+    assert_eq!(ops_after(&conn, before), [op("update", &key)]);
+}
+
+#[test]
+fn rows_replace_deletes_through_another_constraint_are_captured_as_deletes() {
+    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    plain
+        .execute_batch(
+            "INSERT INTO tasks (id, title, slug) VALUES (1, 'one', 'one'), (2, 'two', 'two'), (3, 'three', 'three');",
+        )
+        .unwrap();
+    let (k1, k2, k3) = (
+        key_of(&plain, "tasks", 1),
+        key_of(&plain, "tasks", 2),
+        key_of(&plain, "tasks", 3),
+    );
+    // Row 1 by primary key and row 2 by slug: the new row is row 1's entity, row 2 is deleted.
+    let before = last_log_id(&conn);
+    plain
+        .execute_batch("INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (1, 'merged', 'two')")
+        .unwrap();
+    assert_eq!(
+        ops_after(&conn, before),
+        [op("delete", &k2), op("update", &k1)],
+        "the delete goes first, so the server never holds two rows with one slug"
+    );
+    // UPDATE OR REPLACE onto another row's slug deletes that row.
+    let before = last_log_id(&conn);
+    plain
+        .execute_batch("UPDATE OR REPLACE tasks SET slug = 'two' WHERE id = 3")
+        .unwrap();
+    assert_eq!(
+        ops_after(&conn, before),
+        [op("delete", &k1), op("update", &k3)]
+    );
+    // UPDATE OR REPLACE onto another row's primary key deletes that row.
+    plain
+        .execute_batch("INSERT INTO tasks (id, title, slug) VALUES (4, 'four', 'four')")
+        .unwrap();
+    let k4 = key_of(&plain, "tasks", 4);
+    let before = last_log_id(&conn);
+    plain
+        .execute_batch("UPDATE OR REPLACE tasks SET id = 4 WHERE id = 3")
+        .unwrap();
+    assert_eq!(ops_after(&conn, before), [op("delete", &k4)]);
+    assert_eq!(
+        key_of(&plain, "tasks", 4),
+        k3,
+        "row 3 moved to id 4 with its key"
+    );
+    let keys: Vec<String> = column(&plain, "SELECT tether_id FROM tasks");
+    assert_eq!(keys, [k3]);
+}
+
+#[test]
+fn ignored_inserts_and_upserts_leave_nothing_that_a_later_write_misreads() {
+    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    plain
+        .execute_batch("INSERT INTO tasks (id, title, slug) VALUES (1, 'one', 'one')")
+        .unwrap();
+    let k1 = key_of(&plain, "tasks", 1);
+    let before = last_log_id(&conn);
+    plain
+        .execute_batch(
+            "INSERT OR IGNORE INTO tasks (title, slug) VALUES ('dup', 'one');
+             INSERT INTO tasks (title, slug) VALUES ('up', 'one') ON CONFLICT (slug) DO UPDATE SET done = 1;",
+        )
+        .unwrap();
+    assert_eq!(ops_after(&conn, before), [op("update", &k1)]);
+    let before = last_log_id(&conn);
+    plain
+        .execute_batch(
+            "DELETE FROM tasks WHERE id = 1;
+             UPDATE tasks SET title = 'nothing to update';
+             INSERT INTO tasks (id, title, slug) VALUES (1, 'new', 'one');",
+        )
+        .unwrap();
+    let k_new = key_of(&plain, "tasks", 1);
+    assert_ne!(k_new, k1, "a deleted entity's key is never reused");
+    assert_eq!(
+        ops_after(&conn, before),
+        [op("delete", &k1), op("create", &k_new)],
+        "exactly one delete, then a create"
+    );
+}
+
+#[test]
+fn the_sync_key_cannot_be_changed_cleared_or_set_to_a_non_ulid() {
+    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    plain
+        .execute_batch("INSERT INTO tasks (title) VALUES ('a')")
+        .unwrap();
+    let key = key_of(&plain, "tasks", 1);
+    let before = last_log_id(&conn);
+    for (statement, expected) in [
+        ("UPDATE tasks SET tether_id = NULL", "cannot be changed or cleared"),
+        (
+            "UPDATE tasks SET tether_id = '01ARZ3NDEKTSV4RRFFQ69G5FAV'",
+            "cannot be changed or cleared",
+        ),
+        (
+            "INSERT INTO tasks (title, tether_id) VALUES ('b', 'not-a-ulid')",
+            "must be a ULID",
+        ),
+        ("INSERT INTO tasks (title, tether_id) VALUES ('b', 42)", "must be a ULID"),
+        (
+            "INSERT INTO tasks (title, tether_id) VALUES ('b', lower('01ARZ3NDEKTSV4RRFFQ69G5FAV'))",
+            "must be a ULID",
+        ),
+        ("INSERT INTO tasks (title, tether_id) VALUES ('b', x'01')", "must be a ULID"),
+    ] {
+        let err = plain.execute_batch(statement).unwrap_err().to_string();
+        assert!(err.contains(expected) && err.contains("tasks.tether_id"), "{statement}: {err}");
+    }
+    assert_eq!(key_of(&plain, "tasks", 1), key);
+    assert!(
+        ops_after(&conn, before).is_empty(),
+        "refused writes queue nothing"
+    );
+    let given = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    plain
+        .execute(
+            "INSERT INTO tasks (id, title, tether_id) VALUES (2, 'b', ?1)",
+            [given],
+        )
+        .unwrap();
+    assert_eq!(ops_after(&conn, before), [op("create", given)]);
+}
+
+#[test]
+fn values_keep_their_kind_and_json_follows_one_rule() {
+    let (_dir, _path, conn, plain) = db(
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT, tags JSON, meta TEXT CHECK (json_valid(meta)),
+                             picked TEXT, image BLOB, score REAL, n INTEGER);",
+        r#"'notes', '{"json": ["picked"]}'"#,
+    );
+    plain
+        .execute_batch(
+            r#"INSERT INTO notes (title, tags, meta, picked, image, score, n)
+               VALUES (json_array('made', 'by', 'json'), '["a","b"]', '{"k": 1}', '[1,2]', x'89504E47', 1.0, 7);
+               INSERT INTO notes (title, tags, meta, picked) VALUES ('["looks","like","json"]', 'not json', '{}', 'plain');"#,
+        )
+        .unwrap();
+    let log = mutations(&conn);
+    assert_eq!(
+        log[0].payload,
+        json!({"title": "[\"made\",\"by\",\"json\"]", "tags": ["a", "b"], "meta": {"k": 1},
+               "picked": [1, 2], "image": "89504E47", "score": 1.0, "n": 7}),
+        "a TEXT column is a string even when a JSON function wrote it; JSON columns are JSON"
+    );
+    assert!(log[0].payload["score"].is_f64() && log[0].payload["n"].is_i64());
+    assert_eq!(
+        log[1].payload,
+        json!({"title": "[\"looks\",\"like\",\"json\"]", "tags": "not json", "meta": {},
+               "picked": "plain", "image": null, "score": null, "n": null})
+    );
+}
+
+#[test]
+fn a_value_that_cannot_be_sent_fails_alone_and_the_queue_goes_on() {
+    let (_dir, path, conn, plain) = db(TASKS, "'tasks'");
+    plain
+        .execute_batch(
+            "INSERT INTO tasks (title) VALUES ('before');
+             INSERT INTO tasks (title) VALUES (CAST(x'c328' AS TEXT));
+             INSERT INTO tasks (title) VALUES ('after');",
+        )
+        .unwrap();
+    // A key written before the guard existed (an older tether): forced in past the triggers.
+    plain
+        .execute_batch(
+            "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+             VALUES (42, 'Task', 'update', '{}', 1);",
+        )
+        .unwrap();
+    set_config(&conn, "server_url", "http://127.0.0.1:9");
+    let body: String = conn
+        .query_row("SELECT tether_push_request()", [], |r| r.get(0))
+        .unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let titles: Vec<&Value> = body["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["payload"]["title"])
+        .collect();
+    assert_eq!(titles, [&json!("before"), &json!("after")]);
+    let status = json(&conn, "SELECT tether_status()");
+    assert_eq!(status["failed"], 2, "{status}");
+    let reasons: Vec<String> = column(
+        &conn,
+        "SELECT rejection_reason || ': ' || json_extract(rejection_data, '$.message') FROM tether_mutation_logs WHERE sync_status = 'failed' ORDER BY id",
+    );
+    assert!(
+        reasons[0].starts_with("invalid_value") && reasons[0].contains("UTF-8"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("sync key"), "{reasons:?}");
+    drop(path);
+}
+
+#[test]
+fn a_user_trigger_on_the_log_that_writes_another_tracked_table_swaps_no_keys() {
+    let (_dir, _path, conn, plain) = db(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT);
+         CREATE TABLE audit (id INTEGER PRIMARY KEY, what TEXT);
+         SELECT tether_track('audit');",
+        "'tasks'",
+    );
+    plain
+        .execute_batch(
+            "CREATE TRIGGER audit_every_mutation AFTER INSERT ON tether_mutation_logs
+              WHEN NEW.model = 'Task'
+              BEGIN INSERT INTO audit (what) VALUES (NEW.operation); END;
+             INSERT INTO tasks (title) VALUES ('a');",
+        )
+        .unwrap();
+    let task_key = key_of(&plain, "tasks", 1);
+    let audit_key = key_of(&plain, "audit", 1);
+    assert_ne!(task_key, audit_key);
+    let by_model: Vec<(String, String)> = mutations(&conn)
+        .into_iter()
+        .map(|m| (m.model, m.entity_id))
+        .collect();
+    assert!(
+        by_model.contains(&("Task".into(), task_key)),
+        "{by_model:?}"
+    );
+    assert!(
+        by_model.contains(&("Audit".into(), audit_key)),
+        "{by_model:?}"
+    );
+}
+
+#[test]
+fn a_renamed_table_is_followed_under_its_model() {
+    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    plain
+        .execute_batch(
+            "INSERT INTO tasks (title) VALUES ('a');
+             ALTER TABLE tasks RENAME TO todo_items;
+             INSERT INTO todo_items (title) VALUES ('written after the rename');",
+        )
+        .unwrap();
+    let status = json(&conn, "SELECT tether_status()");
+    let tables = status["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 1, "{status}");
+    assert_eq!(tables[0]["table"], "todo_items");
+    assert_eq!(
+        tables[0]["model"], "Task",
+        "the server's model does not change"
+    );
+    assert_eq!(tables[0]["state"], "ok");
+    // Tracking the new name is a re-track, not a second set of triggers.
+    let again = json(&conn, "SELECT tether_track('todo_items')");
+    assert_eq!(again["retracked"], true);
+    let before = last_log_id(&conn);
+    plain
+        .execute_batch("UPDATE todo_items SET title = 'once' WHERE id = 1")
+        .unwrap();
+    let log: Vec<(String, String)> = mutations(&conn)
+        .into_iter()
+        .filter(|m| m.id > before)
+        .map(|m| (m.model, m.operation))
+        .collect();
+    assert_eq!(
+        log,
+        [("Task".to_string(), "update".to_string())],
+        "captured once"
+    );
+    let names: Vec<String> = column(
+        &conn,
+        "SELECT name FROM sqlite_schema WHERE type IN ('trigger', 'index') AND name LIKE 'tether%' AND tbl_name NOT LIKE 'tether%' ORDER BY name",
+    );
+    assert!(names.iter().all(|n| n.ends_with("todo_items")), "{names:?}");
+}
+
+/// What Alembic's batch mode, Room and Prisma do: copy into a new table, drop, rename.
+fn rebuild(plain: &Connection, columns: &str, copy: &str) {
+    plain
+        .execute_batch(&format!(
+            "BEGIN;
+             CREATE TABLE _new_tasks ({columns});
+             INSERT INTO _new_tasks SELECT {copy} FROM tasks;
+             DROP TABLE tasks;
+             ALTER TABLE _new_tasks RENAME TO tasks;
+             COMMIT;"
+        ))
+        .unwrap();
+}
+
+#[test]
+fn a_rebuilt_table_is_repaired_keeping_every_row_key() {
+    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    plain
+        .execute_batch("INSERT INTO tasks (title, slug) VALUES ('a', 'a'), ('b', 'b'), ('c', 'c')")
+        .unwrap();
+    let keys: Vec<String> = column(&plain, "SELECT tether_id FROM tasks ORDER BY id");
+    rebuild(
+        &plain,
+        "id INTEGER PRIMARY KEY, title TEXT NOT NULL, slug TEXT UNIQUE, done INTEGER DEFAULT 0, tether_id TEXT",
+        "id, title, slug, done, tether_id",
+    );
+    // Written in the window before any repair: no triggers exist.
+    plain
+        .execute_batch("INSERT INTO tasks (title, slug) VALUES ('in the window', 'w'); DELETE FROM tasks WHERE id = 2;")
+        .unwrap();
+    let before = last_log_id(&conn);
+    let status = json(&conn, "SELECT tether_status()");
+    assert_eq!(status["tables"][0]["state"], "ok", "{status}");
+    let after: Vec<String> = column(
+        &plain,
+        "SELECT tether_id FROM tasks WHERE id IN (1, 3) ORDER BY id",
+    );
+    assert_eq!(after, [keys[0].clone(), keys[2].clone()]);
+    let window = key_of(&plain, "tasks", 4);
+    assert_eq!(
+        ops_after(&conn, before),
+        [op("create", &window), op("delete", &keys[1])],
+        "a row inserted in the window is created; one deleted in it is deleted"
+    );
+    let before = last_log_id(&conn);
+    plain
+        .execute_batch("UPDATE tasks SET title = 'captured again' WHERE id = 1")
+        .unwrap();
+    assert_eq!(ops_after(&conn, before), [op("update", &keys[0])]);
+}
+
+#[test]
+fn a_rebuild_that_drops_the_key_column_gives_every_row_back_its_own_key() {
+    // Django's AlterField rebuilds the table from its own model, which has no tether_id.
+    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    plain
+        .execute_batch("INSERT INTO tasks (title, slug) VALUES ('a', 'a'), ('b', 'b')")
+        .unwrap();
+    let keys: Vec<String> = column(&plain, "SELECT tether_id FROM tasks ORDER BY id");
+    rebuild(
+        &plain,
+        "id INTEGER PRIMARY KEY, title TEXT NOT NULL, slug TEXT UNIQUE, done INTEGER DEFAULT 0",
+        "id, title, slug, done",
+    );
+    let before = last_log_id(&conn);
+    // The first thing after the migration is a sync: it repairs before anything is sent.
+    set_config(&conn, "server_url", "http://127.0.0.1:9");
+    let _ = conn.query_row("SELECT tether_push()", [], |r| r.get::<_, String>(0));
+    let after: Vec<String> = column(&plain, "SELECT tether_id FROM tasks ORDER BY id");
+    assert_eq!(after, keys, "every row has its own key again");
+    assert!(
+        ops_after(&conn, before).is_empty(),
+        "no row is sent again as a new entity"
+    );
+}
+
+#[test]
+fn a_dropped_table_is_reported_not_an_error() {
+    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    plain.execute_batch("DROP TABLE tasks").unwrap();
+    let status = json(&conn, "SELECT tether_status()");
+    assert_eq!(status["tables"][0]["state"], "dropped", "{status}");
+    assert_eq!(status["tables"][0]["exists"], false);
+    let body: Option<String> = conn
+        .query_row("SELECT tether_push_request()", [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("push after a drop: {e}"));
+    assert!(body.is_none());
+}
+
+#[test]
+fn retracking_never_creates_what_the_server_has() {
+    let (_dir, path, conn, plain) = db(TASKS, "'tasks'");
+    plain
+        .execute_batch("INSERT INTO tasks (title) VALUES ('sent')")
+        .unwrap();
+    give_identities(&path);
+    conn.execute_batch(
+        "UPDATE tether_mutation_logs SET sync_status = 'synced', synced_at = CURRENT_TIMESTAMP",
+    )
+    .unwrap();
+    // A row that arrived by pull: applied without capture, as the engine does.
+    let pulled = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    let page = json!({"snapshots": [{"entity_id": pulled, "model": "Task", "operation": "upsert", "payload": {"title": "pulled"}}],
+                      "new_sync_cursor": 5, "has_more": false});
+    json(&conn, &format!("SELECT tether_pull_response('{page}')"));
+    let before = last_log_id(&conn);
+    json(&conn, "SELECT tether_untrack('tasks')");
+    plain
+        .execute_batch("INSERT INTO tasks (title) VALUES ('while untracked')")
+        .unwrap();
+    let result = json(&conn, "SELECT tether_track('tasks')");
+    assert_eq!(result["queued_creates"], 1, "{result}");
+    let ops = ops_after(&conn, before);
+    assert_eq!(ops.len(), 1);
+    assert_eq!(ops[0].0, "create");
+    let created: String = plain
+        .query_row(
+            "SELECT title FROM tasks WHERE tether_id = ?1",
+            [&ops[0].1],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(created, "while untracked");
+}
+
+#[test]
+fn changed_options_rerender_what_is_queued() {
+    let (_dir, _path, conn, plain) = db(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, secret TEXT);",
+        "'tasks'",
+    );
+    plain
+        .execute_batch("INSERT INTO tasks (title, secret) VALUES ('a', 'keep me local')")
+        .unwrap();
+    let result = json(
+        &conn,
+        r#"SELECT tether_track('tasks', '{"except": ["secret"], "model": "Todo"}')"#,
+    );
+    assert_eq!(result["pending_rerendered"], 2, "{result}");
+    let log = mutations(&conn);
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].model, "Todo");
+    assert_eq!(
+        log[0].payload,
+        json!({"title": "a"}),
+        "a newly excluded value is never sent"
+    );
+}
+
+#[test]
+fn tables_whose_primary_key_carries_data_sync_it() {
+    let (_dir, _path, conn, plain) = db(
+        "CREATE TABLE task_tag (task_key TEXT NOT NULL, tag TEXT NOT NULL, weight INTEGER, PRIMARY KEY (task_key, tag)) WITHOUT ROWID;
+         CREATE TABLE countries (code TEXT PRIMARY KEY, name TEXT);
+         SELECT tether_track('countries');",
+        "'task_tag'",
+    );
+    plain
+        .execute_batch(
+            "INSERT INTO task_tag (task_key, tag, weight) VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 'home', 1);
+             INSERT OR REPLACE INTO task_tag (task_key, tag, weight) VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FAV', 'home', 2);
+             INSERT INTO countries (code, name) VALUES ('NL', 'Netherlands');
+             UPDATE countries SET code = 'NLD' WHERE code = 'NL';",
+        )
+        .unwrap();
+    let log = mutations(&conn);
+    let shown: Vec<(String, String, Value)> = log
+        .iter()
+        .map(|m| (m.model.clone(), m.operation.clone(), m.payload.clone()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                "TaskTag".into(),
+                "create".into(),
+                json!({"task_key": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "tag": "home", "weight": 1})
+            ),
+            (
+                "TaskTag".into(),
+                "update".into(),
+                json!({"task_key": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "tag": "home", "weight": 2})
+            ),
+            (
+                "Country".into(),
+                "create".into(),
+                json!({"code": "NL", "name": "Netherlands"})
+            ),
+            (
+                "Country".into(),
+                "update".into(),
+                json!({"code": "NLD", "name": "Netherlands"})
+            ),
+        ]
+    );
+    assert_eq!(
+        log[0].entity_id, log[1].entity_id,
+        "REPLACE kept the entity"
+    );
+    assert_eq!(log[2].entity_id, log[3].entity_id);
+}
+
+#[test]
+fn a_foreign_key_to_a_local_row_number_is_warned_about() {
+    let (_dir, _path, conn, _plain) = db(
+        "CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, project_id INTEGER REFERENCES projects(id));",
+        "'projects'",
+    );
+    let result = json(&conn, "SELECT tether_track('tasks')");
+    let codes: Vec<(&str, &str)> = result["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["code"].as_str().unwrap(),
+                w["column"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(codes, [("local_foreign_key", "project_id")], "{result}");
+    let status = json(&conn, "SELECT tether_status()");
+    assert_eq!(
+        status["tables"][1]["warnings"][0]["code"],
+        "local_foreign_key"
+    );
+    let fine = json(
+        &conn,
+        r#"SELECT tether_track('tasks', '{"except": ["project_id"]}')"#,
+    );
+    assert_eq!(fine["warnings"], json!([]));
+}
