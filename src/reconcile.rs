@@ -77,7 +77,10 @@ pub fn health(conn: &Connection, settings: &Settings, table: &TrackedTable) -> R
     if find_table(conn, &table.table)?.is_none() {
         return Ok(match renamed_to(conn, &table.table)? {
             Some(new_name) => Health::Renamed(new_name),
-            None => Health::Dropped,
+            None => match holder_of_keys(conn, table)? {
+                Some(new_name) => Health::Renamed(new_name),
+                None => Health::Dropped,
+            },
         });
     }
     let info = table_info(conn, &table.table)?;
@@ -140,6 +143,36 @@ fn renamed_to(conn: &Connection, old: &str) -> Result<Option<String>> {
             .optional()?;
         if let Some(table) = table.filter(|t| !t.eq_ignore_ascii_case(old)) {
             return Ok(Some(table));
+        }
+    }
+    Ok(None)
+}
+
+/// A renamed table that was also rebuilt has lost its triggers, but if the rebuild copied the
+/// sync key column, the table holding the recorded keys is the same table under its new name.
+fn holder_of_keys(conn: &Connection, table: &TrackedTable) -> Result<Option<String>> {
+    let tracked: Vec<String> = tracked_tables(conn)?.into_iter().map(|t| t.table).collect();
+    let candidates: Vec<String> = conn
+        .prepare_cached(
+            "SELECT s.name FROM main.sqlite_schema AS s
+              WHERE s.type = 'table' AND substr(s.name, 1, 7) <> 'sqlite_' AND substr(s.name, 1, 7) <> 'tether_'
+                AND EXISTS (SELECT 1 FROM pragma_table_info(s.name, 'main') AS c WHERE c.name = ?1 COLLATE NOCASE)",
+        )?
+        .query_map([&table.sync_key], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for candidate in candidates.into_iter().filter(|c| !tracked.contains(c)) {
+        let holds: bool = conn.query_row(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM main.{} AS t JOIN tether_row_keys AS s
+                                   ON s.table_id = ?1 AND s.sync_key = t.{})",
+                ident(&candidate),
+                ident(&table.sync_key)
+            ),
+            [table.table_id],
+            |r| r.get(0),
+        )?;
+        if holds {
+            return Ok(Some(candidate));
         }
     }
     Ok(None)

@@ -281,6 +281,7 @@ pub fn register(
         move |ctx: &Context<'_>| {
             let conn = connection(ctx)?;
             let settings = Settings::load(&conn, &push_session)?;
+            push_session.schema_watch().reconcile(&conn, &settings)?;
             let mut position = push_state.push_position.lock();
             let after = match *position {
                 Some(after) => after,
@@ -306,10 +307,12 @@ pub fn register(
         conn,
         "tether_pull_request",
         &[0],
-        Kind::Reads,
+        // Repairs tracking before saying where this client stands: it may write.
+        Kind::Writes,
         move |ctx: &Context<'_>| {
             let conn = connection(ctx)?;
             let settings = Settings::load(&conn, &session)?;
+            session.schema_watch().reconcile(&conn, &settings)?;
             let page_size = settings.get("pull_page_size").and_then(|v| v.parse().ok());
             pull::request_body(&conn, client_id(&settings)?, page_size)
         },

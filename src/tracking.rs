@@ -225,11 +225,21 @@ pub(crate) fn plan(
     given: Option<TrackOptions>,
     existing: Option<&TrackedTable>,
 ) -> Result<Plan> {
-    let options = match (given, existing) {
+    let explicit = given.is_some();
+    let mut options = match (given, existing) {
         (Some(options), _) => options,
         (None, Some(previous)) => serde_json::from_str(&previous.options)?,
         (None, None) => TrackOptions::default(),
     };
+    if !explicit {
+        // Stored options may name columns a migration has since dropped: they no longer
+        // apply, and must not make every later sync fail.
+        let exists = |name: &String| info.column(name).is_some();
+        let lists = [&mut options.columns, &mut options.except, &mut options.json];
+        for names in lists.into_iter().flatten() {
+            names.retain(exists);
+        }
+    }
     let sync_key = match existing {
         Some(previous) => previous.sync_key.clone(),
         None => default_sync_key.to_string(),

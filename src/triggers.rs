@@ -217,6 +217,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             format!("OR EXISTS (SELECT 1 FROM tether_replaced AS r WHERE r.table_id = {table_id} AND r.sync_key = t.{sync_key})"),
             format!("DELETE FROM tether_replaced WHERE table_id = {table_id};"),
             format!("OR {unique_changed}"),
+            format!("DELETE FROM tether_replaced WHERE table_id = {table_id} AND sync_key = OLD.{sync_key};"),
             format!(
                 "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
                  SELECT r.sync_key, {model}, 'delete', '{{}}', {now} FROM tether_replaced AS r
@@ -228,7 +229,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     } else {
         Default::default()
     };
-    let [carry_replaced, union_replaced, or_replaced, clear_replaced, or_unique_changed, replaced_deletes] =
+    let [carry_replaced, union_replaced, or_replaced, clear_replaced, or_unique_changed, forget_replaced, replaced_deletes] =
         fragments;
     let key_name = format!("{}.{}", capture.table, capture.sync_key);
     let mut templates = vec![INSERT, UPDATE, DELETE, GUARD];
@@ -273,6 +274,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("clear_replaced", &clear_replaced)
             .set("or_unique_changed", &or_unique_changed)
             .set("replaced_deletes", &replaced_deletes)
+            .set("forget_replaced", &forget_replaced)
             .set("not_suppressed", NOT_SUPPRESSED)
             .set("new_ulid", &new_ulid()?)
             .set("now_ms", &now_ms()?)

@@ -52,6 +52,62 @@ class PythonHost(unittest.TestCase):
             conn.execute("SELECT tether_config('push_batch_size', -5)").fetchone()
         self.assertIn("push_batch_size", str(caught.exception))
 
+    def ops(self, conn, after=0):
+        return conn.execute(
+            "SELECT operation, entity_id FROM tether_mutation_logs WHERE id > ? ORDER BY id", (after,)).fetchall()
+
+    def test_write_paths_on_debians_sqlite(self):
+        """REPLACE, the key guard, JSON and bytes, on the host's own SQLite (3.40 on Debian 12)."""
+        conn = self.connect()
+        conn.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE, tags JSON, img BLOB)")
+        conn.execute("SELECT tether_track('tasks')")
+        plain = self.connect(load=False)
+        plain.execute("INSERT INTO tasks (id, title, slug, tags, img) VALUES (1, json_array('a'), 's', '[1]', x'0102')")
+        key = plain.execute("SELECT tether_id FROM tasks").fetchone()[0]
+        plain.execute("INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (1, 'replaced', 's')")
+        plain.execute("REPLACE INTO tasks (title, slug) VALUES ('by slug', 's')")
+        self.assertEqual(plain.execute("SELECT tether_id FROM tasks").fetchall(), [(key,)])
+        self.assertEqual(self.ops(conn), [("create", key), ("update", key), ("update", key)])
+        first = json.loads(conn.execute("SELECT payload FROM tether_mutation_logs ORDER BY id LIMIT 1").fetchone()[0])
+        self.assertEqual(first, {"title": '["a"]', "slug": "s", "tags": [1], "img": "0102"})
+        with self.assertRaises(sqlite3.IntegrityError) as caught:
+            plain.execute("UPDATE tasks SET tether_id = NULL")
+        self.assertIn("tasks.tether_id", str(caught.exception))
+
+    def test_rename_and_rebuild_by_another_tool_are_repaired(self):
+        conn = self.connect()
+        conn.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT)")
+        conn.execute("SELECT tether_track('tasks')")
+        plain = self.connect(load=False)
+        plain.execute("INSERT INTO tasks (title) VALUES ('a'), ('b')")
+        keys = plain.execute("SELECT tether_id FROM tasks ORDER BY id").fetchall()
+        # Renamed, then rebuilt (as Alembic's batch mode does: the key column is copied).
+        plain.executescript("""
+            ALTER TABLE tasks RENAME TO todos;
+            BEGIN;
+            CREATE TABLE _new (id INTEGER PRIMARY KEY, title TEXT NOT NULL, tether_id TEXT);
+            INSERT INTO _new SELECT id, title, tether_id FROM todos;
+            DROP TABLE todos;
+            ALTER TABLE _new RENAME TO todos;
+            COMMIT;""")
+        status = json.loads(conn.execute("SELECT tether_status()").fetchone()[0])
+        self.assertEqual([(t["table"], t["state"]) for t in status["tables"]], [("todos", "ok")])
+        # Rebuilt again without the key column (as Django's AlterField does).
+        plain.executescript("""
+            BEGIN;
+            CREATE TABLE _new (id INTEGER PRIMARY KEY, title TEXT NOT NULL, due TEXT);
+            INSERT INTO _new (id, title) SELECT id, title FROM todos;
+            DROP TABLE todos;
+            ALTER TABLE _new RENAME TO todos;
+            COMMIT;""")
+        status = json.loads(conn.execute("SELECT tether_status()").fetchone()[0])
+        table = status["tables"][0]
+        self.assertEqual((table["table"], table["model"], table["state"]), ("todos", "Task", "ok"))
+        self.assertEqual(plain.execute("SELECT tether_id FROM todos ORDER BY id").fetchall(), keys)
+        self.assertEqual(len(self.ops(conn)), 2, "no row is sent again as a new entity")
+        plain.execute("UPDATE todos SET due = 'monday' WHERE id = 1")
+        self.assertEqual(self.ops(conn)[-1], ("update", keys[0][0]))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -621,3 +621,72 @@ fn a_foreign_key_to_a_local_row_number_is_warned_about() {
     );
     assert_eq!(fine["warnings"], json!([]));
 }
+
+#[test]
+fn dropping_a_column_the_options_name_does_not_wedge_syncing() {
+    let (_dir, _path, conn, plain) = db(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, draft TEXT);",
+        r#"'tasks', '{"except": ["draft"]}'"#,
+    );
+    let err = plain
+        .execute_batch("ALTER TABLE tasks DROP COLUMN title")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("title"),
+        "a synced column cannot be dropped under the triggers: {err}"
+    );
+    plain
+        .execute_batch(
+            "ALTER TABLE tasks DROP COLUMN draft; INSERT INTO tasks (title) VALUES ('a');",
+        )
+        .unwrap();
+    let status = json(&conn, "SELECT tether_status()");
+    assert_eq!(status["tables"][0]["state"], "ok", "{status}");
+    assert_eq!(status["repair_error"], Value::Null, "{status}");
+    let body: String = conn
+        .query_row("SELECT tether_push_request()", [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("push after the drop: {e}"));
+    assert!(body.contains("\"title\":\"a\""), "{body}");
+}
+
+#[test]
+fn with_recursive_triggers_on_replace_is_still_one_row_once() {
+    // With recursive_triggers on, SQLite fires the delete trigger for rows REPLACE deletes.
+    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    plain
+        .execute_batch(
+            "PRAGMA recursive_triggers = ON;
+             INSERT INTO tasks (id, title, slug) VALUES (1, 'one', 'one'), (2, 'two', 'two');",
+        )
+        .unwrap();
+    let (k1, k2) = (key_of(&plain, "tasks", 1), key_of(&plain, "tasks", 2));
+    for (statement, old) in [
+        (
+            "INSERT OR REPLACE INTO tasks (title, slug) VALUES ('by slug', 'one')",
+            &k1,
+        ),
+        (
+            "INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (2, 'by id', 'two')",
+            &k2,
+        ),
+    ] {
+        let before = last_log_id(&conn);
+        plain.execute_batch(statement).unwrap();
+        let ops = ops_after(&conn, before);
+        let keys: Vec<String> = column(
+            &plain,
+            &format!(
+                "SELECT tether_id FROM tasks WHERE slug = '{}'",
+                if old == &k1 { "one" } else { "two" }
+            ),
+        );
+        let now = &keys[0];
+        let one_update = ops == [op("update", old)] && now == old;
+        let delete_then_create = ops == [op("delete", old), op("create", now)] && now != old;
+        assert!(
+            one_update || delete_then_create,
+            "{statement}: {ops:?}, key now {now}"
+        );
+    }
+}
