@@ -1,4 +1,4 @@
-//! `tether-bench capture [ROWS] [ROUNDS]`: capture overhead of INSERT, UPDATE and DELETE on a
+//! `tether-bench capture [ROWS] [ROUNDS] [unique]`: capture overhead of INSERT, UPDATE and DELETE on a
 //! tracked table against the same statements on an untracked copy, side by side in one run,
 //! from a writer connection that loaded the extension and from one that did not.
 //!
@@ -13,6 +13,9 @@ use tether_harness::{load, open_loaded, open_plain};
 
 const SCHEMA: &str =
     "(id INTEGER PRIMARY KEY, title TEXT NOT NULL, status TEXT, priority INTEGER, due_date TEXT)";
+/// The same with a UNIQUE column: its tracked copy also gets the REPLACE-watch triggers.
+const SCHEMA_UNIQUE: &str =
+    "(id INTEGER PRIMARY KEY, title TEXT NOT NULL UNIQUE, status TEXT, priority INTEGER, due_date TEXT)";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Writer {
@@ -50,8 +53,10 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn capture(rows: i64, rounds: usize) {
+fn capture(rows: i64, rounds: usize, unique: bool) {
+    let schema = if unique { SCHEMA_UNIQUE } else { SCHEMA };
     println!("capture overhead: {rows} rows per operation, one transaction each, median of {rounds} rounds");
+    println!("table: {schema}");
     println!("baseline: the same statements on an untracked table of the same shape, same connection, same run\n");
     println!(
         "{:<8} {:<18} {:>12} {:>12} {:>8}",
@@ -65,7 +70,7 @@ fn capture(rows: i64, rounds: usize) {
             let setup = open_loaded(&path);
             setup
                 .execute_batch(&format!(
-                    "PRAGMA journal_mode = WAL; CREATE TABLE untracked {SCHEMA}; CREATE TABLE tracked {SCHEMA};
+                    "PRAGMA journal_mode = WAL; CREATE TABLE untracked {schema}; CREATE TABLE tracked {schema};
                      SELECT tether_track('tracked', '{{\"backfill\": false}}');"
                 ))
                 .unwrap();
@@ -202,7 +207,7 @@ fn main() {
         Some("capture") => {
             let rows = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
             let rounds = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
-            capture(rows, rounds);
+            capture(rows, rounds, args.get(4).is_some_and(|a| a == "unique"));
         }
         Some("server") => server(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(50_000)),
         Some("push") => {
