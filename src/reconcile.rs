@@ -85,10 +85,23 @@ pub fn health(conn: &Connection, settings: &Settings, table: &TrackedTable) -> R
     }
     let info = table_info(conn, &table.table)?;
     let current: Vec<String> = info.columns.iter().map(|c| c.name.clone()).collect();
+    let plan = match tracking::plan(
+        conn,
+        tracking::default_sync_key(settings),
+        info,
+        None,
+        Some(table),
+    ) {
+        Ok(plan) => plan,
+        Err(error) => return Ok(Health::Drifted(error.to_string())),
+    };
     if table.trigger_version != TRIGGER_VERSION {
         return Ok(Health::Drifted("triggers from an older tether".into()));
     }
-    if !current.contains(&table.sync_key) {
+    if !current
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(&table.sync_key))
+    {
         return Ok(Health::Drifted(format!(
             "the sync key column {:?} is gone",
             table.sync_key
@@ -107,13 +120,6 @@ pub fn health(conn: &Connection, settings: &Settings, table: &TrackedTable) -> R
     if !index.is_some_and(|t| t.eq_ignore_ascii_case(&table.table)) {
         return Ok(Health::Drifted("the sync key index is gone".into()));
     }
-    let plan = tracking::plan(
-        conn,
-        tracking::default_sync_key(settings),
-        info,
-        None,
-        Some(table),
-    )?;
     let capture = plan.capture();
     if triggers::installed(conn, &table.table)? != triggers::expected_names(&capture) {
         return Ok(Health::Drifted("capture triggers are missing".into()));
@@ -183,10 +189,15 @@ fn reconcile(conn: &Connection, settings: &Settings) -> Result<Vec<Json>> {
     for table in tracked_tables(conn)? {
         match health(conn, settings, &table)? {
             Health::InLine | Health::Dropped => {}
-            Health::Drifted(reason) => {
-                let result = tracking::track(conn, settings, &table.table, None)?;
-                repairs.push(json!({"table": table.table, "repaired": reason, "result": result}));
-            }
+            // One table that cannot be repaired (its options need the user) must not stop the
+            // others or syncing: its old triggers go on capturing, status shows the problem.
+            Health::Drifted(reason) => match tracking::track(conn, settings, &table.table, None) {
+                Ok(result) => repairs
+                    .push(json!({"table": table.table, "repaired": reason, "result": result})),
+                Err(error) => {
+                    repairs.push(json!({"table": table.table, "problem": error.to_string()}))
+                }
+            },
             Health::Renamed(new_name) => {
                 follow_rename(conn, settings, &table, &new_name)?;
                 repairs.push(

@@ -19,15 +19,20 @@ pub struct Repair {
     pub restored: usize,
     /// Rows that had no key and no record: new keys, listed in `temp.tether_newly_keyed`.
     pub assigned: usize,
-    /// Recorded keys still held by a row: 0 with records means the table was emptied or
-    /// recreated rather than rebuilt.
+    /// Recorded keys still held by a row: fewer than half of the records means the table was
+    /// emptied or created anew rather than rebuilt.
     pub live_records: usize,
     pub records: usize,
 }
 
 /// Gives every row without a key its recorded key (by primary key), then a new ULID to the
 /// rest, listing the new ones in `temp.tether_newly_keyed`.
-pub fn restore(conn: &Connection, capture: &Capture) -> Result<Repair> {
+///
+/// Keys are restored by primary key only when the key column itself had vanished (a tool
+/// rebuilt the table from a model that does not know it) and at least half of the recorded rows
+/// are there again: a rebuild copies the rows. A table dropped and created anew holds new rows,
+/// even where their primary keys repeat old ones; they get new keys.
+pub fn restore(conn: &Connection, capture: &Capture, key_column_vanished: bool) -> Result<Repair> {
     let table = format!("main.{}", ident(capture.table));
     let key = ident(capture.sync_key);
     let row_pk = capture.primary_key.row_pk(&ident(capture.table));
@@ -36,7 +41,28 @@ pub fn restore(conn: &Connection, capture: &Capture) -> Result<Repair> {
         "CREATE TEMP TABLE IF NOT EXISTS tether_newly_keyed (key TEXT PRIMARY KEY);
          DELETE FROM temp.tether_newly_keyed;",
     )?;
-    let restored = conn.execute(
+    let records: i64 = conn.query_row(
+        "SELECT count(*) FROM tether_row_keys WHERE table_id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    let matching: i64 = if key_column_vanished && records > 0 {
+        conn.query_row(
+            &format!(
+                "SELECT count(*) FROM {table} WHERE {key} IS NULL
+                    AND EXISTS (SELECT 1 FROM tether_row_keys AS s WHERE s.table_id = {id} AND s.row_pk = {row_pk})"
+            ),
+            [],
+            |r| r.get(0),
+        )?
+    } else {
+        0
+    };
+    let rebuilt = matching > 0 && matching * 2 >= records;
+    let restored = if !rebuilt {
+        0
+    } else {
+        conn.execute(
         &format!(
             "UPDATE {table} SET {key} = (
                  SELECT s.sync_key FROM tether_row_keys AS s
@@ -46,7 +72,8 @@ pub fn restore(conn: &Connection, capture: &Capture) -> Result<Repair> {
                 AND EXISTS (SELECT 1 FROM tether_row_keys AS s WHERE s.table_id = {id} AND s.row_pk = {row_pk})"
         ),
         [],
-    )?;
+    )?
+    };
     let mut remember = conn.prepare("INSERT INTO temp.tether_newly_keyed (key) VALUES (?1)")?;
     let mut assign = conn.prepare(&format!(
         "UPDATE {table} SET {key} = tether_ulid() WHERE {key} IS NULL RETURNING {key}"
@@ -57,13 +84,13 @@ pub fn restore(conn: &Connection, capture: &Capture) -> Result<Repair> {
         remember.execute([row.get::<_, String>(0)?])?;
         assigned += 1;
     }
-    let (records, live_records): (i64, i64) = conn.query_row(
+    let live_records: i64 = conn.query_row(
         &format!(
-            "SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {table} AS t WHERE t.{key} = s.sync_key))
-               FROM tether_row_keys AS s WHERE s.table_id = {id}"
+            "SELECT count(*) FROM tether_row_keys AS s WHERE s.table_id = {id}
+                AND EXISTS (SELECT 1 FROM {table} AS t WHERE t.{key} = s.sync_key)"
         ),
         [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| r.get(0),
     )?;
     Ok(Repair {
         restored,
@@ -75,14 +102,15 @@ pub fn restore(conn: &Connection, capture: &Capture) -> Result<Repair> {
 
 /// Recorded rows whose key no row holds any more were deleted without a trigger seeing it (in
 /// the window between a rebuild and its repair, or by REPLACE through a constraint capture could
-/// not watch): each gets a `delete`. Not when no recorded key is held at all: that table was
-/// emptied or recreated by a schema tool, not edited, and the server keeps its rows.
+/// not watch): each gets a `delete`. Not when fewer than half of the recorded keys are still
+/// held: that table was emptied or created anew by a schema tool, not edited, and the server
+/// keeps its rows.
 pub fn queue_orphan_deletes(
     conn: &Connection,
     capture: &Capture,
     repair: &Repair,
 ) -> Result<usize> {
-    if repair.live_records == 0 {
+    if repair.live_records == 0 || repair.live_records * 2 < repair.records {
         return Ok(0);
     }
     Ok(conn.execute(

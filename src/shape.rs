@@ -160,10 +160,15 @@ pub fn unique_column_sets(
     conn: &Connection,
     table: &str,
     sync_key: &str,
-) -> Result<Vec<Vec<String>>> {
-    let mut sets: Vec<Vec<String>> = Vec::new();
+) -> Result<Vec<Vec<(String, String)>>> {
+    let mut sets: Vec<Vec<(String, String)>> = Vec::new();
     for index in unique_indexes(conn, table, sync_key)? {
-        let set = index.keys.into_iter().collect::<Option<Vec<String>>>();
+        let set = index
+            .keys
+            .into_iter()
+            .zip(index.collations)
+            .map(|(key, collation)| key.map(|k| (k, collation)))
+            .collect::<Option<Vec<_>>>();
         if let Some(set) = set.filter(|s| !index.partial && !sets.contains(s)) {
             sets.push(set);
         }
@@ -218,6 +223,8 @@ struct UniqueIndex {
     partial: bool,
     /// Key columns in index order; None for an expression.
     keys: Vec<Option<String>>,
+    /// The collating sequence of each key column: uniqueness is decided with it.
+    collations: Vec<String>,
 }
 
 /// UNIQUE indexes other than the primary key's and any on the sync key alone.
@@ -227,7 +234,7 @@ fn unique_indexes(conn: &Connection, table: &str, sync_key: &str) -> Result<Vec<
           WHERE \"unique\" = 1 AND origin <> 'pk' ORDER BY seq DESC",
     )?;
     let mut keys = conn.prepare(
-        "SELECT CASE WHEN cid >= 0 THEN name END FROM pragma_index_xinfo(?1)
+        "SELECT CASE WHEN cid >= 0 THEN name END, coalesce(coll, 'BINARY') FROM pragma_index_xinfo(?1)
           WHERE key = 1 ORDER BY seqno",
     )?;
     let indexes = list
@@ -235,14 +242,17 @@ fn unique_indexes(conn: &Connection, table: &str, sync_key: &str) -> Result<Vec<
         .collect::<rusqlite::Result<Vec<(String, bool)>>>()?;
     let mut out = Vec::new();
     for (name, partial) in indexes {
-        let keys = keys
-            .query_map([&name], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<Option<String>>>>()?;
+        let (keys, collations): (Vec<Option<String>>, Vec<String>) = keys
+            .query_map([&name], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         if !matches!(keys.as_slice(), [Some(k)] if k.eq_ignore_ascii_case(sync_key)) {
             out.push(UniqueIndex {
                 name,
                 partial,
                 keys,
+                collations,
             });
         }
     }

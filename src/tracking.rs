@@ -51,6 +51,8 @@ pub struct TrackedTable {
     pub blob_columns: Vec<String>,
     /// Synced columns without a declared type: decoded when the local value is bytes.
     pub untyped_columns: Vec<String>,
+    /// Synced columns declared NOT NULL.
+    pub not_null_columns: Vec<String>,
 }
 
 pub fn tracked_tables(conn: &Connection) -> Result<Vec<TrackedTable>> {
@@ -71,10 +73,14 @@ pub fn tracked_tables(conn: &Connection) -> Result<Vec<TrackedTable>> {
         let ((table, table_id, model), (sync_key, synced), (all, json), (version, hash, options)) =
             row?;
         let synced_columns: Vec<String> = serde_json::from_str(&synced)?;
-        let (mut blob_columns, mut untyped_columns) = (Vec::new(), Vec::new());
+        let (mut blob_columns, mut untyped_columns, mut not_null_columns) =
+            (Vec::new(), Vec::new(), Vec::new());
         for column in crate::table_info::columns(conn, &table)? {
             if !synced_columns.contains(&column.name) {
                 continue;
+            }
+            if column.not_null {
+                not_null_columns.push(column.name.clone());
             }
             if column.declared_blob() {
                 blob_columns.push(column.name);
@@ -85,6 +91,7 @@ pub fn tracked_tables(conn: &Connection) -> Result<Vec<TrackedTable>> {
         Ok(TrackedTable {
             blob_columns,
             untyped_columns,
+            not_null_columns,
             table,
             table_id,
             model,
@@ -199,7 +206,7 @@ pub(crate) struct Plan {
     pub sync_key: String,
     pub synced: Vec<String>,
     pub json_columns: Vec<String>,
-    pub unique_sets: Vec<Vec<String>>,
+    pub unique_sets: Vec<Vec<(String, String)>>,
 }
 
 impl Plan {
@@ -231,9 +238,29 @@ pub(crate) fn plan(
         (None, Some(previous)) => serde_json::from_str(&previous.options)?,
         (None, None) => TrackOptions::default(),
     };
-    if !explicit {
-        // Stored options may name columns a migration has since dropped: they no longer
-        // apply, and must not make every later sync fail.
+    if let (false, Some(previous)) = (explicit, existing) {
+        // Stored options may name columns a migration has since dropped: they no longer apply.
+        // But if columns also appeared, a column may have been renamed, and guessing could start
+        // syncing a column meant to stay local: the user decides.
+        let vanished: Vec<&String> = [&options.columns, &options.except, &options.json]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|name| info.column(name).is_none())
+            .collect();
+        let appeared: Vec<&String> = info
+            .columns
+            .iter()
+            .map(|c| &c.name)
+            .filter(|c| !previous.table_columns.contains(c))
+            .collect();
+        if !vanished.is_empty() && !appeared.is_empty() {
+            bail!(
+                "the options of {:?} name {vanished:?}, which no longer exist, and {appeared:?} appeared (renamed?): call tether_track({:?}, options) naming the columns to sync or exclude now",
+                info.name,
+                info.name
+            );
+        }
         let exists = |name: &String| info.column(name).is_some();
         let lists = [&mut options.columns, &mut options.except, &mut options.json];
         for names in lists.into_iter().flatten() {
@@ -245,6 +272,12 @@ pub(crate) fn plan(
         None => default_sync_key.to_string(),
     };
     check_name("sync key column", &sync_key)?;
+    // SQLite names are case-insensitive: the key column is spelled as the table spells it.
+    let sync_key = info
+        .columns
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(&sync_key))
+        .map_or(sync_key, |c| c.name.clone());
     let model = options
         .model
         .clone()
@@ -349,6 +382,7 @@ pub(crate) fn track(
     options: Option<&str>,
 ) -> Result<Json> {
     let given = parse_options(options)?;
+    let given_explicitly = given.is_some();
     write_txn(conn, |conn| {
         let info = table_info(conn, name)?;
         let existing = tracked_tables(conn)?
@@ -365,7 +399,7 @@ pub(crate) fn track(
         triggers::remove(conn, &table)?;
         let sync_key_added = ensure_sync_key_column(conn, &plan.info, &plan.sync_key)?;
         let capture = plan.capture();
-        let repair = crate::row_keys::restore(conn, &capture)?;
+        let repair = crate::row_keys::restore(conn, &capture, sync_key_added)?;
         let known = crate::row_keys::KNOWN_TO_SERVER
             .replace("{key}", &format!("t.{}", ident(&plan.sync_key)));
         let queued_creates = if plan.options.backfill.unwrap_or(true) {
@@ -377,7 +411,11 @@ pub(crate) fn track(
         let mut rerendered = 0;
         if let Some(previous) = &existing {
             queued_updates = queue_newly_synced(conn, &plan, previous, &known)?;
-            rerendered = rerender_pending(conn, &plan, previous)?;
+            // Only options the user changes re-render what is queued; a repair never strips
+            // values already captured.
+            if given_explicitly {
+                rerendered = rerender_pending(conn, &plan, previous)?;
+            }
         }
         let queued_deletes = crate::row_keys::queue_orphan_deletes(conn, &capture, &repair)?;
         crate::row_keys::refresh(conn, &capture)?;
@@ -394,7 +432,7 @@ pub(crate) fn track(
                   trigger_version, triggers_hash, options)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (table_name) DO UPDATE SET
-                 model = excluded.model, synced_columns = excluded.synced_columns,
+                 model = excluded.model, sync_key = excluded.sync_key, synced_columns = excluded.synced_columns,
                  table_columns = excluded.table_columns, json_columns = excluded.json_columns,
                  trigger_version = excluded.trigger_version, triggers_hash = excluded.triggers_hash,
                  options = excluded.options, updated_at = CURRENT_TIMESTAMP",

@@ -43,8 +43,9 @@ pub struct Capture<'a> {
     pub json_columns: &'a [String],
     pub locator: &'a RowLocator,
     pub primary_key: &'a PrimaryKey,
-    /// Column sets of plain UNIQUE constraints other than the primary key and the sync key.
-    pub unique_sets: &'a [Vec<String>],
+    /// Column sets (name, collation) of plain UNIQUE constraints other than the primary key and
+    /// the sync key.
+    pub unique_sets: &'a [Vec<(String, String)>],
 }
 
 /// Every trigger name tether may create on `table`, whichever exist.
@@ -144,7 +145,13 @@ fn holders_of_new(capture: &Capture, exclude_old: bool) -> String {
         .map(|set| {
             let same = set
                 .iter()
-                .map(|c| format!("t.{col} = NEW.{col}", col = ident(c)))
+                .map(|(c, collation)| {
+                    format!(
+                        "t.{col} = NEW.{col} COLLATE {}",
+                        ident(collation),
+                        col = ident(c)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(" AND ");
             let other = if exclude_old {
@@ -179,7 +186,12 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .join(" OR ")
     };
     let unique_columns: Vec<String> = {
-        let mut all: Vec<String> = capture.unique_sets.iter().flatten().cloned().collect();
+        let mut all: Vec<String> = capture
+            .unique_sets
+            .iter()
+            .flatten()
+            .map(|(c, _)| c.clone())
+            .collect();
         all.sort();
         all.dedup();
         all
@@ -215,7 +227,13 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             format!("(SELECT r.sync_key FROM tether_replaced AS r WHERE r.table_id = {table_id} AND {NOT_SUPPRESSED} AND {replaced_alive} ORDER BY r.rowid LIMIT 1),"),
             format!("UNION SELECT r.sync_key FROM tether_replaced AS r WHERE r.table_id = {table_id}"),
             format!("OR EXISTS (SELECT 1 FROM tether_replaced AS r WHERE r.table_id = {table_id} AND r.sync_key = t.{sync_key})"),
-            format!("DELETE FROM tether_replaced WHERE table_id = {table_id};"),
+            // Entities REPLACE deleted leave their key records too, or a later row at that
+            // primary key would take the deleted entity's key.
+            format!(
+                "DELETE FROM tether_row_keys WHERE table_id = {table_id} AND sync_key IN
+                   (SELECT r.sync_key FROM tether_replaced AS r WHERE r.table_id = {table_id} AND {replaced_alive});
+                 DELETE FROM tether_replaced WHERE table_id = {table_id};"
+            ),
             format!("OR {unique_changed}"),
             format!("DELETE FROM tether_replaced WHERE table_id = {table_id} AND sync_key = OLD.{sync_key};"),
             format!(
@@ -255,8 +273,8 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("model", &literal(capture.model))
             .set("sync_key", &sync_key)
             .set(
-                "payload_new",
-                &payload_expr(capture.columns, capture.json_columns, "NEW")?,
+                "payload_row",
+                &payload_expr(capture.columns, capture.json_columns, "t")?,
             )
             .set("row_match_new", &capture.locator.matches("", "NEW"))
             .set("t_is_new", &capture.locator.matches("t", "NEW"))

@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS tether_row_keys (
     sync_key TEXT NOT NULL,
     PRIMARY KEY (table_id, row_pk)
 ) WITHOUT ROWID;
+-- A key is recorded at most once per table: deleting a row removes its key wherever recorded,
+-- so a record left behind by REPLACE (which fires no delete trigger) never outlives the entity.
+CREATE INDEX IF NOT EXISTS tether_row_keys_sync_key ON tether_row_keys (table_id, sync_key);
 
 -- Rows about to be deleted by REPLACE through a UNIQUE constraint other than the primary key:
 -- written by a BEFORE trigger, consumed by the AFTER trigger of the same row. A row that was not

@@ -3,7 +3,8 @@
 -- entity; other entities REPLACE deleted get a 'delete' first. tether_row_keys is kept whoever
 -- writes (applying server state too); only the mutation log obeys capture suppression. The row is
 -- read back by its locator, never by "the last log row", so triggers of the user's on the log
--- cannot swap keys.
+-- cannot swap keys, and the payload is the row as it is now, after any trigger of the user's
+-- that wrote it.
 CREATE TRIGGER {{insert_trigger}} AFTER INSERT ON {{table}}
 BEGIN
     SELECT RAISE(ABORT, {{invalid_key_message}})
@@ -30,7 +31,7 @@ BEGIN
                                 AND s.sync_key = t.{{sync_key}})
                      {{or_replaced}}
                 THEN 'update' ELSE 'create' END,
-           {{payload_new}}, {{now_ms}}
+           {{payload_row}}, {{now_ms}}
       FROM {{table}} AS t
      WHERE {{t_is_new}} AND {{not_suppressed}};
     INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key)

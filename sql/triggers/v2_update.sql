@@ -1,4 +1,5 @@
--- UPDATE -> one 'update' carrying the full synced row, only when a synced column changed.
+-- UPDATE -> one 'update' carrying the full synced row as it is now (after any trigger of the
+-- user's that wrote it), only when a synced column changed.
 -- "OF {{watched_columns}}": statements that set only other columns (such as the key assignment in
 -- the insert trigger) do not even start this trigger. Entities that UPDATE OR REPLACE deleted
 -- through a UNIQUE constraint are logged as deletes first ({{replaced_deletes}}).
@@ -7,7 +8,8 @@ WHEN ({{changed}} {{or_unique_changed}}) AND NEW.{{sync_key}} IS NOT NULL AND {{
 BEGIN
     {{replaced_deletes}}
     INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
-    SELECT NEW.{{sync_key}}, {{model}}, 'update', {{payload_new}}, {{now_ms}}
-     WHERE {{changed}};
+    SELECT NEW.{{sync_key}}, {{model}}, 'update', {{payload_row}}, {{now_ms}}
+      FROM {{table}} AS t
+     WHERE {{t_is_new}} AND ({{changed}});
     {{clear_replaced}}
 END

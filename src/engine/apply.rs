@@ -22,9 +22,11 @@ pub fn to_sql(value: &Value) -> Sql {
     }
 }
 
-/// Bytes travel as hex text (JSON has no bytes); `None` when `text` is not hex.
+/// Bytes travel as upper-case hex text (what SQLite's `hex()` gives; JSON has no bytes); `None`
+/// when `text` is anything else, which stays text.
 fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let upper_hex = |b: u8| b.is_ascii_digit() || (b'A'..=b'F').contains(&b);
+    if text.is_empty() || !text.len().is_multiple_of(2) || !text.bytes().all(upper_hex) {
         return None;
     }
     (0..text.len())
@@ -34,7 +36,10 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// One synced column's value as it is written locally: hex text back into bytes for columns
-/// that hold bytes (declared BLOB, or untyped and holding bytes now).
+/// that hold bytes (declared BLOB, or untyped and holding bytes now); for a JSON column the JSON
+/// text of the value (a string `"a"` is the text `"a"`, true is `true`), as capture read it.
+/// Ambiguities of the wire form, documented in README: an empty or non-hex string in a BLOB
+/// column stays text; JSON null is SQL NULL where the column allows it.
 fn column_value(
     conn: &Connection,
     table: &TrackedTable,
@@ -42,6 +47,15 @@ fn column_value(
     column: &str,
     value: &Value,
 ) -> Result<Sql> {
+    if table.json_columns.iter().any(|c| c == column) {
+        let not_null = table.not_null_columns.iter().any(|c| c == column);
+        return Ok(match value {
+            Value::String(_) | Value::Bool(_) => Sql::Text(value.to_string()),
+            // JSON null is SQL NULL, unless the column cannot hold that: then the text `null`.
+            Value::Null if not_null => Sql::Text("null".into()),
+            other => to_sql(other),
+        });
+    }
     if let Value::String(text) = value {
         let bytes_here = table.blob_columns.iter().any(|c| c == column)
             || (table.untyped_columns.iter().any(|c| c == column)

@@ -296,3 +296,51 @@ pub fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<
     let rows = stmt.query_map([], |r| r.get(0)).unwrap();
     rows.map(|r| r.unwrap()).collect()
 }
+
+/// A database with `schema`, tracked by `SELECT tether_track({track})` on a loaded connection,
+/// and a plain connection for the application's writes: `(dir, path, loaded, plain)`.
+pub fn tracked_db(
+    schema: &str,
+    track: &str,
+) -> (tempfile::TempDir, PathBuf, Connection, Connection) {
+    let (dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch(schema).unwrap();
+    json(&conn, &format!("SELECT tether_track({track})"));
+    let plain = open_plain(&path);
+    (dir, path, conn, plain)
+}
+
+/// The sync key of the row `id` of `table`.
+pub fn key_of(conn: &Connection, table: &str, id: i64) -> String {
+    conn.query_row(
+        &format!("SELECT tether_id FROM {table} WHERE id = ?1"),
+        [id],
+        |r| r.get(0),
+    )
+    .unwrap_or_else(|e| panic!("key of {table} row {id}: {e}"))
+}
+
+/// (operation, entity) of every logged mutation after log id `after`.
+pub fn ops_after(conn: &Connection, after: i64) -> Vec<(String, String)> {
+    mutations(conn)
+        .into_iter()
+        .filter(|m| m.id > after)
+        .map(|m| (m.operation, m.entity_id))
+        .collect()
+}
+
+/// `(operation, entity)` as [`ops_after`] lists them.
+pub fn op(operation: &str, entity: &str) -> (String, String) {
+    (operation.to_string(), entity.to_string())
+}
+
+/// The highest log id so far (0 when empty).
+pub fn last_log_id(conn: &Connection) -> i64 {
+    conn.query_row(
+        "SELECT coalesce(max(id), 0) FROM tether_mutation_logs",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}

@@ -171,7 +171,10 @@ fn unique_not_covered_warns_on_partial_and_expression_unique_indexes() {
     assert!(bad[1].1.contains("\"accounts\"") && bad[1].1.contains("INSERT OR REPLACE"));
     assert_eq!(
         unique_column_sets(&conn, "accounts", "tether_id").unwrap(),
-        [vec!["org".to_string(), "handle".to_string()]],
+        [vec![
+            ("org".to_string(), "BINARY".to_string()),
+            ("handle".to_string(), "BINARY".to_string())
+        ]],
         "only plain unique indexes are watched"
     );
 
@@ -185,10 +188,15 @@ fn unique_not_covered_warns_on_partial_and_expression_unique_indexes() {
     assert!(found(&conn, "accounts", "unique_not_covered").is_empty());
     let mut sets = unique_column_sets(&conn, "accounts", "tether_id").unwrap();
     sets.sort();
+    let pair = |c: &str, coll: &str| (c.to_string(), coll.to_string());
     assert_eq!(
         sets,
-        [vec!["email"], vec!["handle"], vec!["org", "handle"]],
-        "no primary key, no sync key, each column list once"
+        [
+            vec![pair("email", "NOCASE")],
+            vec![pair("handle", "BINARY")],
+            vec![pair("org", "BINARY"), pair("handle", "BINARY")]
+        ],
+        "no primary key, no sync key, each column list once, with the index's collation"
     );
 }
 

@@ -5,61 +5,12 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 use tether_harness::*;
 
-/// A loaded connection (for tether's functions) and a plain one (the application's writes).
-fn db(
-    schema: &str,
-    track: &str,
-) -> (
-    tempfile::TempDir,
-    std::path::PathBuf,
-    Connection,
-    Connection,
-) {
-    let (dir, path) = temp_db();
-    let conn = open_loaded(&path);
-    conn.execute_batch(schema).unwrap();
-    json(&conn, &format!("SELECT tether_track({track})"));
-    let plain = open_plain(&path);
-    (dir, path, conn, plain)
-}
-
-fn key_of(conn: &Connection, table: &str, id: i64) -> String {
-    conn.query_row(
-        &format!("SELECT tether_id FROM {table} WHERE id = ?1"),
-        [id],
-        |r| r.get(0),
-    )
-    .unwrap()
-}
-
-/// (operation, entity) of every logged mutation after log id `after`.
-fn ops_after(conn: &Connection, after: i64) -> Vec<(String, String)> {
-    mutations(conn)
-        .into_iter()
-        .filter(|m| m.id > after)
-        .map(|m| (m.operation, m.entity_id))
-        .collect()
-}
-
-fn last_log_id(conn: &Connection) -> i64 {
-    conn.query_row(
-        "SELECT coalesce(max(id), 0) FROM tether_mutation_logs",
-        [],
-        |r| r.get(0),
-    )
-    .unwrap()
-}
-
-fn op(operation: &str, entity: &str) -> (String, String) {
-    (operation.to_string(), entity.to_string())
-}
-
 const TASKS: &str =
     "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE, done INTEGER DEFAULT 0);";
 
 #[test]
 fn insert_or_replace_of_an_existing_row_is_an_update_of_the_same_entity() {
-    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
     plain
         .execute_batch("INSERT INTO tasks (id, title, slug) VALUES (1, 'a', 'a')")
         .unwrap();
@@ -96,7 +47,7 @@ fn insert_or_replace_of_an_existing_row_is_an_update_of_the_same_entity() {
 
 #[test]
 fn a_column_declared_on_conflict_replace_keeps_the_entity() {
-    let (_dir, _path, conn, plain) = db(
+    let (_dir, _path, conn, plain) = tracked_db(
         "CREATE TABLE settings (id INTEGER PRIMARY KEY, name TEXT UNIQUE ON CONFLICT REPLACE, value TEXT);",
         "'settings'",
     );
@@ -116,7 +67,7 @@ fn a_column_declared_on_conflict_replace_keeps_the_entity() {
 
 #[test]
 fn rows_replace_deletes_through_another_constraint_are_captured_as_deletes() {
-    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
     plain
         .execute_batch(
             "INSERT INTO tasks (id, title, slug) VALUES (1, 'one', 'one'), (2, 'two', 'two'), (3, 'three', 'three');",
@@ -167,7 +118,7 @@ fn rows_replace_deletes_through_another_constraint_are_captured_as_deletes() {
 
 #[test]
 fn ignored_inserts_and_upserts_leave_nothing_that_a_later_write_misreads() {
-    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
     plain
         .execute_batch("INSERT INTO tasks (id, title, slug) VALUES (1, 'one', 'one')")
         .unwrap();
@@ -199,7 +150,7 @@ fn ignored_inserts_and_upserts_leave_nothing_that_a_later_write_misreads() {
 
 #[test]
 fn the_sync_key_cannot_be_changed_cleared_or_set_to_a_non_ulid() {
-    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
     plain
         .execute_batch("INSERT INTO tasks (title) VALUES ('a')")
         .unwrap();
@@ -242,7 +193,7 @@ fn the_sync_key_cannot_be_changed_cleared_or_set_to_a_non_ulid() {
 
 #[test]
 fn values_keep_their_kind_and_json_follows_one_rule() {
-    let (_dir, _path, conn, plain) = db(
+    let (_dir, _path, conn, plain) = tracked_db(
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT, tags JSON, meta TEXT CHECK (json_valid(meta)),
                              picked TEXT, image BLOB, score REAL, n INTEGER);",
         r#"'notes', '{"json": ["picked"]}'"#,
@@ -271,7 +222,7 @@ fn values_keep_their_kind_and_json_follows_one_rule() {
 
 #[test]
 fn a_value_that_cannot_be_sent_fails_alone_and_the_queue_goes_on() {
-    let (_dir, path, conn, plain) = db(TASKS, "'tasks'");
+    let (_dir, path, conn, plain) = tracked_db(TASKS, "'tasks'");
     plain
         .execute_batch(
             "INSERT INTO tasks (title) VALUES ('before');
@@ -314,7 +265,7 @@ fn a_value_that_cannot_be_sent_fails_alone_and_the_queue_goes_on() {
 
 #[test]
 fn a_user_trigger_on_the_log_that_writes_another_tracked_table_swaps_no_keys() {
-    let (_dir, _path, conn, plain) = db(
+    let (_dir, _path, conn, plain) = tracked_db(
         "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT);
          CREATE TABLE audit (id INTEGER PRIMARY KEY, what TEXT);
          SELECT tether_track('audit');",
@@ -347,7 +298,7 @@ fn a_user_trigger_on_the_log_that_writes_another_tracked_table_swaps_no_keys() {
 
 #[test]
 fn a_renamed_table_is_followed_under_its_model() {
-    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
     plain
         .execute_batch(
             "INSERT INTO tasks (title) VALUES ('a');
@@ -404,7 +355,7 @@ fn rebuild(plain: &Connection, columns: &str, copy: &str) {
 
 #[test]
 fn a_rebuilt_table_is_repaired_keeping_every_row_key() {
-    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
     plain
         .execute_batch("INSERT INTO tasks (title, slug) VALUES ('a', 'a'), ('b', 'b'), ('c', 'c')")
         .unwrap();
@@ -442,7 +393,7 @@ fn a_rebuilt_table_is_repaired_keeping_every_row_key() {
 #[test]
 fn a_rebuild_that_drops_the_key_column_gives_every_row_back_its_own_key() {
     // Django's AlterField rebuilds the table from its own model, which has no tether_id.
-    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
     plain
         .execute_batch("INSERT INTO tasks (title, slug) VALUES ('a', 'a'), ('b', 'b')")
         .unwrap();
@@ -466,7 +417,7 @@ fn a_rebuild_that_drops_the_key_column_gives_every_row_back_its_own_key() {
 
 #[test]
 fn a_dropped_table_is_reported_not_an_error() {
-    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
     plain.execute_batch("DROP TABLE tasks").unwrap();
     let status = json(&conn, "SELECT tether_status()");
     assert_eq!(status["tables"][0]["state"], "dropped", "{status}");
@@ -479,7 +430,7 @@ fn a_dropped_table_is_reported_not_an_error() {
 
 #[test]
 fn retracking_never_creates_what_the_server_has() {
-    let (_dir, path, conn, plain) = db(TASKS, "'tasks'");
+    let (_dir, path, conn, plain) = tracked_db(TASKS, "'tasks'");
     plain
         .execute_batch("INSERT INTO tasks (title) VALUES ('sent')")
         .unwrap();
@@ -515,7 +466,7 @@ fn retracking_never_creates_what_the_server_has() {
 
 #[test]
 fn changed_options_rerender_what_is_queued() {
-    let (_dir, _path, conn, plain) = db(
+    let (_dir, _path, conn, plain) = tracked_db(
         "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, secret TEXT);",
         "'tasks'",
     );
@@ -539,7 +490,7 @@ fn changed_options_rerender_what_is_queued() {
 
 #[test]
 fn tables_whose_primary_key_carries_data_sync_it() {
-    let (_dir, _path, conn, plain) = db(
+    let (_dir, _path, conn, plain) = tracked_db(
         "CREATE TABLE task_tag (task_key TEXT NOT NULL, tag TEXT NOT NULL, weight INTEGER, PRIMARY KEY (task_key, tag)) WITHOUT ROWID;
          CREATE TABLE countries (code TEXT PRIMARY KEY, name TEXT);
          SELECT tether_track('countries');",
@@ -592,7 +543,7 @@ fn tables_whose_primary_key_carries_data_sync_it() {
 
 #[test]
 fn a_foreign_key_to_a_local_row_number_is_warned_about() {
-    let (_dir, _path, conn, _plain) = db(
+    let (_dir, _path, conn, _plain) = tracked_db(
         "CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
          CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, project_id INTEGER REFERENCES projects(id));",
         "'projects'",
@@ -624,7 +575,7 @@ fn a_foreign_key_to_a_local_row_number_is_warned_about() {
 
 #[test]
 fn dropping_a_column_the_options_name_does_not_wedge_syncing() {
-    let (_dir, _path, conn, plain) = db(
+    let (_dir, _path, conn, plain) = tracked_db(
         "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, draft TEXT);",
         r#"'tasks', '{"except": ["draft"]}'"#,
     );
@@ -653,7 +604,7 @@ fn dropping_a_column_the_options_name_does_not_wedge_syncing() {
 #[test]
 fn with_recursive_triggers_on_replace_is_still_one_row_once() {
     // With recursive_triggers on, SQLite fires the delete trigger for rows REPLACE deletes.
-    let (_dir, _path, conn, plain) = db(TASKS, "'tasks'");
+    let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
     plain
         .execute_batch(
             "PRAGMA recursive_triggers = ON;
