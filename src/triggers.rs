@@ -4,8 +4,9 @@
 //!   row-key record (`tether_row_keys`) that lets REPLACE keep a row's entity;
 //! - `tether_guard_<t>`: the sync key is given once, never changed, always a ULID;
 //! - `tether_rekey_<t>` (tables with a declared primary key): follows primary key changes;
-//! - `tether_watch_insert_<t>`, `tether_watch_update_<t>` (tables with other UNIQUE
-//!   constraints): notes rows REPLACE is about to delete through them.
+//! - `tether_watch_insert_<t>`: notes rows REPLACE is about to delete through the sync key or
+//!   another UNIQUE constraint; `tether_watch_update_<t>` (tables with other UNIQUE
+//!   constraints): the same for UPDATE OR REPLACE.
 use rusqlite::Connection;
 
 use crate::bail;
@@ -23,7 +24,8 @@ const UPDATE: &str = include_str!("../sql/triggers/v2_update.sql");
 const DELETE: &str = include_str!("../sql/triggers/v2_delete.sql");
 const GUARD: &str = include_str!("../sql/triggers/v2_guard.sql");
 const REKEY: &str = include_str!("../sql/triggers/v2_rekey.sql");
-const REPLACE_WATCH: &str = include_str!("../sql/triggers/v2_replace_watch.sql");
+const WATCH_INSERT: &str = include_str!("../sql/triggers/v2_watch_insert.sql");
+const WATCH_UPDATE: &str = include_str!("../sql/triggers/v2_watch_update.sql");
 
 /// json_object() takes at most 127 arguments on older SQLites: 63 columns per call.
 const COLUMNS_PER_CALL: usize = 63;
@@ -160,9 +162,10 @@ fn holders_of_new(capture: &Capture, exclude_old: bool) -> String {
                 String::new()
             };
             format!(
-                "SELECT {id}, t.{key} FROM {table} AS t WHERE {same} AND t.{key} IS NOT NULL{other}",
+                "SELECT {id}, t.{key}, {pk} FROM {table} AS t WHERE {same} AND t.{key} IS NOT NULL{other}",
                 id = capture.table_id,
                 table = ident(capture.table),
+                pk = capture.primary_key.row_pk("t"),
             )
         })
         .collect::<Vec<_>>()
@@ -218,45 +221,50 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let replaced_alive = format!(
-        "NOT EXISTS (SELECT 1 FROM {} AS t WHERE t.{sync_key} = r.sync_key)",
-        ident(table)
-    );
-    let fragments = if watching {
-        [
-            format!("(SELECT r.sync_key FROM tether_replaced AS r WHERE r.table_id = {table_id} AND {NOT_SUPPRESSED} AND {replaced_alive} ORDER BY r.rowid LIMIT 1),"),
-            format!("UNION SELECT r.sync_key FROM tether_replaced AS r WHERE r.table_id = {table_id}"),
-            format!("OR EXISTS (SELECT 1 FROM tether_replaced AS r WHERE r.table_id = {table_id} AND r.sync_key = t.{sync_key})"),
-            // Entities REPLACE deleted leave their key records too, or a later row at that
-            // primary key would take the deleted entity's key.
-            format!(
-                "DELETE FROM tether_row_keys WHERE table_id = {table_id} AND sync_key IN
-                   (SELECT r.sync_key FROM tether_replaced AS r WHERE r.table_id = {table_id} AND {replaced_alive});
-                 DELETE FROM tether_replaced WHERE table_id = {table_id};"
-            ),
-            format!("OR {unique_changed}"),
-            format!("DELETE FROM tether_replaced WHERE table_id = {table_id} AND sync_key = OLD.{sync_key};"),
-            format!(
-                "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
-                 SELECT r.sync_key, {model}, 'delete', '{{}}', {now} FROM tether_replaced AS r
-                  WHERE r.table_id = {table_id} AND ({unique_changed}) AND {replaced_alive};",
-                model = literal(capture.model),
-                now = now_ms()?,
-            ),
-        ]
-    } else {
-        Default::default()
+    let alive = |row: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM {} AS t WHERE t.{sync_key} = {row}.sync_key)",
+            ident(table)
+        )
     };
-    let [carry_replaced, union_replaced, or_replaced, clear_replaced, or_unique_changed, forget_replaced, replaced_deletes] =
-        fragments;
+    // UPDATE OR REPLACE through a UNIQUE constraint: only tables that have one.
+    let (or_unique_changed, replaced_deletes, clear_replaced, unique_holders, watch_insert_when) =
+        if watching {
+            (
+                format!("OR {unique_changed}"),
+                format!(
+                    "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+                     SELECT r.sync_key, {model}, 'delete', '{{}}', {now} FROM tether_replaced AS r
+                      WHERE r.table_id = {table_id} AND ({unique_changed}) AND NOT {gone};
+                     DELETE FROM tether_row_keys
+                      WHERE table_id = {table_id} AND ({unique_changed}) AND row_pk IN (
+                            SELECT r.row_pk FROM tether_replaced AS r
+                             WHERE r.table_id = {table_id} AND NOT {gone});",
+                    model = literal(capture.model),
+                    now = now_ms()?,
+                    gone = alive("r"),
+                ),
+                format!("DELETE FROM tether_replaced WHERE table_id = {table_id};"),
+                format!("UNION {}", holders_of_new(capture, false)),
+                "1".to_string(),
+            )
+        } else {
+            (
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                format!("NEW.{sync_key} IS NOT NULL"),
+            )
+        };
     let key_name = format!("{}.{}", capture.table, capture.sync_key);
-    let mut templates = vec![INSERT, UPDATE, DELETE, GUARD];
+    let mut templates = vec![INSERT, UPDATE, DELETE, GUARD, WATCH_INSERT];
     let pk_columns = capture.primary_key.columns();
     if !pk_columns.is_empty() {
         templates.push(REKEY);
     }
     if watching {
-        templates.push(REPLACE_WATCH);
+        templates.push(WATCH_UPDATE);
     }
     let mut texts = Vec::new();
     for template in templates {
@@ -280,19 +288,17 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("t_is_new", &capture.locator.matches("t", "NEW"))
             .set("pk_new", &capture.primary_key.row_pk("NEW"))
             .set("pk_old", &capture.primary_key.row_pk("OLD"))
+            .set("pk_t", &capture.primary_key.row_pk("t"))
             .set("pk_columns", &join_idents(&pk_columns))
             .set("changed", &changed)
             .set("watched_columns", &join_idents(&watched))
             .set("unique_columns", &join_idents(&unique_columns))
-            .set("holders_of_new", &holders_of_new(capture, false))
+            .set("unique_holders", &unique_holders)
+            .set("watch_insert_when", &watch_insert_when)
             .set("other_holders_of_new", &holders_of_new(capture, true))
-            .set("carry_replaced", &carry_replaced)
-            .set("union_replaced", &union_replaced)
-            .set("or_replaced", &or_replaced)
             .set("clear_replaced", &clear_replaced)
             .set("or_unique_changed", &or_unique_changed)
             .set("replaced_deletes", &replaced_deletes)
-            .set("forget_replaced", &forget_replaced)
             .set("not_suppressed", NOT_SUPPRESSED)
             .set("new_ulid", &new_ulid()?)
             .set("now_ms", &now_ms()?)
@@ -318,12 +324,12 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
 
 /// The names of the triggers [`render`] creates for the table.
 pub fn expected_names(capture: &Capture) -> Vec<String> {
-    let mut kinds = vec!["insert", "update", "delete", "guard"];
+    let mut kinds = vec!["insert", "update", "delete", "guard", "watch_insert"];
     if !capture.primary_key.columns().is_empty() {
         kinds.push("rekey");
     }
     if !capture.unique_sets.is_empty() {
-        kinds.extend(["watch_insert", "watch_update"]);
+        kinds.push("watch_update");
     }
     let mut names: Vec<String> = kinds.iter().map(|k| name(k, capture.table)).collect();
     names.sort();

@@ -16,24 +16,25 @@ ALTER TABLE tether_tracked_tables ADD COLUMN json_columns TEXT NOT NULL DEFAULT 
 -- key carries over to the row that replaced it), and lets a repair give every row back its own
 -- key after a tool rebuilt the table without the sync key column.
 -- row_pk: the INTEGER PRIMARY KEY, else quote() of the primary key columns joined by ',',
--- else the rowid.
+-- else the rowid. Declared ANY (numeric affinity) so that comparing it with an integer key
+-- uses the primary key; no index on sync_key: each index written on every insert costs more
+-- than the whole row write (BENCHMARKS.md).
 CREATE TABLE IF NOT EXISTS tether_row_keys (
     table_id INTEGER NOT NULL,
     row_pk   ANY NOT NULL,
     sync_key TEXT NOT NULL,
     PRIMARY KEY (table_id, row_pk)
 ) WITHOUT ROWID;
--- A key is recorded at most once per table: deleting a row removes its key wherever recorded,
--- so a record left behind by REPLACE (which fires no delete trigger) never outlives the entity.
-CREATE INDEX IF NOT EXISTS tether_row_keys_sync_key ON tether_row_keys (table_id, sync_key);
 
--- Rows about to be deleted by REPLACE through a UNIQUE constraint other than the primary key:
--- written by a BEFORE trigger, consumed by the AFTER trigger of the same row. A row that was not
+-- Rows about to be deleted by REPLACE through the sync key or a UNIQUE constraint other than the
+-- primary key (their key and primary key): written by a BEFORE trigger, consumed by the AFTER
+-- trigger of the same row, which logs their deletes and drops their tether_row_keys records. A row that was not
 -- written after all (OR IGNORE, an upsert's DO UPDATE) leaves its entry until the next BEFORE
 -- trigger of the table clears it; only AFTER triggers that follow such a BEFORE trigger read it.
 CREATE TABLE IF NOT EXISTS tether_replaced (
     table_id INTEGER NOT NULL,
-    sync_key TEXT NOT NULL
+    sync_key TEXT NOT NULL,
+    row_pk   ANY NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tether_replaced_table ON tether_replaced (table_id);
 

@@ -376,3 +376,34 @@ fn a_new_row_after_replace_and_delete_reaches_the_server() {
         .collect();
     assert_eq!(titles, [json!("brand new")], "sync result: {result}");
 }
+
+/// REPLACE through the sync key itself (the application writes the row again with its key but
+/// no primary key): the row moves to a new primary key as the same entity, and once it is
+/// deleted no later row takes its key.
+#[test]
+fn replace_through_the_sync_key_moves_the_entity_and_leaves_no_revivable_record() {
+    let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
+    plain
+        .execute_batch("INSERT INTO tasks (title) VALUES ('a')")
+        .unwrap();
+    let key = key_of(&plain, "tasks", 1);
+    let before = last_log_id(&conn);
+    plain
+        .execute(
+            "INSERT OR REPLACE INTO tasks (title, tether_id) VALUES ('moved', ?1)",
+            [&key],
+        )
+        .unwrap();
+    assert_eq!(key_of(&plain, "tasks", 2), key);
+    assert_eq!(ops_after(&conn, before), [op("update", &key)]);
+    let before = last_log_id(&conn);
+    plain
+        .execute_batch("DELETE FROM tasks; INSERT INTO tasks (id, title) VALUES (1, 'new')")
+        .unwrap();
+    let new_key = key_of(&plain, "tasks", 1);
+    assert_ne!(new_key, key);
+    assert_eq!(
+        ops_after(&conn, before),
+        [op("delete", &key), op("create", &new_key)]
+    );
+}
