@@ -13,26 +13,13 @@ use crate::db::write_txn;
 use crate::error::{Error, Result};
 use crate::functions::{self, connection, required_text, text_arg, Kind};
 use crate::settings::{ConnectionSettings, Settings};
-use crate::sql::{check_name, ident, literal};
-use crate::table_info::{table_info, Column, TableInfo};
-use crate::triggers::{self, Capture, TRIGGER_VERSION};
+use crate::sql::{ident, literal};
+use crate::table_info::{table_info, TableInfo};
+use crate::triggers::{self, TRIGGER_VERSION};
 
-/// Options of `tether_track(table, options)`.
-#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TrackOptions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    model: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    columns: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    except: Option<Vec<String>>,
-    /// Columns whose text is JSON, besides those the schema declares.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    json: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    backfill: Option<bool>,
-}
+mod plan;
+use plan::parse_options;
+pub(crate) use plan::{default_sync_key, fingerprint, plan, Plan};
 
 /// A row of `tether_tracked_tables`.
 #[derive(Clone, Debug)]
@@ -107,52 +94,6 @@ pub fn tracked_tables(conn: &Connection) -> Result<Vec<TrackedTable>> {
     .collect()
 }
 
-/// The columns that sync: every column but a rowid-alias primary key (local to this device),
-/// the sync key and generated columns, narrowed by `columns` or `except`. Primary key columns that
-/// carry data (TEXT or composite keys) sync: a pulled row could not be written without them.
-fn synced_columns(info: &TableInfo, sync_key: &str, options: &TrackOptions) -> Result<Vec<String>> {
-    let table = &info.name;
-    let find = |name: &String| {
-        info.column(name)
-            .ok_or_else(|| Error::new(format!("{table:?} has no column {name:?}")))
-    };
-    let local_key = |c: &Column| matches!(&info.primary_key, crate::table_info::PrimaryKey::RowidAlias(k) if *k == c.name);
-    if options.columns.is_some() && options.except.is_some() {
-        bail!("give either \"columns\" or \"except\", not both");
-    }
-    if let Some(chosen) = &options.columns {
-        let mut out = Vec::new();
-        for name in chosen {
-            let column = find(name)?;
-            if local_key(column) {
-                bail!("{name:?} is the INTEGER PRIMARY KEY of {table:?}: a local row number that never syncs (the sync key is the row's identity)");
-            }
-            if column.generated {
-                bail!("{name:?} is a generated column of {table:?} and cannot be synced");
-            }
-            if name == sync_key {
-                bail!("{name:?} is the sync key; it travels as entity_id, not in the payload");
-            }
-            if !out.contains(name) {
-                out.push(name.clone());
-            }
-        }
-        return Ok(out);
-    }
-    let except = options.except.clone().unwrap_or_default();
-    for name in &except {
-        find(name)?;
-    }
-    Ok(info
-        .columns
-        .iter()
-        .filter(|c| {
-            !local_key(c) && !c.generated && c.name != sync_key && !except.contains(&c.name)
-        })
-        .map(|c| c.name.clone())
-        .collect())
-}
-
 fn ensure_sync_key_column(conn: &Connection, info: &TableInfo, sync_key: &str) -> Result<bool> {
     let table = &info.name;
     let added = match info
@@ -197,131 +138,6 @@ pub fn key_index(table: &str) -> String {
     format!("tether_sync_key_{table}")
 }
 
-/// Everything `track` derives from a table's shape, its stored options and the settings.
-pub(crate) struct Plan {
-    pub info: TableInfo,
-    pub options: TrackOptions,
-    pub table_id: i64,
-    pub model: String,
-    pub sync_key: String,
-    pub synced: Vec<String>,
-    pub json_columns: Vec<String>,
-    pub unique_sets: Vec<Vec<(String, String)>>,
-}
-
-impl Plan {
-    pub fn capture(&self) -> Capture<'_> {
-        Capture {
-            table: &self.info.name,
-            table_id: self.table_id,
-            model: &self.model,
-            sync_key: &self.sync_key,
-            columns: &self.synced,
-            json_columns: &self.json_columns,
-            locator: &self.info.locator,
-            primary_key: &self.info.primary_key,
-            unique_sets: &self.unique_sets,
-        }
-    }
-}
-
-pub(crate) fn plan(
-    conn: &Connection,
-    default_sync_key: &str,
-    info: TableInfo,
-    given: Option<TrackOptions>,
-    existing: Option<&TrackedTable>,
-) -> Result<Plan> {
-    let explicit = given.is_some();
-    let mut options = match (given, existing) {
-        (Some(options), _) => options,
-        (None, Some(previous)) => serde_json::from_str(&previous.options)?,
-        (None, None) => TrackOptions::default(),
-    };
-    if let (false, Some(previous)) = (explicit, existing) {
-        // Stored options may name columns a migration has since dropped: they no longer apply.
-        // But if columns also appeared, a column may have been renamed, and guessing could start
-        // syncing a column meant to stay local: the user decides.
-        let vanished: Vec<&String> = [&options.columns, &options.except, &options.json]
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|name| info.column(name).is_none())
-            .collect();
-        let appeared: Vec<&String> = info
-            .columns
-            .iter()
-            .map(|c| &c.name)
-            .filter(|c| !previous.table_columns.contains(c))
-            .collect();
-        if !vanished.is_empty() && !appeared.is_empty() {
-            bail!(
-                "the options of {:?} name {vanished:?}, which no longer exist, and {appeared:?} appeared (renamed?): call tether_track({:?}, options) naming the columns to sync or exclude now",
-                info.name,
-                info.name
-            );
-        }
-        let exists = |name: &String| info.column(name).is_some();
-        let lists = [&mut options.columns, &mut options.except, &mut options.json];
-        for names in lists.into_iter().flatten() {
-            names.retain(exists);
-        }
-    }
-    let sync_key = match existing {
-        Some(previous) => previous.sync_key.clone(),
-        None => default_sync_key.to_string(),
-    };
-    check_name("sync key column", &sync_key)?;
-    // SQLite names are case-insensitive: the key column is spelled as the table spells it.
-    let sync_key = info
-        .columns
-        .iter()
-        .find(|c| c.name.eq_ignore_ascii_case(&sync_key))
-        .map_or(sync_key, |c| c.name.clone());
-    let model = options
-        .model
-        .clone()
-        .unwrap_or_else(|| crate::naming::model_for_table(&info.name));
-    if model.trim().is_empty() {
-        bail!("model must be a non-empty name");
-    }
-    let synced = synced_columns(&info, &sync_key, &options)?;
-    for name in options.json.iter().flatten() {
-        if info.column(name).is_none() {
-            bail!("{:?} has no column {name:?} (in \"json\")", info.name);
-        }
-    }
-    let mut json_columns: Vec<String> = info.declared_json();
-    json_columns.extend(options.json.iter().flatten().cloned());
-    json_columns.extend(existing.iter().flat_map(|t| t.json_columns.iter().cloned()));
-    json_columns.retain(|c| synced.contains(c));
-    json_columns.sort();
-    json_columns.dedup();
-    let table_id = match existing {
-        Some(previous) => previous.table_id,
-        None => conn.query_row(
-            "SELECT coalesce(max(table_id), 0) + 1 FROM tether_tracked_tables",
-            [],
-            |r| r.get(0),
-        )?,
-    };
-    let unique_sets = crate::shape::unique_column_sets(conn, &info.name, &sync_key)?;
-    Ok(Plan {
-        info,
-        options,
-        table_id,
-        model,
-        sync_key,
-        synced,
-        json_columns,
-        unique_sets,
-    })
-}
-
-pub(crate) fn default_sync_key(settings: &Settings) -> &str {
-    settings.get("sync_key").unwrap_or("tether_id")
-}
-
 /// Columns that hold JSON, learned from a server that sent an array or object for them: from
 /// now on their text travels as JSON, whoever writes the row. Runs inside the applying
 /// transaction; the registry is read again, so learning twice changes nothing.
@@ -354,25 +170,6 @@ pub(crate) fn learn_json_columns(conn: &Connection, table: &str, learned: &[Stri
         (table, serde_json::to_string(&plan.json_columns)?, fingerprint(&rendered)),
     )?;
     Ok(())
-}
-
-/// A short, stable fingerprint of generated SQL (FNV-1a, 64 bits).
-pub(crate) fn fingerprint(texts: &[String]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in texts.iter().flat_map(|t| t.bytes().chain([0])) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
-}
-
-fn parse_options(options: Option<&str>) -> Result<Option<TrackOptions>> {
-    options
-        .map(|text| {
-            serde_json::from_str(text)
-                .map_err(|e| Error::new(format!("options must be a JSON object: {e}")))
-        })
-        .transpose()
 }
 
 pub(crate) fn track(
