@@ -51,5 +51,23 @@ contains "a bad value is an error naming the key" "timeout_ms must be a whole nu
 out=$(sqlite3 app.db ".load ./libtether" ".load ./libtether" "SELECT tether_version() IS NOT NULL;" 2>&1)
 check "loading twice works" "1" "$out"
 
+# The write paths on the shell's own SQLite, from a shell that never loaded tether.
+sqlite3 app.db ".load ./libtether" "CREATE TABLE settings (id INTEGER PRIMARY KEY, name TEXT UNIQUE, value BLOB, tags JSON);" "SELECT tether_track('settings') IS NOT NULL;" >/dev/null
+out=$(sqlite3 app.db <<'SQL'
+INSERT INTO settings (name, value, tags) VALUES ('theme', x'00FF', json_array('a'));
+INSERT OR REPLACE INTO settings (name, value, tags) VALUES ('theme', x'01', '[1]');
+SELECT group_concat(operation, ',') FROM (SELECT operation FROM tether_mutation_logs WHERE model = 'Setting' ORDER BY id);
+SELECT count(DISTINCT entity_id) FROM tether_mutation_logs WHERE model = 'Setting';
+SELECT json_extract(payload, '$.value') || ' ' || json_type(payload, '$.tags') FROM tether_mutation_logs WHERE model = 'Setting' ORDER BY id DESC LIMIT 1;
+SQL
+)
+check "REPLACE through a unique column is an update of the same entity; bytes as hex, JSON as JSON" "$(printf 'create,update\n1\n01 array')" "$out"
+
+out=$(sqlite3 app.db "UPDATE settings SET tether_id = NULL;" 2>&1)
+contains "the sync key cannot be cleared" "settings.tether_id is the row's identity" "$out"
+
+out=$(sqlite3 app.db "ALTER TABLE settings RENAME TO prefs;" ".load ./libtether" "SELECT json_extract(tether_status(), '$.tables[1].table') || ' ' || json_extract(tether_status(), '$.tables[1].state');")
+check "a renamed table is followed" "prefs ok" "$out"
+
 echo "shell: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

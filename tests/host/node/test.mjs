@@ -37,3 +37,20 @@ test('errors surface as exceptions', () => {
   db.close();
   rmSync(dir, { recursive: true });
 });
+
+test('REPLACE keeps the entity and the sync key is guarded', () => {
+  const { dir, path } = fresh();
+  const db = new Database(path);
+  db.loadExtension(lib);
+  db.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, slug TEXT UNIQUE, body TEXT)');
+  db.prepare("SELECT tether_track('notes')").get();
+  db.prepare('INSERT INTO notes (slug, body) VALUES (?, ?)').run('a', 'first');
+  const key = db.prepare('SELECT tether_id AS k FROM notes').get().k;
+  db.prepare('INSERT OR REPLACE INTO notes (slug, body) VALUES (?, ?)').run('a', 'second');
+  assert.deepEqual(db.prepare('SELECT tether_id AS k FROM notes').all().map(r => r.k), [key]);
+  const ops = db.prepare('SELECT operation AS o, entity_id AS e FROM tether_mutation_logs ORDER BY id').all();
+  assert.deepEqual(ops, [{ o: 'create', e: key }, { o: 'update', e: key }]);
+  assert.throws(() => db.prepare("UPDATE notes SET tether_id = 'X'").run(), /identity on the server/);
+  db.close();
+  rmSync(dir, { recursive: true });
+});
