@@ -109,6 +109,24 @@ pub fn status(
     }))
 }
 
+/// True when every statement running on the connection only reads: a repair's own transaction
+/// inside a writing statement would end that statement's work.
+fn only_readers_running(conn: &Connection) -> bool {
+    use rusqlite::ffi;
+    // SAFETY: the handle is valid for the call; the statements are only inspected.
+    unsafe {
+        let db = conn.handle();
+        let mut stmt = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+        while !stmt.is_null() {
+            if ffi::sqlite3_stmt_busy(stmt) != 0 && ffi::sqlite3_stmt_readonly(stmt) == 0 {
+                return false;
+            }
+            stmt = ffi::sqlite3_next_stmt(db, stmt);
+        }
+    }
+    true
+}
+
 pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<()> {
     functions::register(
         conn,
@@ -118,8 +136,9 @@ pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<(
         move |ctx: &Context<'_>| {
             let conn = connection(ctx)?;
             let settings = Settings::load(&conn, &session)?;
-            // Repairs write; inside the caller's transaction status only reports.
-            let repair_error = if conn.is_autocommit() {
+            // Repairs write: inside the caller's transaction, or called from a statement that
+            // writes (`INSERT … SELECT tether_status()`), status only reports.
+            let repair_error = if conn.is_autocommit() && only_readers_running(&conn) {
                 session
                     .schema_watch()
                     .reconcile(&conn, &settings)

@@ -87,7 +87,8 @@ pub enum PrimaryKey {
     /// never syncs.
     RowidAlias(String),
     /// Declared key columns that carry data (TEXT keys, composite keys, WITHOUT ROWID): they sync.
-    Columns(Vec<String>),
+    /// Each with the collation the key compares it by.
+    Columns(Vec<(String, String)>),
     /// No declared key: the rowid, which a rebuild or VACUUM may renumber.
     RowidOnly(String),
 }
@@ -98,9 +99,18 @@ impl PrimaryKey {
         match self {
             PrimaryKey::RowidAlias(column) => format!("{row}.{}", ident(column)),
             PrimaryKey::RowidOnly(rowid) => format!("{row}.{rowid}"),
+            // Values the key holds equal are recorded equal, so REPLACE under NOCASE or RTRIM
+            // finds the row it replaced.
             PrimaryKey::Columns(columns) => columns
                 .iter()
-                .map(|c| format!("quote({row}.{})", ident(c)))
+                .map(|(c, collation)| {
+                    let value = format!("{row}.{}", ident(c));
+                    match collation.to_ascii_uppercase().as_str() {
+                        "NOCASE" => format!("quote(lower({value}))"),
+                        "RTRIM" => format!("quote(rtrim({value}))"),
+                        _ => format!("quote({value})"),
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(" || ',' || "),
         }
@@ -110,7 +120,7 @@ impl PrimaryKey {
     pub fn columns(&self) -> Vec<String> {
         match self {
             PrimaryKey::RowidAlias(column) => vec![column.clone()],
-            PrimaryKey::Columns(columns) => columns.clone(),
+            PrimaryKey::Columns(columns) => columns.iter().map(|(c, _)| c.clone()).collect(),
             PrimaryKey::RowidOnly(_) => Vec::new(),
         }
     }
@@ -238,7 +248,24 @@ pub fn table_info(conn: &Connection, name: &str) -> Result<TableInfo> {
             PrimaryKey::RowidAlias(only.name.clone())
         }
         ([], Some(alias)) => PrimaryKey::RowidOnly(alias.clone()),
-        _ => PrimaryKey::Columns(keys.iter().map(|c| c.name.clone()).collect()),
+        _ => {
+            let collation = |name: &str| -> Result<String> {
+                Ok(conn
+                    .query_row(
+                        "SELECT x.coll FROM pragma_index_list(?1, 'main') AS l, pragma_index_xinfo(l.name, 'main') AS x
+                          WHERE l.origin = 'pk' AND x.name = ?2",
+                        [&table, name],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .optional()?
+                    .unwrap_or_else(|| "BINARY".to_string()))
+            };
+            PrimaryKey::Columns(
+                keys.iter()
+                    .map(|c| Ok((c.name.clone(), collation(&c.name)?)))
+                    .collect::<Result<_>>()?,
+            )
+        }
     };
     Ok(TableInfo {
         name: table,

@@ -48,6 +48,8 @@ pub struct Capture<'a> {
     /// Column sets (name, collation) of plain UNIQUE constraints other than the primary key and
     /// the sync key.
     pub unique_sets: &'a [Vec<(String, String)>],
+    /// Generated columns of the table.
+    pub generated: &'a [String],
 }
 
 /// Every trigger name tether may create on `table`, whichever exist.
@@ -228,35 +230,45 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         )
     };
     // UPDATE OR REPLACE through a UNIQUE constraint: only tables that have one.
-    let (or_unique_changed, replaced_deletes, clear_replaced, unique_holders, watch_insert_when) =
-        if watching {
-            (
-                format!("OR {unique_changed}"),
-                format!(
-                    "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
-                     SELECT r.sync_key, {model}, 'delete', '{{}}', {now} FROM tether_replaced AS r
-                      WHERE r.table_id = {table_id} AND ({unique_changed}) AND NOT {gone};
-                     DELETE FROM tether_row_keys
-                      WHERE table_id = {table_id} AND ({unique_changed}) AND row_pk IN (
-                            SELECT r.row_pk FROM tether_replaced AS r
-                             WHERE r.table_id = {table_id} AND NOT {gone});",
-                    model = literal(capture.model),
-                    now = now_ms()?,
-                    gone = alive("r"),
-                ),
-                format!("DELETE FROM tether_replaced WHERE table_id = {table_id};"),
-                format!("UNION {}", holders_of_new(capture, false)),
-                "1".to_string(),
-            )
+    let (or_unique_changed, replaced_deletes, clear_replaced, unique_holders) = if watching {
+        (
+            format!("OR {unique_changed}"),
+            format!(
+                "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+                 SELECT r.sync_key, {model}, 'delete', '{{}}', {now} FROM tether_replaced AS r
+                  WHERE r.table_id = {table_id} AND ({unique_changed}) AND NOT {gone};
+                 DELETE FROM tether_row_keys
+                  WHERE table_id = {table_id} AND ({unique_changed}) AND row_pk IN (
+                        SELECT r.row_pk FROM tether_replaced AS r
+                         WHERE r.table_id = {table_id} AND NOT {gone});",
+                model = literal(capture.model),
+                now = now_ms()?,
+                gone = alive("r"),
+            ),
+            format!("DELETE FROM tether_replaced WHERE table_id = {table_id};"),
+            format!("UNION {}", holders_of_new(capture, false)),
+        )
+    } else {
+        Default::default()
+    };
+    // A generated unique column changes through columns an UPDATE names instead: watch them all.
+    let generated_unique = unique_columns.iter().any(|c| capture.generated.contains(c));
+    let of = |names: &[String]| {
+        if generated_unique {
+            String::new()
         } else {
-            (
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                format!("NEW.{sync_key} IS NOT NULL"),
-            )
-        };
+            format!("OF {}", join_idents(names))
+        }
+    };
+    let taken_over = format!(
+        "coalesce((SELECT s.sync_key FROM tether_row_keys AS s
+                    WHERE s.table_id = {table_id} AND s.row_pk = {pk_new} AND NOT {s_alive}),
+                  (SELECT r.sync_key FROM tether_replaced AS r
+                    WHERE r.table_id = {table_id} AND NOT {r_alive} ORDER BY r.rowid LIMIT 1))",
+        pk_new = capture.primary_key.row_pk("NEW"),
+        s_alive = alive("s"),
+        r_alive = alive("r"),
+    );
     let key_name = format!("{}.{}", capture.table, capture.sync_key);
     let mut templates = vec![INSERT, UPDATE, DELETE, GUARD, WATCH_INSERT];
     let pk_columns = capture.primary_key.columns();
@@ -291,10 +303,10 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("pk_t", &capture.primary_key.row_pk("t"))
             .set("pk_columns", &join_idents(&pk_columns))
             .set("changed", &changed)
-            .set("watched_columns", &join_idents(&watched))
-            .set("unique_columns", &join_idents(&unique_columns))
+            .set("of_watched", &of(&watched))
+            .set("of_unique_columns", &of(&unique_columns))
+            .set("taken_over", &taken_over)
             .set("unique_holders", &unique_holders)
-            .set("watch_insert_when", &watch_insert_when)
             .set("other_holders_of_new", &holders_of_new(capture, true))
             .set("clear_replaced", &clear_replaced)
             .set("or_unique_changed", &or_unique_changed)
@@ -361,7 +373,10 @@ pub fn remove(conn: &Connection, table: &str) -> Result<()> {
 pub fn installed(conn: &Connection, table: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT name FROM main.sqlite_schema
-          WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE AND name LIKE 'tether\\_%' ESCAPE '\\'
+          WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE
+            AND (name LIKE 'tether\\_insert\\_%' ESCAPE '\\' OR name LIKE 'tether\\_update\\_%' ESCAPE '\\'
+                 OR name LIKE 'tether\\_delete\\_%' ESCAPE '\\' OR name LIKE 'tether\\_guard\\_%' ESCAPE '\\'
+                 OR name LIKE 'tether\\_rekey\\_%' ESCAPE '\\' OR name LIKE 'tether\\_watch\\_%' ESCAPE '\\')
           ORDER BY name",
     )?;
     let names = stmt

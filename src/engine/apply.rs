@@ -51,6 +51,10 @@ fn column_value(
         let not_null = table.not_null_columns.iter().any(|c| c == column);
         return Ok(match value {
             Value::String(_) | Value::Bool(_) => Sql::Text(value.to_string()),
+            // Beyond 64-bit integers a REAL would change the number: keep its JSON text.
+            Value::Number(n) if n.as_i64().is_none() && n.as_u64().is_some() => {
+                Sql::Text(n.to_string())
+            }
             // JSON null is SQL NULL, unless the column cannot hold that: then the text `null`.
             Value::Null if not_null => Sql::Text("null".into()),
             other => to_sql(other),

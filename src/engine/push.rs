@@ -90,6 +90,13 @@ fn unsendable(row: &rusqlite::Row) -> rusqlite::Result<Result<OutgoingMutation, 
             "the sync key {entity_id:?} is not a ULID (26 upper-case Crockford base32 characters)"
         )));
     }
+    // Parsed in full, not only checked for syntax: SQLite writes an infinite REAL as 9.0e+999,
+    // which no JSON reader takes, and one such body would be refused whole on every push.
+    if let Err(error) = serde_json::from_str::<Value>(&payload) {
+        return Ok(Err(format!(
+            "the payload is not JSON a server can read ({error}); an infinite or NaN REAL cannot be sent"
+        )));
+    }
     let Ok(payload) = RawValue::from_string(payload) else {
         return Ok(Err("the payload is not valid JSON".into()));
     };

@@ -85,6 +85,7 @@ pub(crate) struct Plan {
     pub synced: Vec<String>,
     pub json_columns: Vec<String>,
     pub unique_sets: Vec<Vec<(String, String)>>,
+    pub generated: Vec<String>,
 }
 
 impl Plan {
@@ -99,6 +100,7 @@ impl Plan {
             locator: &self.info.locator,
             primary_key: &self.info.primary_key,
             unique_sets: &self.unique_sets,
+            generated: &self.generated,
         }
     }
 }
@@ -184,7 +186,14 @@ pub(crate) fn plan(
         )?,
     };
     let unique_sets = crate::shape::unique_column_sets(conn, &info.name, &sync_key)?;
+    let generated = info
+        .columns
+        .iter()
+        .filter(|c| c.generated)
+        .map(|c| c.name.clone())
+        .collect();
     Ok(Plan {
+        generated,
         info,
         options,
         table_id,

@@ -344,3 +344,20 @@ pub fn last_log_id(conn: &Connection) -> i64 {
     )
     .unwrap()
 }
+
+/// Applies one pull page of `snapshots` (`[entity, model, operation, payload]`) on `conn`
+/// through the sans-IO `tether_pull_response`, as a host with its own HTTP would.
+pub fn apply_snapshots(conn: &Connection, snapshots: &[(&str, &str, &str, Value)]) -> Value {
+    let snapshots: Vec<Value> = snapshots
+        .iter()
+        .map(|(entity, model, operation, payload)| {
+            serde_json::json!({"entity_id": entity, "model": model, "operation": operation, "payload": payload})
+        })
+        .collect();
+    let page = serde_json::json!({"snapshots": snapshots, "new_sync_cursor": 1, "has_more": false});
+    conn.query_row("SELECT tether_pull_response(?1)", [page.to_string()], |r| {
+        r.get::<_, String>(0)
+    })
+    .map(|t| serde_json::from_str(&t).unwrap())
+    .unwrap_or_else(|e| panic!("pull: {e}"))
+}

@@ -5,22 +5,6 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 use tether_harness::*;
 
-/// Applies one pull page of `snapshots` (`[entity, model, operation, payload]`) on `conn`.
-fn pull(conn: &Connection, snapshots: &[(&str, &str, &str, Value)]) -> Value {
-    let snapshots: Vec<Value> = snapshots
-        .iter()
-        .map(|(entity, model, operation, payload)| {
-            json!({"entity_id": entity, "model": model, "operation": operation, "payload": payload})
-        })
-        .collect();
-    let page = json!({"snapshots": snapshots, "new_sync_cursor": 1, "has_more": false});
-    conn.query_row("SELECT tether_pull_response(?1)", [page.to_string()], |r| {
-        r.get::<_, String>(0)
-    })
-    .map(|t| serde_json::from_str(&t).unwrap())
-    .unwrap_or_else(|e| panic!("pull: {e}"))
-}
-
 /// Everything `conn` captured, applied as creates of `model` on a fresh database with `schema`
 /// (another device): returns that device's connection and the pull result.
 fn deliver_to_another_device(
@@ -41,7 +25,7 @@ fn deliver_to_another_device(
         .iter()
         .map(|(k, p)| (k.as_str(), model, "create", p.clone()))
         .collect();
-    let result = pull(&other, &snapshots);
+    let result = apply_snapshots(&other, &snapshots);
     (dir, other, result, sent)
 }
 
