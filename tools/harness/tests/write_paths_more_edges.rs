@@ -343,3 +343,24 @@ fn a_large_json_number_is_pulled_as_written() {
         .unwrap();
     assert_eq!(body, "18446744073709551615");
 }
+
+/// An application trigger that gives new rows their key itself (created after tether_track, so
+/// it runs first): tether keeps that key rather than overwriting it, which the key guard would
+/// refuse, failing the user's insert.
+#[test]
+fn a_key_given_by_the_users_own_trigger_is_kept() {
+    let (_dir, _path, conn, plain) = tracked_db(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT);",
+        "'tasks'",
+    );
+    plain
+        .execute_batch(
+            "CREATE TRIGGER app_keys AFTER INSERT ON tasks WHEN NEW.tether_id IS NULL
+             BEGIN UPDATE tasks SET tether_id = '01ARZ3NDEKTSV4RRFFQ69G5F' || printf('%02d', NEW.id) WHERE id = NEW.id; END;
+             INSERT INTO tasks (title) VALUES ('a');",
+        )
+        .expect("the insert succeeds");
+    let key = key_of(&plain, "tasks", 1);
+    assert_eq!(key, "01ARZ3NDEKTSV4RRFFQ69G5F01");
+    assert_eq!(ops_after(&conn, 0), [op("create", &key)]);
+}
