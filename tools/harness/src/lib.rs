@@ -361,3 +361,26 @@ pub fn apply_snapshots(conn: &Connection, snapshots: &[(&str, &str, &str, Value)
     .map(|t| serde_json::from_str(&t).unwrap())
     .unwrap_or_else(|e| panic!("pull: {e}"))
 }
+
+/// Runs `sql` (on `plain`), which writes row `id` of `table`, and checks that row is a new
+/// entity: a fresh key, never `gone`, captured as exactly one `create`. Returns the key.
+pub fn assert_writes_a_new_entity(
+    conn: &Connection,
+    plain: &Connection,
+    sql: &str,
+    table: &str,
+    id: i64,
+    gone: &str,
+) -> String {
+    let before = last_log_id(conn);
+    plain
+        .execute_batch(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let fresh = key_of(plain, table, id);
+    assert_ne!(
+        fresh, gone,
+        "the new row took the key of an entity that is gone"
+    );
+    assert_eq!(ops_after(conn, before), [op("create", &fresh)]);
+    fresh
+}

@@ -35,16 +35,14 @@ fn a_note_left_by_an_ignored_insert_never_gives_a_new_row_a_deleted_entitys_key(
         .unwrap();
     assert_eq!(key_of(&plain, "tasks", 1), b);
     assert_eq!(ops_after(&conn, before), [op("delete", &a)]);
-    let before = last_log_id(&conn);
-    plain
-        .execute_batch("INSERT INTO tasks (title) VALUES ('brand new')")
-        .unwrap();
-    let fresh = key_of(&plain, "tasks", 2);
-    assert_ne!(
-        fresh, a,
-        "the new row took the key of the entity just deleted"
+    assert_writes_a_new_entity(
+        &conn,
+        &plain,
+        "INSERT INTO tasks (title) VALUES ('brand new')",
+        "tasks",
+        2,
+        &a,
     );
-    assert_eq!(ops_after(&conn, before), [op("create", &fresh)]);
 }
 
 /// The same stale note, consumed by a pulled row instead: the AFTER INSERT trigger drops the
@@ -179,16 +177,14 @@ fn a_row_a_pulled_snapshot_replaced_leaves_no_key_for_a_later_row() {
         )],
     );
     assert_eq!(result["pulled"], 1, "{result}");
-    let before = last_log_id(&conn);
-    plain
-        .execute_batch("INSERT INTO tasks (id, title, slug) VALUES (2, 'new row', 'c')")
-        .unwrap();
-    let fresh = key_of(&plain, "tasks", 2);
-    assert_ne!(
-        fresh, b,
-        "the new row took the key of the entity the pull replaced"
+    assert_writes_a_new_entity(
+        &conn,
+        &plain,
+        "INSERT INTO tasks (id, title, slug) VALUES (2, 'new row', 'c')",
+        "tasks",
+        2,
+        &b,
     );
-    assert_eq!(ops_after(&conn, before), [op("create", &fresh)]);
 }
 
 /// A REAL column holding infinity (1e999, an overflowing computation): the payload carries
