@@ -92,7 +92,7 @@ fn push_requests_match_the_fixture_field_for_field() {
     conn.execute("DELETE FROM tasks", []).unwrap();
     let request = push_request(&conn).unwrap();
     let fixture: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("../shared/fixtures/push-request.json")).unwrap(),
+        &std::fs::read_to_string(repo_root().join("tests/fixtures/push-request.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(keys(&request), keys(&fixture));
@@ -368,7 +368,7 @@ fn pull_applies_the_fixture_page() {
     assert_eq!(paged["limit"], 500);
 
     let text =
-        std::fs::read_to_string(repo_root().join("../shared/fixtures/pull-response.json")).unwrap();
+        std::fs::read_to_string(repo_root().join("tests/fixtures/pull-response.json")).unwrap();
     let mut page: Value = serde_json::from_str(&text).unwrap();
     page["snapshots"][1]["entity_id"] = json!(doomed);
     let result = pull_response(&conn, &page).unwrap();

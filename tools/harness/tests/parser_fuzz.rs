@@ -4,7 +4,7 @@ use rusqlite::types::Value as Sql;
 use tether_harness::*;
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(repo_root().join("../shared/fixtures").join(name)).unwrap()
+    std::fs::read_to_string(repo_root().join("tests/fixtures").join(name)).unwrap()
 }
 
 /// A fixture with random damage: cut short, bytes replaced, or JSON tokens swapped.
