@@ -8,9 +8,13 @@ use crate::error::Result;
 use crate::sql::{ident, literal};
 use crate::triggers::{now_ms, Capture};
 
-/// A condition on `{key}`: the server has the entity or will get it (it was sent, is queued,
-/// or arrived by pull).
-pub const KNOWN_TO_SERVER: &str = "{key} IN (SELECT entity_id FROM tether_entity_versions) OR {key} IN (SELECT entity_id FROM tether_mutation_logs)";
+/// A condition on the key expression `key`: the server has the entity or will get it (it was
+/// sent, is queued, or arrived by pull).
+pub fn known_to_server(key: &str) -> String {
+    format!(
+        "{key} IN (SELECT entity_id FROM tether_entity_versions) OR {key} IN (SELECT entity_id FROM tether_mutation_logs)"
+    )
+}
 
 /// What [`restore`] did.
 #[derive(Default, Debug)]
@@ -41,6 +45,9 @@ pub fn restore(conn: &Connection, capture: &Capture, key_column_vanished: bool) 
         "CREATE TEMP TABLE IF NOT EXISTS tether_newly_keyed (key TEXT PRIMARY KEY);
          DELETE FROM temp.tether_newly_keyed;",
     )?;
+    let recorded = format!(
+        "EXISTS (SELECT 1 FROM tether_row_keys AS s WHERE s.table_id = {id} AND s.row_pk = {row_pk})"
+    );
     let records: i64 = conn.query_row(
         "SELECT count(*) FROM tether_row_keys WHERE table_id = ?1",
         [id],
@@ -48,10 +55,7 @@ pub fn restore(conn: &Connection, capture: &Capture, key_column_vanished: bool) 
     )?;
     let matching: i64 = if key_column_vanished && records > 0 {
         conn.query_row(
-            &format!(
-                "SELECT count(*) FROM {table} WHERE {key} IS NULL
-                    AND EXISTS (SELECT 1 FROM tether_row_keys AS s WHERE s.table_id = {id} AND s.row_pk = {row_pk})"
-            ),
+            &format!("SELECT count(*) FROM {table} WHERE {key} IS NULL AND {recorded}"),
             [],
             |r| r.get(0),
         )?
@@ -63,16 +67,15 @@ pub fn restore(conn: &Connection, capture: &Capture, key_column_vanished: bool) 
         0
     } else {
         conn.execute(
-        &format!(
-            "UPDATE {table} SET {key} = (
+            &format!(
+                "UPDATE {table} SET {key} = (
                  SELECT s.sync_key FROM tether_row_keys AS s
                   WHERE s.table_id = {id} AND s.row_pk = {row_pk}
                     AND NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.{key} = s.sync_key))
-              WHERE {key} IS NULL
-                AND EXISTS (SELECT 1 FROM tether_row_keys AS s WHERE s.table_id = {id} AND s.row_pk = {row_pk})"
-        ),
-        [],
-    )?
+              WHERE {key} IS NULL AND {recorded}"
+            ),
+            [],
+        )?
     };
     let mut remember = conn.prepare("INSERT INTO temp.tether_newly_keyed (key) VALUES (?1)")?;
     let mut assign = conn.prepare(&format!(

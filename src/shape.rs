@@ -6,7 +6,7 @@ use crate::bail;
 use crate::error::Result;
 use crate::naming::singular;
 use crate::sql::ident;
-use crate::table_info::{columns, Column};
+use crate::table_info::{columns, rowid_shape};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Finding {
@@ -174,30 +174,6 @@ pub fn unique_column_sets(
         }
     }
     Ok(sets)
-}
-
-/// The column aliasing the rowid, if any, and whether the table has a rowid at all. SQLite
-/// makes an alias only of a lone primary key typed exactly INTEGER in a rowid table, and then
-/// builds no primary-key index: a 'pk' index means another key, WITHOUT ROWID, or the
-/// `INTEGER PRIMARY KEY DESC` quirk. A WITHOUT ROWID table's 'pk' index never holds the rowid.
-fn rowid_shape(
-    conn: &Connection,
-    table: &str,
-    columns: &[Column],
-) -> Result<(Option<String>, bool)> {
-    let (pk_index, has_rowid): (bool, bool) = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1) WHERE origin = 'pk'),
-                NOT EXISTS (SELECT 1 FROM pragma_index_list(?1) l WHERE l.origin = 'pk'
-                   AND NOT EXISTS (SELECT 1 FROM pragma_index_xinfo(l.name) WHERE cid = -1))",
-        [table],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let keys: Vec<&Column> = columns.iter().filter(|c| c.pk_position > 0).collect();
-    let alias = match keys.as_slice() {
-        [key] if !pk_index && key.declared_type.eq_ignore_ascii_case("INTEGER") => Some(&key.name),
-        _ => None,
-    };
-    Ok((alias.cloned(), has_rowid))
 }
 
 /// The name by which a reference to `parent`'s `to` column (None: its primary key) points at

@@ -236,18 +236,10 @@ pub fn table_info(conn: &Connection, name: &str) -> Result<TableInfo> {
         ),
         None => RowLocator::PrimaryKey(keys.iter().map(|c| c.name.clone()).collect()),
     };
-    // SQLite builds no primary-key index for a rowid alias; one exists for every other key,
-    // `INTEGER PRIMARY KEY DESC` included.
-    let pk_index: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1, 'main') WHERE origin = 'pk')",
-        [&table],
-        |r| r.get(0),
-    )?;
-    let primary_key = match (keys.as_slice(), &rowid) {
-        ([only], Some(_)) if only.declared_type.eq_ignore_ascii_case("INTEGER") && !pk_index => {
-            PrimaryKey::RowidAlias(only.name.clone())
-        }
-        ([], Some(alias)) => PrimaryKey::RowidOnly(alias.clone()),
+    let (alias, _) = rowid_shape(conn, &table, &columns)?;
+    let primary_key = match (keys.as_slice(), &rowid, alias) {
+        (_, Some(_), Some(alias)) => PrimaryKey::RowidAlias(alias),
+        ([], Some(rowid), None) => PrimaryKey::RowidOnly(rowid.clone()),
         _ => {
             let collation = |name: &str| -> Result<String> {
                 Ok(conn
@@ -274,6 +266,30 @@ pub fn table_info(conn: &Connection, name: &str) -> Result<TableInfo> {
         primary_key,
         create_sql,
     })
+}
+
+/// The column aliasing the rowid, if any, and whether the table has a rowid at all. SQLite
+/// makes an alias only of a lone primary key typed exactly INTEGER in a rowid table, and then
+/// builds no primary-key index: a 'pk' index means another key, WITHOUT ROWID, or the
+/// `INTEGER PRIMARY KEY DESC` quirk. A WITHOUT ROWID table's 'pk' index never holds the rowid.
+pub fn rowid_shape(
+    conn: &Connection,
+    table: &str,
+    columns: &[Column],
+) -> Result<(Option<String>, bool)> {
+    let (pk_index, has_rowid): (bool, bool) = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1, 'main') WHERE origin = 'pk'),
+                NOT EXISTS (SELECT 1 FROM pragma_index_list(?1, 'main') l WHERE l.origin = 'pk'
+                   AND NOT EXISTS (SELECT 1 FROM pragma_index_xinfo(l.name, 'main') WHERE cid = -1))",
+        [table],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let keys: Vec<&Column> = columns.iter().filter(|c| c.pk_position > 0).collect();
+    let alias = match keys.as_slice() {
+        [key] if !pk_index && key.declared_type.eq_ignore_ascii_case("INTEGER") => Some(&key.name),
+        _ => None,
+    };
+    Ok((alias.cloned(), has_rowid))
 }
 
 /// The name that reaches the rowid of a rowid table (`rowid`, or `_rowid_`/`oid` when a column

@@ -64,7 +64,7 @@ pub fn trigger_names(table: &str) -> Vec<String> {
         "watch_update",
     ]
     .iter()
-    .map(|kind| format!("tether_{kind}_{table}"))
+    .map(|kind| name(kind, table))
     .collect()
 }
 
@@ -140,7 +140,8 @@ pub fn valid_key_expr(value: &str) -> String {
     )
 }
 
-/// `SELECT table_id, sync key` of rows holding the unique values of `NEW`, other than `exclude`.
+/// `SELECT table_id, sync key, row_pk` of rows holding the unique values of `NEW`; with
+/// `exclude_old`, other than the row being updated.
 fn holders_of_new(capture: &Capture, exclude_old: bool) -> String {
     let key = ident(capture.sync_key);
     capture
@@ -174,22 +175,25 @@ fn holders_of_new(capture: &Capture, exclude_old: bool) -> String {
         .join(" UNION ")
 }
 
+/// True when an UPDATE changed any of `columns` (false for none).
+fn any_changed(columns: &[String]) -> String {
+    if columns.is_empty() {
+        return "0".to_string();
+    }
+    columns
+        .iter()
+        .map(|c| format!("OLD.{col} IS NOT NEW.{col}", col = ident(c)))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
 /// The SQL of the table's capture triggers, one text per template.
 pub fn render(capture: &Capture) -> Result<Vec<String>> {
     let table = capture.table;
     let sync_key = ident(capture.sync_key);
     let table_id = capture.table_id.to_string();
     let watching = !capture.unique_sets.is_empty();
-    let changed = if capture.columns.is_empty() {
-        "0".to_string()
-    } else {
-        capture
-            .columns
-            .iter()
-            .map(|c| format!("OLD.{col} IS NOT NEW.{col}", col = ident(c)))
-            .collect::<Vec<_>>()
-            .join(" OR ")
-    };
+    let changed = any_changed(capture.columns);
     let unique_columns: Vec<String> = {
         let mut all: Vec<String> = capture
             .unique_sets
@@ -201,11 +205,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         all.dedup();
         all
     };
-    let unique_changed = unique_columns
-        .iter()
-        .map(|c| format!("OLD.{col} IS NOT NEW.{col}", col = ident(c)))
-        .collect::<Vec<_>>()
-        .join(" OR ");
+    let unique_changed = any_changed(&unique_columns);
     // With nothing synced, updates never capture; the sync key keeps the trigger well-formed.
     let mut watched: Vec<String> = capture.columns.to_vec();
     for column in &unique_columns {

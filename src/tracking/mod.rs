@@ -197,8 +197,7 @@ pub(crate) fn track(
         let sync_key_added = ensure_sync_key_column(conn, &plan.info, &plan.sync_key)?;
         let capture = plan.capture();
         let repair = crate::row_keys::restore(conn, &capture, sync_key_added)?;
-        let known = crate::row_keys::KNOWN_TO_SERVER
-            .replace("{key}", &format!("t.{}", ident(&plan.sync_key)));
+        let known = crate::row_keys::known_to_server(&format!("t.{}", ident(&plan.sync_key)));
         let queued_creates = if plan.options.backfill.unwrap_or(true) {
             triggers::queue_rows(conn, &capture, "create", &format!("NOT ({known})"))?
         } else {

@@ -245,6 +245,19 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The values of `field` in every row the server holds for the client `conn` syncs as.
+    pub fn field_of_rows(&self, conn: &Connection, field: &str) -> Vec<Value> {
+        let client: String = conn
+            .query_row("SELECT tether_config('client_id')", [], |r| r.get(0))
+            .unwrap();
+        self.rows(&client)
+            .values()
+            .map(|row| row[field].clone())
+            .collect()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -350,14 +350,7 @@ fn a_new_row_after_replace_and_delete_reaches_the_server() {
         )
         .unwrap();
     let result = json(&conn, "SELECT tether_sync()");
-    let client: String = conn
-        .query_row("SELECT tether_config('client_id')", [], |r| r.get(0))
-        .unwrap();
-    let titles: Vec<Value> = server
-        .rows(&client)
-        .values()
-        .map(|p| p["title"].clone())
-        .collect();
+    let titles = server.field_of_rows(&conn, "title");
     assert_eq!(titles, [json!("brand new")], "sync result: {result}");
 }
 

@@ -1,7 +1,7 @@
 //! Second adversarial review of capture, repair and apply: each test is a write path, schema
 //! or sequence where a committed change must reach the server once, as the entity the user
 //! means, with the value the user wrote. Each fails at the commit it was written against.
-use serde_json::{json, Value};
+use serde_json::json;
 use tether_harness::*;
 
 const SERVER_KEY: &str = "01J00000000000000000000000";
@@ -203,14 +203,7 @@ fn an_infinite_real_fails_alone_and_the_queue_goes_on() {
     )
     .unwrap();
     let result: Result<String, _> = conn.query_row("SELECT tether_sync()", [], |r| r.get(0));
-    let client: String = conn
-        .query_row("SELECT tether_config('client_id')", [], |r| r.get(0))
-        .unwrap();
-    let titles: Vec<Value> = server
-        .rows(&client)
-        .values()
-        .map(|p| p["title"].clone())
-        .collect();
+    let titles = server.field_of_rows(&conn, "title");
     assert!(
         titles.contains(&json!("fine")),
         "the sendable row reaches the server; sync: {result:?}"
