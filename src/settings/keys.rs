@@ -77,6 +77,18 @@ pub(super) const KEYS: &[Key] = &[
         default: Some("100"),
     },
     Key {
+        name: "push_batch_bytes",
+        env: "TETHER_PUSH_BATCH_BYTES",
+        shape: Shape::Positive,
+        default: Some("524288"),
+    },
+    Key {
+        name: "max_response_bytes",
+        env: "TETHER_MAX_RESPONSE_BYTES",
+        shape: Shape::Positive,
+        default: Some("67108864"),
+    },
+    Key {
         name: "pull_page_size",
         env: "TETHER_PULL_PAGE_SIZE",
         shape: Shape::Positive,
