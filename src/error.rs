@@ -162,37 +162,3 @@ impl From<serde_json::Error> for Error {
 macro_rules! bail {
     ($($arg:tt)*) => { return Err($crate::error::Error::new(format!($($arg)*))) };
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rusqlite::ffi;
-
-    fn sqlite(extended: i32) -> Error {
-        Error::from(rusqlite::Error::SqliteFailure(
-            ffi::Error::new(extended),
-            None,
-        ))
-    }
-
-    #[test]
-    fn sqlite_failures_keep_their_kind() {
-        let fk = sqlite(ffi::SQLITE_CONSTRAINT_FOREIGNKEY);
-        assert!(fk.is_foreign_key() && fk.is_row_problem(), "{fk:?}");
-        let not_null = sqlite(ffi::SQLITE_CONSTRAINT_NOTNULL);
-        assert!(not_null.is_row_problem() && !not_null.is_foreign_key());
-        assert!(
-            not_null.message().contains("SQLITE_CONSTRAINT"),
-            "{not_null}"
-        );
-        let full = sqlite(ffi::SQLITE_FULL);
-        assert!(!full.is_row_problem() && full.message().contains("SQLITE_FULL"));
-        assert!(!sqlite(ffi::SQLITE_IOERR_WRITE).is_row_problem());
-        assert!(!sqlite(ffi::SQLITE_READONLY).is_row_problem());
-        assert_eq!(
-            Error::with_cause("x", Cause::Http(413)).http_status(),
-            Some(413)
-        );
-        assert!(!Error::with_cause("x", Cause::Http(413)).is_row_problem());
-    }
-}
