@@ -54,3 +54,29 @@ pub fn assign_identities(conn: &Connection, limit: usize) -> Result<usize> {
         Ok(given)
     })
 }
+
+/// The condition for mutations that failed with the transient reason `error` and will be sent
+/// again at the start of a later push (`retry_count` below `max_retry_attempts`).
+pub fn awaiting_retry(retry_limit: u64) -> String {
+    format!(
+        "sync_status <> 'synced' AND sync_status = 'failed' AND rejection_reason = 'error' AND retry_count < {}",
+        retry_limit.min(i64::MAX as u64)
+    )
+}
+
+/// Entities with a mutation the server has not taken yet: pending, or failed and awaiting a
+/// retry. A pulled snapshot of one of them must not overwrite the local row.
+pub fn unsent_entities(
+    conn: &Connection,
+    retry_limit: u64,
+) -> Result<std::collections::HashSet<String>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT DISTINCT entity_id FROM tether_mutation_logs
+          WHERE sync_status <> 'synced' AND (sync_status = 'pending' OR ({}))",
+        awaiting_retry(retry_limit)
+    ))?;
+    let entities = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(entities)
+}

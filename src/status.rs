@@ -99,6 +99,9 @@ pub fn status(
         "pending": counts.get("pending").copied().unwrap_or(0),
         "failed": counts.get("failed").copied().unwrap_or(0),
         "conflicts": counts.get("conflict").copied().unwrap_or(0),
+        // Server rows this database refused (a constraint, a parent that has not arrived):
+        // tried again at the end of every pull.
+        "quarantine": crate::engine::quarantine::summary(conn)?,
         "last_sync_cursor": state(conn, "last_sync_cursor")?,
         "last_sync_at": state(conn, "last_sync_at")?,
         "client_id": settings.get("client_id"),

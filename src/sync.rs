@@ -69,7 +69,18 @@ struct Run<'a> {
     progress: OnProgress<'a>,
 }
 
+/// The push limits the settings give.
+fn limits(settings: &Settings) -> push::Limits {
+    push::Limits {
+        count: settings.number("push_batch_size"),
+        bytes: settings.number("push_batch_bytes").max(1),
+        retry_limit: settings.number("max_retry_attempts"),
+    }
+}
+
 impl Run<'_> {
+    /// Before each request and before writing its answer: a cycle that lost the lease to another
+    /// (it expired) stops here.
     fn renew(&self) -> Result<()> {
         match &self.lease {
             Some(lease) => lease.renew(self.conn),
@@ -90,20 +101,45 @@ impl Run<'_> {
             |r| r.get(0),
         )?;
         let mut outcome = PushOutcome::default();
+        let mut limits = limits(settings);
         let (mut position, mut done) = (0, 0);
         loop {
             self.renew()?;
-            let Some(batch) =
-                push::next_batch(conn, client, position, settings.number("push_batch_size"))?
-            else {
+            let Some(batch) = push::next_batch(conn, client, position, limits)? else {
                 return Ok(outcome);
             };
             outcome.add(PushOutcome::local_failures(&batch.local_failures));
             let Some(body) = &batch.body else {
                 return Ok(outcome);
             };
-            let answer = self.http.post(url, body)?;
-            outcome.add(push::apply_answer(conn, &answer)?);
+            if position > 0 {
+                crate::debug::kill_point("push-between-batches");
+            }
+            let answer = match self.http.post(url, body) {
+                Err(error) if error.http_status() == Some(413) => {
+                    if batch.size > 1 {
+                        // Too large for the server or a proxy in front of it: half as much.
+                        limits.count = (batch.size / 2) as u64;
+                        limits.bytes = (body.len() / 2) as u64;
+                        continue;
+                    }
+                    let alone = format!(
+                        "the server refused it as too large (HTTP 413) even alone in a request of {} bytes",
+                        body.len()
+                    );
+                    let failed = push::fail_locally(
+                        conn,
+                        "too_large",
+                        &[(batch.ids[0], mutation_id_of(conn, batch.ids[0])?, alone)],
+                    )?;
+                    outcome.add(PushOutcome::local_failures(&failed));
+                    position = batch.last_id;
+                    continue;
+                }
+                other => other?,
+            };
+            self.renew()?;
+            outcome.add(push::apply_answer(conn, &answer, limits.retry_limit)?);
             position = batch.last_id;
             done += batch.size;
             (self.progress)(Progress {
@@ -120,13 +156,15 @@ impl Run<'_> {
             .settings
             .get("pull_page_size")
             .and_then(|v| v.parse().ok());
+        let retry_limit = self.settings.number("max_retry_attempts");
         let (mut pulled, mut errors, mut received) = (0, 0, 0);
         loop {
             self.renew()?;
             let body = pull::request_body(self.conn, client, page_size)?;
             let answer = self.http.post(url, &body)?;
-            let page = pull::apply_page(self.conn, &answer)?;
-            pulled += page.pulled;
+            self.renew()?;
+            let page = pull::apply_page(self.conn, &answer, retry_limit)?;
+            pulled += page.pulled + page.recovered;
             errors += page.pull_errors;
             received += page.pulled + page.pull_errors + page.kept_local;
             (self.progress)(Progress {
@@ -139,6 +177,14 @@ impl Run<'_> {
             }
         }
     }
+}
+
+fn mutation_id_of(conn: &Connection, id: i64) -> Result<Option<String>> {
+    Ok(conn.query_row(
+        "SELECT mutation_id FROM tether_mutation_logs WHERE id = ?1",
+        [id],
+        |r| r.get(0),
+    )?)
 }
 
 impl Cycle {
@@ -249,11 +295,16 @@ fn locked_cycle(
         prune(conn, settings.number("retention_days"))?;
         Ok(result_json(&pushed, pulled, errors, false))
     };
-    let result = work();
-    if let Some(lease) = &run.lease {
-        lease.release(conn)?;
+    work()
+}
+
+/// The lease goes when the cycle ends, however it ends (an error, a panic caught at the FFI).
+impl Drop for Run<'_> {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            let _ = lease.release(self.conn);
+        }
     }
-    result
 }
 
 pub fn register(
@@ -280,6 +331,7 @@ pub fn register(
         Kind::Writes,
         move |ctx: &Context<'_>| {
             let conn = connection(ctx)?;
+            refuse_inside_transaction(&conn, "tether_push_request")?;
             let settings = Settings::load(&conn, &push_session)?;
             push_session.schema_watch().reconcile(&conn, &settings)?;
             let mut position = push_state.push_position.lock();
@@ -290,19 +342,21 @@ pub fn register(
                     0
                 }
             };
-            let batch = push::next_batch(
-                &conn,
-                client_id(&settings)?,
-                after,
-                settings.number("push_batch_size"),
-            )?;
+            let batch = push::next_batch(&conn, client_id(&settings)?, after, limits(&settings))?;
             *position = batch.as_ref().map(|b| b.last_id);
             Ok(batch.and_then(|b| b.body))
         },
     )?;
-    register_answer(conn, "tether_push_response", |conn, body| {
-        Ok(push::apply_answer(conn, body)?.to_json())
-    })?;
+    register_answer(
+        conn,
+        session.clone(),
+        "tether_push_response",
+        |conn, body, settings| {
+            let retry_limit = settings.number("max_retry_attempts");
+            Ok(push::apply_answer(conn, body, retry_limit)?.to_json())
+        },
+    )?;
+    let pull_session = session.clone();
     functions::register(
         conn,
         "tether_pull_request",
@@ -311,26 +365,46 @@ pub fn register(
         Kind::Writes,
         move |ctx: &Context<'_>| {
             let conn = connection(ctx)?;
-            let settings = Settings::load(&conn, &session)?;
-            session.schema_watch().reconcile(&conn, &settings)?;
+            refuse_inside_transaction(&conn, "tether_pull_request")?;
+            let settings = Settings::load(&conn, &pull_session)?;
+            pull_session.schema_watch().reconcile(&conn, &settings)?;
             let page_size = settings.get("pull_page_size").and_then(|v| v.parse().ok());
             pull::request_body(&conn, client_id(&settings)?, page_size)
         },
     )?;
-    register_answer(conn, "tether_pull_response", |conn, body| {
-        Ok(pull::apply_page(conn, body)?.to_json())
-    })
+    register_answer(
+        conn,
+        session,
+        "tether_pull_response",
+        |conn, body, settings| {
+            let retry_limit = settings.number("max_retry_attempts");
+            Ok(pull::apply_page(conn, body, retry_limit)?.to_json())
+        },
+    )
+}
+
+/// The sans-IO functions commit as they go (identities before a body leaves, a page with its
+/// cursor): inside a host's transaction a rollback after the body was sent would resend the same
+/// change under new mutation ids, or forget an answer already recorded by the server.
+fn refuse_inside_transaction(conn: &Connection, name: &str) -> Result<()> {
+    if !conn.is_autocommit() {
+        bail!("{name} cannot run inside an open transaction: what it records must be committed before the request leaves or the answer is forgotten; COMMIT first");
+    }
+    Ok(())
 }
 
 /// Registers a sans-IO function that applies a server answer given as its one argument.
 fn register_answer(
     conn: &Connection,
+    session: Arc<ConnectionSettings>,
     name: &'static str,
-    apply: fn(&Connection, &str) -> Result<Value>,
+    apply: fn(&Connection, &str, &Settings) -> Result<Value>,
 ) -> Result<()> {
     functions::register(conn, name, &[1], Kind::Writes, move |ctx: &Context<'_>| {
         let body = required_text(ctx, 0, "the answer body")?;
         let conn = connection(ctx)?;
-        Ok(apply(&conn, &body)?.to_string())
+        refuse_inside_transaction(&conn, name)?;
+        let settings = Settings::load(&conn, &session)?;
+        Ok(apply(&conn, &body, &settings)?.to_string())
     })
 }

@@ -1,9 +1,13 @@
 //! Writing server state into a tracked table: only its synced columns, matched by sync key, the
 //! local primary key never touched. Callers run this inside `capture::without_capture`.
 use rusqlite::types::Value as Sql;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 
+use crate::capture::without_capture;
 use crate::error::Result;
 use crate::sql::ident;
 use crate::tracking::TrackedTable;
@@ -203,6 +207,131 @@ pub fn snapshot(
     }
 }
 
+/// One row of server state to write: a pulled snapshot, a conflict's server state, or a row
+/// coming back from the quarantine.
+pub struct ServerRow<'a> {
+    pub entity: &'a str,
+    pub model: &'a str,
+    pub operation: &'a str,
+    pub payload: &'a Map<String, Value>,
+}
+
+/// What became of a [`ServerRow`].
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Outcome {
+    Applied,
+    /// The row has unsent local changes: the state waits for their push.
+    Deferred,
+    /// It cannot be written now (a constraint, a missing parent): kept in the quarantine.
+    Quarantined,
+    /// No tracked table has this model.
+    UnknownModel,
+}
+
+/// Writes server rows inside one applying transaction, knowing which rows have unsent local
+/// changes (read once per transaction, so a local write between transactions is seen).
+pub struct Applier {
+    tables: Vec<TrackedTable>,
+    unsent: HashSet<String>,
+    deferred_waiting: Cell<bool>,
+    quarantine_waiting: Cell<bool>,
+    retry_limit: u64,
+}
+
+impl Applier {
+    pub fn new(conn: &Connection, retry_limit: u64) -> Result<Applier> {
+        let exists = |table: &str| -> Result<bool> {
+            Ok(
+                conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), [], |r| {
+                    r.get(0)
+                })?,
+            )
+        };
+        Ok(Applier {
+            tables: crate::tracking::tracked_tables(conn)?,
+            unsent: crate::queue::unsent_entities(conn, retry_limit)?,
+            deferred_waiting: Cell::new(exists("tether_deferred_snapshots")?),
+            quarantine_waiting: Cell::new(exists("tether_quarantine")?),
+            retry_limit,
+        })
+    }
+
+    pub fn tables(&self) -> &[TrackedTable] {
+        &self.tables
+    }
+
+    /// Applies `row` unless its entity has unsent local changes (then it is deferred).
+    pub fn apply(&self, conn: &Connection, row: &ServerRow, source: &str) -> Result<Outcome> {
+        if self.table(row.model).is_none() {
+            return Ok(Outcome::UnknownModel);
+        }
+        if self.unsent.contains(row.entity) {
+            defer(conn, row.entity, row.model, row.operation, row.payload)?;
+            self.deferred_waiting.set(true);
+            self.forget_quarantined(conn, row.entity)?;
+            return Ok(Outcome::Deferred);
+        }
+        if self.deferred_waiting.get() {
+            forget_deferred(conn, row.entity)?;
+        }
+        self.write(conn, row, source)
+    }
+
+    /// Writes `row` now, whatever is queued for it (a conflict's server state). A row the
+    /// database refuses goes to the quarantine; any other failure (disk full, I/O, read-only,
+    /// interrupted, a transaction SQLite ended itself) is returned, and the caller's whole
+    /// transaction rolls back.
+    pub fn write(&self, conn: &Connection, row: &ServerRow, source: &str) -> Result<Outcome> {
+        let Some(table) = self.table(row.model) else {
+            return Ok(Outcome::UnknownModel);
+        };
+        match snapshot(conn, table, row.entity, row.operation, row.payload) {
+            Ok(()) => {
+                self.forget_quarantined(conn, row.entity)?;
+                Ok(Outcome::Applied)
+            }
+            Err(error) => {
+                let error = crate::db::still_in_transaction(conn, error)?;
+                if !error.is_row_problem() {
+                    return Err(error);
+                }
+                crate::engine::quarantine::keep(conn, row, source, &error)?;
+                self.quarantine_waiting.set(true);
+                Ok(Outcome::Quarantined)
+            }
+        }
+    }
+
+    fn table(&self, model: &str) -> Option<&TrackedTable> {
+        self.tables.iter().find(|t| t.model == model)
+    }
+
+    fn forget_quarantined(&self, conn: &Connection, entity: &str) -> Result<()> {
+        if self.quarantine_waiting.get() {
+            crate::engine::quarantine::forget(conn, entity)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `body` in an applying transaction (not captured) with foreign keys checked at COMMIT, so
+/// a child that comes before its parent in the same transaction applies. If the commit fails a
+/// foreign key, the transaction rolls back and `body` runs again with keys checked per statement:
+/// the rows that fail then go to the quarantine, the others apply.
+pub fn in_transaction<T>(
+    conn: &Connection,
+    mut body: impl FnMut(&Connection) -> Result<T>,
+) -> Result<T> {
+    let deferred = without_capture(conn, |conn| {
+        conn.execute_batch("PRAGMA defer_foreign_keys = ON")?;
+        body(conn)
+    });
+    match deferred {
+        Err(error) if error.is_foreign_key() => without_capture(conn, body),
+        other => other,
+    }
+}
+
 /// Keeps a snapshot for a row with unsent local changes (the newest one per row wins).
 pub fn defer(
     conn: &Connection,
@@ -229,38 +358,36 @@ pub fn forget_deferred(conn: &Connection, entity: &str) -> Result<()> {
 }
 
 /// Settles deferred snapshots of the entities whose mutations an answer just settled (`true`:
-/// rejected for good), once none of their mutations is pending. If the last settled one was
-/// rejected, the server never took the local change: the deferred server state applies. If it
-/// was synced (the server has our newer state, which the next pull echoes) or conflicted (the
-/// server state was applied then), the deferred snapshot is stale. Runs inside the caller's
-/// capture-suppressed transaction; returns how many snapshots were applied.
+/// rejected for good), once none of their mutations is unsent. If the last settled one was
+/// rejected, the server never took the local change: the deferred server state applies (or goes
+/// to the quarantine if it cannot). If it was synced (the server has our newer state, which the
+/// next pull echoes) or conflicted (the server state was applied then), the deferred snapshot is
+/// stale. Runs inside the caller's applying transaction; returns how many were applied.
 pub fn settle_deferred(
     conn: &Connection,
-    tables: &[TrackedTable],
+    applier: &Applier,
     settled: &[(String, bool)],
 ) -> Result<usize> {
-    let waiting: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM tether_deferred_snapshots)",
-        [],
-        |r| r.get(0),
-    )?;
-    if !waiting || settled.is_empty() {
+    if !applier.deferred_waiting.get() || settled.is_empty() {
         return Ok(0);
     }
-    let pending: std::collections::HashSet<String> = conn
-        .prepare(&format!(
-            "SELECT DISTINCT entity_id FROM tether_mutation_logs WHERE {}",
-            crate::queue::PENDING
-        ))?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut last: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+    let mut last: HashMap<&str, bool> = HashMap::new();
     for (entity, rejected) in settled {
         last.insert(entity, *rejected);
     }
+    let still_unsent = |entity: &str| -> Result<bool> {
+        Ok(conn
+            .prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs
+                  WHERE entity_id = ?1 AND sync_status <> 'synced'
+                    AND (sync_status = 'pending' OR ({})))",
+                crate::queue::awaiting_retry(applier.retry_limit)
+            ))?
+            .query_row([entity], |r| r.get(0))?)
+    };
     let mut applied = 0;
     for (entity, rejected) in last {
-        if pending.contains(entity) {
+        if still_unsent(entity)? {
             continue;
         }
         let deferred: Option<(String, String, String)> = conn
@@ -271,19 +398,20 @@ pub fn settle_deferred(
             continue;
         };
         forget_deferred(conn, entity)?;
-        let Some(table) = tables
-            .iter()
-            .find(|t| t.model == model)
-            .filter(|_| rejected)
-        else {
+        if !rejected {
             continue;
-        };
+        }
         let payload = serde_json::from_str::<Value>(&payload)
             .ok()
             .and_then(|v| payload_object(&v))
             .unwrap_or_default();
-        // One statement, as in a pull: a failing one undoes itself.
-        if snapshot(conn, table, entity, &operation, &payload).is_ok() {
+        let row = ServerRow {
+            entity,
+            model: &model,
+            operation: &operation,
+            payload: &payload,
+        };
+        if applier.write(conn, &row, "pull")? == Outcome::Applied {
             applied += 1;
         }
     }

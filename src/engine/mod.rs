@@ -11,6 +11,7 @@ pub mod apply;
 pub mod lock;
 pub mod pull;
 pub mod push;
+pub mod quarantine;
 
 /// What applying push answers did.
 #[derive(Default, Debug)]
@@ -51,6 +52,10 @@ pub struct PullPage {
     pub pull_errors: usize,
     /// Snapshots not applied because the row still has unsent local changes.
     pub kept_local: usize,
+    /// Snapshots the database refused, kept in the quarantine (also counted in `pull_errors`).
+    pub quarantined: usize,
+    /// Quarantined rows that applied when tried again after the page.
+    pub recovered: usize,
     pub has_more: bool,
     pub cursor: Option<i64>,
 }
@@ -58,7 +63,8 @@ pub struct PullPage {
 impl PullPage {
     /// The result of `tether_pull_response`.
     pub fn to_json(&self) -> Value {
-        json!({"pulled": self.pulled, "pull_errors": self.pull_errors, "has_more": self.has_more,
+        json!({"pulled": self.pulled + self.recovered, "pull_errors": self.pull_errors,
+               "quarantined": self.quarantined, "has_more": self.has_more,
                "new_sync_cursor": self.cursor})
     }
 }
@@ -101,6 +107,7 @@ pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
     let mut total = 0;
     loop {
         let deleted = write_txn(conn, |conn| {
+            crate::debug::kill_point("pruning");
             Ok(conn.execute(
                 "DELETE FROM tether_mutation_logs WHERE id IN (
                      SELECT id FROM tether_mutation_logs

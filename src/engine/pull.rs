@@ -1,70 +1,123 @@
 //! Pull, sans IO: [`request_body`] says where this client stands, [`apply_page`] applies one
 //! page of server snapshots and its cursor in one transaction.
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{Connection, OptionalExtension};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::bail;
-use crate::capture::without_capture;
-use crate::engine::{apply, excerpt, PullPage};
+use crate::engine::apply::{self, Applier, Outcome, ServerRow};
+use crate::engine::{excerpt, quarantine, PullPage};
 use crate::error::{Error, Result};
-use crate::tracking::tracked_tables;
+use crate::tracking::{tracked_tables, TrackedTable};
 
 pub fn stored_cursor(conn: &Connection) -> Result<Option<i64>> {
-    let text: Option<String> = conn
+    Ok(state(conn, "last_sync_cursor")?.and_then(|t| t.parse().ok()))
+}
+
+fn state(conn: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(conn
         .query_row(
-            "SELECT value FROM tether_sync_state WHERE key = 'last_sync_cursor'",
-            [],
+            "SELECT value FROM tether_sync_state WHERE key = ?1",
+            [key],
             |r| r.get(0),
         )
         .optional()?
-        .flatten();
-    Ok(text.and_then(|t| t.parse().ok()))
+        .flatten())
+}
+
+/// The models and synced columns snapshots are applied for, as stored beside the cursor.
+fn coverage(tables: &[TrackedTable]) -> BTreeMap<String, BTreeSet<String>> {
+    tables
+        .iter()
+        .map(|t| {
+            let columns = t.synced_columns.iter().cloned().collect();
+            (t.model.clone(), columns)
+        })
+        .collect()
+}
+
+/// The cursor to pull from: the stored one, unless a model or a synced column is tracked now
+/// that was not when the rows before it were applied. Then from the start (`None`): the server
+/// only sends rows changed after the cursor, and rows of a newly tracked model or the values of a
+/// newly synced column would never arrive otherwise.
+pub fn effective_cursor(conn: &Connection, tables: &[TrackedTable]) -> Result<Option<i64>> {
+    let Some(cursor) = stored_cursor(conn)? else {
+        return Ok(None);
+    };
+    let Some(stored) = state(conn, "cursor_covers")? else {
+        // Set by a tether that did not record what it covered: assume all it tracks now.
+        return Ok(Some(cursor));
+    };
+    let covered: BTreeMap<String, BTreeSet<String>> =
+        serde_json::from_str(&stored).unwrap_or_default();
+    let covers_all = coverage(tables).iter().all(|(model, columns)| {
+        covered
+            .get(model)
+            .is_some_and(|known| columns.is_subset(known))
+    });
+    Ok(covers_all.then_some(cursor))
 }
 
 /// `{"client_id", "last_sync_cursor", ["limit"]}`: the cursor always present (null at first).
 pub fn request_body(conn: &Connection, client_id: &str, page_size: Option<u64>) -> Result<String> {
-    let mut body = json!({"client_id": client_id, "last_sync_cursor": stored_cursor(conn)?});
+    let cursor = effective_cursor(conn, &tracked_tables(conn)?)?;
+    let mut body = json!({"client_id": client_id, "last_sync_cursor": cursor});
     if let Some(limit) = page_size {
         body["limit"] = json!(limit);
     }
     Ok(body.to_string())
 }
 
-fn set_state(conn: &Connection, key: &str, value: &str) -> Result<()> {
-    conn.execute(
-        "INSERT INTO tether_sync_state (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = CURRENT_TIMESTAMP",
-        (key, value),
-    )?;
+fn set_state(conn: &Connection, key: &str, value: Option<&str>) -> Result<()> {
+    match value {
+        Some(value) => conn.execute(
+            "INSERT INTO tether_sync_state (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = CURRENT_TIMESTAMP",
+            (key, value),
+        )?,
+        None => conn.execute("DELETE FROM tether_sync_state WHERE key = ?1", [key])?,
+    };
     Ok(())
 }
 
 /// Snapshots applied per write transaction: keeps the write lock short however large the page.
 const ROWS_PER_TRANSACTION: usize = 500;
 
+/// A pull answer as read: the snapshots stay raw JSON text until applied, so memory follows the
+/// answer's text plus one snapshot, not a parsed tree of the whole page.
+#[derive(serde::Deserialize)]
+struct Page<'a> {
+    #[serde(borrow, default)]
+    snapshots: Option<Vec<&'a RawValue>>,
+    #[serde(default)]
+    new_sync_cursor: Option<Value>,
+    #[serde(default)]
+    has_more: Option<Value>,
+}
+
 /// Applies one page, in transactions of at most [`ROWS_PER_TRANSACTION`] snapshots; the cursor
 /// commits with the page's last rows, so it never passes rows that were not applied (a crash
-/// midway re-applies the page, which is idempotent). Snapshots that cannot apply (unknown model, constraint failure) are
-/// counted in `pull_errors` and the rest of the page applies. A row that still has unsent local
-/// changes is not overwritten: its snapshot waits until the push settles (`apply::settle_deferred`). Refuses, changing nothing, a page that says
-/// `has_more` without moving the cursor forward.
-pub fn apply_page(conn: &Connection, body: &str) -> Result<PullPage> {
-    let page: Value = serde_json::from_str(body)
-        .map_err(|_| Error::new(format!("pull answer is not JSON: {}", excerpt(body))))?;
-    let Value::Object(page) = page else {
-        bail!("pull answer is not a JSON object: {}", excerpt(body));
-    };
-    let snapshots: &[Value] = match page.get("snapshots") {
-        None | Some(Value::Null) => &[],
-        Some(Value::Array(items)) => items,
-        Some(_) => bail!(
-            "pull answer: \"snapshots\" must be a list: {}",
-            excerpt(body)
-        ),
-    };
-    let new_cursor = match page.get("new_sync_cursor") {
+/// midway re-applies the page, which is idempotent). A snapshot the database refuses (a
+/// constraint, a parent not there yet) goes to the quarantine, committed with the rows, and is
+/// tried again at the end of the page and of every pull; any other failure (disk full, I/O,
+/// read-only, interrupted) stops the page with the cursor unmoved and is returned. Snapshots of
+/// models not tracked are counted in `pull_errors` (tracking one later pulls from the start). A
+/// row that still has unsent local changes is not overwritten: its snapshot waits until the push
+/// settles (`apply::settle_deferred`). Refuses, changing nothing, a page that says `has_more`
+/// without moving the cursor forward.
+pub fn apply_page(conn: &Connection, body: &str, retry_limit: u64) -> Result<PullPage> {
+    let page: Page = serde_json::from_str(body).map_err(|e| {
+        let what = if serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() {
+            format!("pull answer is not a JSON object of the expected shape ({e})")
+        } else {
+            "pull answer is not JSON".to_string()
+        };
+        Error::new(format!("{what}: {}", excerpt(body)))
+    })?;
+    let snapshots = page.snapshots.unwrap_or_default();
+    let new_cursor = match page.new_sync_cursor {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_i64().ok_or_else(|| {
             Error::new(format!(
@@ -73,12 +126,13 @@ pub fn apply_page(conn: &Connection, body: &str) -> Result<PullPage> {
             ))
         })?),
     };
-    let has_more = match page.get("has_more") {
+    let has_more = match page.has_more {
         None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
+        Some(Value::Bool(b)) => b,
         Some(other) => bail!("pull answer: \"has_more\" must be true or false, got {other}"),
     };
-    let old_cursor = stored_cursor(conn)?;
+    let tables = tracked_tables(conn)?;
+    let old_cursor = effective_cursor(conn, &tables)?;
     if has_more
         && !matches!((old_cursor, new_cursor), (_, Some(new)) if old_cursor.is_none_or(|old| new > old))
     {
@@ -88,82 +142,89 @@ pub fn apply_page(conn: &Connection, body: &str) -> Result<PullPage> {
             new_cursor.map_or("null".into(), |c| c.to_string())
         );
     }
-    let tables = tracked_tables(conn)?;
+    let covers = serde_json::to_string(&coverage(&tables))?;
+    let next_cursor = new_cursor.or(old_cursor).map(|c| c.to_string());
     let mut out = PullPage {
         has_more,
         cursor: new_cursor.or(old_cursor),
         ..PullPage::default()
     };
-    let chunks: Vec<&[Value]> = if snapshots.is_empty() {
+    let chunks: Vec<&[&RawValue]> = if snapshots.is_empty() {
         vec![&[]]
     } else {
         snapshots.chunks(ROWS_PER_TRANSACTION).collect()
     };
+    let mut quarantined: Vec<String> = Vec::new();
     for (index, chunk) in chunks.iter().enumerate() {
-        without_capture(conn, |conn| {
-            // Read inside the transaction: a local write between two chunks is seen.
-            let pending: HashSet<String> = conn
-                .prepare_cached(&format!(
-                    "SELECT DISTINCT entity_id FROM tether_mutation_logs WHERE {}",
-                    crate::queue::PENDING
-                ))?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let deferred: bool = conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM tether_deferred_snapshots)",
-                [],
-                |r| r.get(0),
-            )?;
-            for snapshot in *chunk {
-                apply_snapshot(conn, &tables, &pending, deferred, snapshot, &mut out)?;
+        if index > 0 {
+            crate::debug::kill_point("pull-between-chunks");
+        }
+        let (counts, entities) = apply::in_transaction(conn, |conn| {
+            let applier = Applier::new(conn, retry_limit)?;
+            let mut counts = PullPage::default();
+            let mut entities = Vec::new();
+            for raw in *chunk {
+                apply_snapshot(conn, &applier, raw, &mut counts, &mut entities)?;
             }
+            crate::debug::kill_point("pull-inside-chunk");
             if index + 1 == chunks.len() {
-                if let Some(cursor) = new_cursor {
-                    set_state(conn, "last_sync_cursor", &cursor.to_string())?;
-                }
-                set_state(conn, "last_sync_at", &crate::engine::now_iso(conn)?)?;
+                set_state(conn, "last_sync_cursor", next_cursor.as_deref())?;
+                set_state(conn, "cursor_covers", Some(&covers))?;
+                set_state(conn, "last_sync_at", Some(&crate::engine::now_iso(conn)?))?;
             }
-            Ok(())
+            Ok((counts, entities))
         })?;
+        out.pulled += counts.pulled;
+        out.pull_errors += counts.pull_errors;
+        out.kept_local += counts.kept_local;
+        out.quarantined += counts.quarantined;
+        quarantined.extend(entities);
     }
+    // A child that came before its parent applies now that the page is in; at the end of a pull
+    // everything quarantined is tried again.
+    let retried = if has_more {
+        quarantine::retry(conn, retry_limit, Some(&quarantined))?
+    } else {
+        quarantine::retry(conn, retry_limit, None)?
+    };
+    out.recovered = retried;
     Ok(out)
 }
 
 fn apply_snapshot(
     conn: &Connection,
-    tables: &[crate::tracking::TrackedTable],
-    pending: &HashSet<String>,
-    deferred: bool,
-    snapshot: &Value,
+    applier: &Applier,
+    raw: &RawValue,
     out: &mut PullPage,
+    quarantined: &mut Vec<String>,
 ) -> Result<()> {
+    let snapshot: Value = serde_json::from_str(raw.get())?;
     let entity = snapshot.get("entity_id").and_then(Value::as_str);
-    let table = snapshot
-        .get("model")
-        .and_then(Value::as_str)
-        .and_then(|model| tables.iter().find(|t| t.model == model));
+    let model = snapshot.get("model").and_then(Value::as_str);
     let payload = snapshot.get("payload").and_then(apply::payload_object);
-    let (Some(entity), Some(table), Some(payload)) = (entity, table, payload) else {
+    let (Some(entity), Some(model), Some(payload)) = (entity, model, payload) else {
         out.pull_errors += 1;
         return Ok(());
     };
-    let operation = snapshot
-        .get("operation")
-        .and_then(Value::as_str)
-        .unwrap_or("upsert");
-    if pending.contains(entity) {
-        apply::defer(conn, entity, &table.model, operation, &payload)?;
-        out.kept_local += 1;
-        return Ok(());
-    }
-    if deferred {
-        apply::forget_deferred(conn, entity)?;
-    }
-    // One statement per snapshot (an UPDATE, then an INSERT if it matched nothing): a failing
-    // statement undoes itself, so the rest of the page goes on without a savepoint.
-    match apply::snapshot(conn, table, entity, operation, &payload) {
-        Ok(()) => out.pulled += 1,
-        Err(_) => out.pull_errors += 1,
+    let operation = match snapshot.get("operation").and_then(Value::as_str) {
+        Some("delete") => "delete",
+        _ => "upsert",
+    };
+    let row = ServerRow {
+        entity,
+        model,
+        operation,
+        payload: &payload,
+    };
+    match applier.apply(conn, &row, "pull")? {
+        Outcome::Applied => out.pulled += 1,
+        Outcome::Deferred => out.kept_local += 1,
+        Outcome::UnknownModel => out.pull_errors += 1,
+        Outcome::Quarantined => {
+            out.pull_errors += 1;
+            out.quarantined += 1;
+            quarantined.push(entity.to_string());
+        }
     }
     Ok(())
 }

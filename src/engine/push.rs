@@ -5,10 +5,11 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::bail;
-use crate::capture::without_capture;
-use crate::engine::{apply, excerpt, PushOutcome};
+use std::collections::{HashMap, HashSet};
+
+use crate::engine::apply::{self, Applier, ServerRow};
+use crate::engine::{excerpt, PushOutcome};
 use crate::error::{Error, Result};
-use crate::tracking::tracked_tables;
 
 /// Start of a push: mutations that failed with the transient reason `error` and were sent fewer
 /// than `max_attempts` times go back to the queue. Other failures are permanent.
@@ -53,8 +54,21 @@ pub struct Batch {
     /// Highest log id in the batch: the next batch of the same push starts after it.
     pub last_id: i64,
     pub size: usize,
+    /// Log ids of the mutations in `body`.
+    pub ids: Vec<i64>,
     /// Mutations that could not be sent and failed locally (`invalid_value`), as rejections.
     pub local_failures: Vec<Value>,
+}
+
+/// How large one push request may be.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// At most this many mutations (0: no limit).
+    pub count: u64,
+    /// At most this many body bytes, unless one mutation alone is larger (it goes alone).
+    pub bytes: u64,
+    /// `max_retry_attempts`: which failed mutations will be sent again.
+    pub retry_limit: u64,
 }
 
 /// A queued mutation that cannot go on the wire: text that is not UTF-8 (JSON cannot carry it),
@@ -111,64 +125,106 @@ fn unsendable(row: &rusqlite::Row) -> rusqlite::Result<Result<OutgoingMutation, 
     }))
 }
 
-/// The next batch of pending mutations after log id `after`, oldest first, at most `size`
-/// (0 = all). Identities are given (and committed) before the body exists, so a retry of the same
+/// The next batch of pending mutations after log id `after`, oldest first, within `limits`.
+/// Identities are given (and committed) before the body exists, so a retry of the same
 /// mutation carries the same id and version. Mutations that cannot be sent fail locally and are
-/// passed over.
+/// passed over. A mutation whose entity has an earlier mutation awaiting a retry is held back
+/// (it stays pending): the server must see an entity's changes in the order they were made.
 pub fn next_batch(
     conn: &Connection,
     client_id: &str,
     after: i64,
-    size: u64,
+    limits: Limits,
 ) -> Result<Option<Batch>> {
-    let limit = if size == 0 { i64::MAX } else { size as i64 };
-    let (mut mutations, mut last_id, mut local_failures) = (Vec::new(), after, Vec::new());
-    while mutations.is_empty() {
-        crate::queue::assign_identities(conn, limit as usize)?;
+    let limit = if limits.count == 0 {
+        i64::MAX
+    } else {
+        limits.count.min(i64::MAX as u64) as i64
+    };
+    let prefix = serde_json::to_string(&OutgoingBatch {
+        client_id,
+        mutations: Vec::new(),
+    })?;
+    let prefix = prefix.trim_end_matches("]}");
+    let mut body = String::from(prefix);
+    let (mut ids, mut last_id, mut local_failures) = (Vec::new(), after, Vec::new());
+    while ids.is_empty() {
+        crate::queue::assign_identities(conn, limit.min(10_000) as usize)?;
+        crate::debug::kill_point("push-identities-given");
         let mut invalid: Vec<(i64, Option<String>, String)> = Vec::new();
+        let mut full = false;
         {
+            // Unqualified names inside NOT EXISTS are the inner table's (f).
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT id, mutation_id, entity_id, model, operation, payload, version, timestamp
-                   FROM tether_mutation_logs
-                  WHERE {} AND id > ?1 ORDER BY id LIMIT ?2",
-                crate::queue::PENDING
+                   FROM tether_mutation_logs AS m
+                  WHERE {} AND id > ?1 AND mutation_id IS NOT NULL
+                    AND NOT EXISTS (SELECT 1 FROM tether_mutation_logs AS f
+                                     WHERE {} AND f.entity_id = m.entity_id AND f.id < m.id)
+                  ORDER BY id LIMIT ?2",
+                crate::queue::PENDING,
+                crate::queue::awaiting_retry(limits.retry_limit),
             ))?;
-            let mut rows = stmt.query((last_id, limit))?;
+            let mut rows = stmt.query((last_id, limit - ids.len() as i64))?;
+            let mut seen_any = false;
             while let Some(row) = rows.next()? {
-                last_id = row.get(0)?;
+                seen_any = true;
+                let id: i64 = row.get(0)?;
                 match unsendable(row)? {
-                    Ok(mutation) => mutations.push(mutation),
-                    Err(reason) => invalid.push((last_id, row.get(1).ok(), reason)),
+                    Ok(mutation) => {
+                        let text = serde_json::to_string(&mutation)?;
+                        let grown = body.len() + text.len() + 3;
+                        if !ids.is_empty() && grown as u64 > limits.bytes {
+                            full = true;
+                            break;
+                        }
+                        if !ids.is_empty() {
+                            body.push(',');
+                        }
+                        body.push_str(&text);
+                        ids.push(id);
+                    }
+                    Err(reason) => invalid.push((id, row.get(1).ok(), reason)),
                 }
+                last_id = id;
+            }
+            if !seen_any && !unidentified_remain(conn)? {
+                if local_failures.is_empty() {
+                    return Ok(None);
+                }
+                break;
             }
         }
-        if invalid.is_empty() && mutations.is_empty() {
-            if local_failures.is_empty() {
-                return Ok(None);
-            }
+        local_failures.extend(fail_locally(conn, "invalid_value", &invalid)?);
+        if full {
             break;
         }
-        local_failures.extend(fail_locally(conn, &invalid)?);
     }
-    let size = mutations.len();
-    let body = if mutations.is_empty() {
-        None
-    } else {
-        Some(serde_json::to_string(&OutgoingBatch {
-            client_id,
-            mutations,
-        })?)
-    };
+    body.push_str("]}");
+    let size = ids.len();
     Ok(Some(Batch {
-        body,
+        body: (size > 0).then_some(body),
         last_id,
         size,
+        ids,
         local_failures,
     }))
 }
 
-fn fail_locally(
+/// Pending mutations not given identities yet (beyond what one round gives).
+fn unidentified_remain(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs WHERE {} AND mutation_id IS NULL)",
+            crate::queue::PENDING
+        ))?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Fails mutations that cannot be sent (`reason`, with each one's message), permanently.
+pub fn fail_locally(
     conn: &Connection,
+    reason: &str,
     invalid: &[(i64, Option<String>, String)],
 ) -> Result<Vec<Value>> {
     if invalid.is_empty() {
@@ -176,17 +232,15 @@ fn fail_locally(
     }
     crate::db::write_txn(conn, |conn| {
         let mut fail = conn.prepare_cached(
-            "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = 'invalid_value',
+            "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = ?3,
                     rejection_data = ?2, updated_at = CURRENT_TIMESTAMP
               WHERE id = ?1 AND sync_status = 'pending'",
         )?;
         let mut failures = Vec::new();
-        for (id, mutation_id, reason) in invalid {
-            let data = json!({"message": format!("cannot be sent: {reason}")});
-            if fail.execute((id, data.to_string()))? > 0 {
-                failures.push(
-                    json!({"mutation_id": mutation_id, "reason": "invalid_value", "data": data}),
-                );
+        for (id, mutation_id, message) in invalid {
+            let data = json!({"message": format!("cannot be sent: {message}")});
+            if fail.execute((id, data.to_string(), reason))? > 0 {
+                failures.push(json!({"mutation_id": mutation_id, "reason": reason, "data": data}));
             }
         }
         Ok(failures)
@@ -220,8 +274,12 @@ fn mutation_id(item: &Value, key: &str) -> Result<String> {
 
 /// Applies a push answer. Only mutations still pending change, so an answer applied twice, or
 /// for a batch never requested, changes nothing. Conflicting server state is written to the
-/// local row without being captured, in the same transaction.
-pub fn apply_answer(conn: &Connection, body: &str) -> Result<PushOutcome> {
+/// local row without being captured, in the same transaction; state the database refuses goes to
+/// the quarantine and the rest of the answer is recorded. A rejection of a mutation that came
+/// after a mutation of the same entity that failed transiently (and will be retried) is not
+/// recorded: the server judged it without its predecessor (an update `not_found` after a create
+/// that failed), so it stays pending and goes again after the retry, in order.
+pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<PushOutcome> {
     let answer: Value = serde_json::from_str(body)
         .map_err(|_| Error::new(format!("push answer is not JSON: {}", excerpt(body))))?;
     let Value::Object(answer) = answer else {
@@ -240,12 +298,13 @@ pub fn apply_answer(conn: &Connection, body: &str) -> Result<PushOutcome> {
             mutation_id(item, key)?;
         }
     }
-    let tables = tracked_tables(conn)?;
-    without_capture(conn, |conn| {
+    apply::in_transaction(conn, |conn| {
+        crate::debug::kill_point("push-recording-answer");
+        let applier = Applier::new(conn, retry_limit)?;
         let mut out = PushOutcome::default();
         // What became of each entity's mutations, for snapshots that waited on them.
         let mut settled: Vec<(String, bool)> = Vec::new();
-        let mut synced = conn.prepare(
+        let mut synced = conn.prepare_cached(
             "UPDATE tether_mutation_logs SET sync_status = 'synced', synced_at = CURRENT_TIMESTAMP,
                     updated_at = CURRENT_TIMESTAMP
               WHERE mutation_id = ?1 AND sync_status = 'pending'
@@ -261,7 +320,8 @@ pub fn apply_answer(conn: &Connection, body: &str) -> Result<PushOutcome> {
         for item in applied {
             out.pushed += mark_synced(&mutation_id(item, "applied")?, &mut settled)?;
         }
-        let mut failed = conn.prepare(
+        let held = held_back(conn, rejected, retry_limit)?;
+        let mut failed = conn.prepare_cached(
             "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = ?2, rejection_data = ?3,
                     retry_count = retry_count + 1, updated_at = CURRENT_TIMESTAMP
               WHERE mutation_id = ?1 AND sync_status = 'pending'
@@ -269,18 +329,17 @@ pub fn apply_answer(conn: &Connection, body: &str) -> Result<PushOutcome> {
         )?;
         for item in rejected {
             let id = mutation_id(item, "rejected")?;
-            let reason = item
-                .get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or("error")
-                .to_string();
+            let reason = reason_of(item);
             if reason == "duplicate" {
                 out.pushed += mark_synced(&id, &mut settled)?;
                 continue;
             }
+            if held.contains(&id) {
+                continue;
+            }
             let data = item.get("data").cloned().unwrap_or(Value::Null);
             let entity: Option<String> = failed
-                .query_row((&id, &reason, data.to_string()), |r| r.get(0))
+                .query_row((&id, reason, data.to_string()), |r| r.get(0))
                 .optional()?;
             if let Some(entity) = entity {
                 settled.push((entity, true));
@@ -289,7 +348,7 @@ pub fn apply_answer(conn: &Connection, body: &str) -> Result<PushOutcome> {
                     .push(json!({"mutation_id": id, "reason": reason, "data": data}));
             }
         }
-        let mut conflicted = conn.prepare(
+        let mut conflicted = conn.prepare_cached(
             "UPDATE tether_mutation_logs SET sync_status = 'conflict', rejection_reason = 'conflict',
                     rejection_data = ?2, updated_at = CURRENT_TIMESTAMP
               WHERE mutation_id = ?1 AND sync_status = 'pending'
@@ -311,14 +370,57 @@ pub fn apply_answer(conn: &Connection, body: &str) -> Result<PushOutcome> {
             };
             out.conflicts += 1;
             settled.push((entity.clone(), false));
-            let table = tables.iter().find(|t| t.model == model);
-            if let (Some(table), Some(row)) = (table, apply::payload_object(&state)) {
-                if !row.is_empty() {
-                    apply::upsert(conn, table, &entity, &row)?;
-                }
+            if let Some(row) = apply::payload_object(&state).filter(|row| !row.is_empty()) {
+                let server_row = ServerRow {
+                    entity: &entity,
+                    model: &model,
+                    operation: "upsert",
+                    payload: &row,
+                };
+                applier.write(conn, &server_row, "conflict")?;
             }
         }
-        apply::settle_deferred(conn, &tables, &settled)?;
+        apply::settle_deferred(conn, &applier, &settled)?;
         Ok(out)
     })
+}
+
+fn reason_of(item: &Value) -> &str {
+    item.get("reason")
+        .and_then(Value::as_str)
+        .unwrap_or("error")
+}
+
+/// Rejected mutation ids that came after a mutation of the same entity that failed with the
+/// transient `error` in this answer and will be retried.
+fn held_back(conn: &Connection, rejected: &[Value], retry_limit: u64) -> Result<HashSet<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, entity_id, retry_count FROM tether_mutation_logs
+          WHERE mutation_id = ?1 AND sync_status = 'pending'",
+    )?;
+    let mut found: Vec<(String, i64, String, bool)> = Vec::new();
+    for item in rejected {
+        let id = mutation_id(item, "rejected")?;
+        let row: Option<(i64, String, i64)> = stmt
+            .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        if let Some((log_id, entity, retries)) = row {
+            let will_retry = reason_of(item) == "error" && (retries as u64) + 1 < retry_limit;
+            found.push((id, log_id, entity, will_retry));
+        }
+    }
+    let mut first_retry: HashMap<&str, i64> = HashMap::new();
+    for (_, log_id, entity, will_retry) in &found {
+        if *will_retry {
+            let first = first_retry.entry(entity).or_insert(*log_id);
+            *first = (*first).min(*log_id);
+        }
+    }
+    Ok(found
+        .iter()
+        .filter(|(_, log_id, entity, _)| {
+            first_retry.get(entity.as_str()).is_some_and(|f| log_id > f)
+        })
+        .map(|(id, ..)| id.clone())
+        .collect())
 }
