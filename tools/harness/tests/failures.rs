@@ -1,0 +1,545 @@
+//! Push and pull under failure: whatever fails, nothing captured is lost or duplicated, the
+//! cursor never passes a row that was not applied, and one bad row never stops the others.
+//! Scripted answers go through the sans-IO functions; the rest runs against tether-server.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use serde_json::{json, Value};
+use tether_harness::*;
+
+fn push_request(conn: &Connection) -> Option<Value> {
+    conn.query_row("SELECT tether_push_request()", [], |r| {
+        r.get::<_, Option<String>>(0)
+    })
+    .unwrap()
+    .map(|body| serde_json::from_str(&body).unwrap())
+}
+
+fn push_response(conn: &Connection, answer: &Value) -> Value {
+    json(
+        conn,
+        &format!(
+            "SELECT tether_push_response('{}')",
+            answer.to_string().replace('\'', "''")
+        ),
+    )
+}
+
+fn pull_response(conn: &Connection, page: &Value) -> rusqlite::Result<Value> {
+    conn.query_row("SELECT tether_pull_response(?1)", [page.to_string()], |r| {
+        r.get::<_, String>(0)
+    })
+    .map(|t| serde_json::from_str(&t).unwrap())
+}
+
+/// Ends the push in progress (the sans-IO push runs until a request comes back empty).
+fn finish_push(conn: &Connection) {
+    while push_request(conn).is_some() {}
+}
+
+fn status_of(conn: &Connection, entity: &str) -> (String, Option<String>, i64) {
+    conn.query_row(
+        "SELECT sync_status, rejection_reason, retry_count FROM tether_mutation_logs
+          WHERE entity_id = ?1 ORDER BY id DESC LIMIT 1",
+        [entity],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
+}
+
+fn mutation_ids(body: &Value) -> Vec<String> {
+    body["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mutation_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn quarantined(conn: &Connection) -> i64 {
+    json(conn, "SELECT tether_status()")["quarantine"]["count"]
+        .as_i64()
+        .unwrap()
+}
+
+fn cursor(conn: &Connection) -> Value {
+    json(conn, "SELECT tether_status()")["last_sync_cursor"].clone()
+}
+
+#[test]
+fn an_edit_after_a_create_that_failed_transiently_is_sent_again_after_it_in_order() {
+    let (_dir, _path, conn, _plain) = tracked_db(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT)",
+        "'tasks'",
+    );
+    conn.execute_batch(
+        "INSERT INTO tasks (title) VALUES ('draft'); UPDATE tasks SET title = 'final';",
+    )
+    .unwrap();
+    let entity = key_of(&conn, "tasks", 1);
+    let first = push_request(&conn).expect("a body");
+    let ids = mutation_ids(&first);
+    assert_eq!(ids.len(), 2);
+    // The server failed the create for a passing reason and so never found the row to update.
+    let outcome = push_response(
+        &conn,
+        &json!({"rejected": [
+            {"mutation_id": ids[0], "reason": "error", "data": {"message": "deadlock"}},
+            {"mutation_id": ids[1], "reason": "not_found", "data": {}}]}),
+    );
+    assert_eq!(outcome["failed"], 1, "{outcome}");
+    finish_push(&conn);
+    let statuses: Vec<(String, Option<String>)> = column::<String>(
+        &conn,
+        "SELECT sync_status || ':' || coalesce(rejection_reason, '') FROM tether_mutation_logs ORDER BY id",
+    )
+    .into_iter()
+    .map(|s| {
+        let (a, b) = s.split_once(':').unwrap();
+        (a.to_string(), (!b.is_empty()).then(|| b.to_string()))
+    })
+    .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("failed".to_string(), Some("error".to_string())),
+            ("pending".to_string(), None)
+        ],
+        "the update judged without its create must stay pending"
+    );
+    // A pull meanwhile must not set the row back to the server's (older) state.
+    let page = json!({"snapshots": [{"entity_id": entity, "model": "Task", "operation": "upsert",
+                                     "payload": {"title": "draft"}}],
+                      "new_sync_cursor": 5, "has_more": false});
+    assert_eq!(pull_response(&conn, &page).unwrap()["pulled"], 0);
+    assert_eq!(
+        column::<String>(&conn, "SELECT title FROM tasks"),
+        ["final"]
+    );
+    // The next push sends both again, create first, with the same ids.
+    let again = push_request(&conn).expect("a body");
+    assert_eq!(mutation_ids(&again), ids);
+    assert_eq!(again["mutations"][1]["payload"]["title"], "final");
+    push_response(&conn, &json!({"applied": ids}));
+    finish_push(&conn);
+    assert_eq!(status_of(&conn, &entity).0, "synced");
+    assert_eq!(
+        column::<String>(&conn, "SELECT title FROM tasks"),
+        ["final"]
+    );
+}
+
+#[test]
+fn a_later_edit_is_held_back_while_an_earlier_one_of_the_same_row_awaits_a_retry() {
+    let (_dir, _path, conn, _plain) = tracked_db(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT)",
+        "'tasks'",
+    );
+    set_config(&conn, "push_batch_size", 1);
+    conn.execute_batch(
+        "INSERT INTO tasks (title) VALUES ('a'); INSERT INTO tasks (title) VALUES ('other');
+         UPDATE tasks SET title = 'b' WHERE id = 1;",
+    )
+    .unwrap();
+    let create = push_request(&conn).unwrap();
+    assert_eq!(create["mutations"][0]["operation"], "create");
+    push_response(
+        &conn,
+        &json!({"rejected": [{"mutation_id": mutation_ids(&create)[0], "reason": "error"}]}),
+    );
+    // The other row's create goes; the update of row 1 waits for its create's retry.
+    let other = push_request(&conn).unwrap();
+    assert_eq!(
+        other["mutations"][0]["entity_id"],
+        key_of(&conn, "tasks", 2)
+    );
+    push_response(&conn, &json!({"applied": mutation_ids(&other)}));
+    assert!(push_request(&conn).is_none(), "the held update was sent");
+    let (state, ..) = status_of(&conn, &key_of(&conn, "tasks", 1));
+    assert_eq!(state, "pending");
+    // Next push: create, then update.
+    let retried = push_request(&conn).unwrap();
+    assert_eq!(retried["mutations"][0]["operation"], "create");
+    push_response(&conn, &json!({"applied": mutation_ids(&retried)}));
+    let update = push_request(&conn).unwrap();
+    assert_eq!(update["mutations"][0]["operation"], "update");
+}
+
+#[test]
+fn a_database_error_during_a_pull_moves_no_cursor_and_quarantines_nothing() {
+    let (_dir, _path, conn, _plain) = tracked_db(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT)",
+        "'tasks'",
+    );
+    let rows: Vec<Value> = (0..20)
+        .map(|_| {
+            let key: String = conn
+                .query_row("SELECT tether_ulid()", [], |r| r.get(0))
+                .unwrap();
+            json!({"entity_id": key, "model": "Task", "operation": "upsert",
+                   "payload": {"title": "x".repeat(2000)}})
+        })
+        .collect();
+    let page = json!({"snapshots": rows, "new_sync_cursor": 99, "has_more": false});
+    conn.execute_batch("PRAGMA query_only = ON").unwrap();
+    let error = pull_response(&conn, &page).unwrap_err().to_string();
+    assert!(error.contains("SQLITE_READONLY"), "{error}");
+    conn.execute_batch("PRAGMA query_only = OFF").unwrap();
+    assert_eq!(cursor(&conn), Value::Null);
+    assert_eq!(quarantined(&conn), 0);
+    // Disk full: the database may not grow past its size now.
+    let pages: i64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    conn.execute_batch(&format!("PRAGMA max_page_count = {}", pages + 2))
+        .unwrap();
+    let error = pull_response(&conn, &page).unwrap_err().to_string();
+    assert!(error.contains("SQLITE_FULL"), "{error}");
+    conn.execute_batch("PRAGMA max_page_count = 1000000")
+        .unwrap();
+    assert_eq!(
+        cursor(&conn),
+        Value::Null,
+        "the cursor passed rows not applied"
+    );
+    assert_eq!(quarantined(&conn), 0, "a full disk is not the rows' fault");
+    assert_eq!(column::<i64>(&conn, "SELECT count(*) FROM tasks"), [0]);
+    // Space again: the same page applies whole.
+    assert_eq!(pull_response(&conn, &page).unwrap()["pulled"], 20);
+    assert_eq!(cursor(&conn), "99");
+}
+
+#[test]
+fn a_full_disk_during_a_real_pull_loses_no_row() {
+    let server = Server::start(&[]);
+    let (_d1, _p1, writer) = synced_client(&server);
+    for i in 0..300 {
+        writer
+            .execute(
+                "INSERT INTO tasks (title) VALUES (?1)",
+                [format!("{i}-{}", "t".repeat(200))],
+            )
+            .unwrap();
+    }
+    assert_eq!(json(&writer, "SELECT tether_sync()")["pushed"], 300);
+    let (_d2, _p2, reader) = synced_client(&server);
+    let pages: i64 = reader
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    reader
+        .execute_batch(&format!("PRAGMA max_page_count = {}", pages + 3))
+        .unwrap();
+    let error = error_of(&reader, "SELECT tether_pull()");
+    assert!(error.contains("SQLITE_FULL"), "{error}");
+    assert_eq!(cursor(&reader), Value::Null);
+    reader
+        .execute_batch("PRAGMA max_page_count = 1000000")
+        .unwrap();
+    let result = json(&reader, "SELECT tether_pull()");
+    assert_eq!(result["pulled"], 300, "{result}");
+    assert_eq!(result["pull_errors"], 0, "{result}");
+    let mut local = column::<String>(&reader, "SELECT title FROM tasks");
+    let mut remote: Vec<String> = server
+        .field_of_rows(&reader, "title")
+        .into_iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    local.sort();
+    remote.sort();
+    assert_eq!(local, remote);
+}
+
+const FAMILY: &str = "PRAGMA foreign_keys = ON;
+    CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+    CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
+                        project TEXT REFERENCES projects (tether_id));";
+
+fn family() -> (tempfile::TempDir, Connection) {
+    let (dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    // The parent key column exists before the child refers to it.
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+         SELECT tether_track('projects');
+         CREATE UNIQUE INDEX projects_key ON projects (tether_id);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
+                             project TEXT REFERENCES projects (tether_id));
+         SELECT tether_track('tasks');",
+    )
+    .unwrap();
+    let _ = FAMILY;
+    (dir, conn)
+}
+
+fn ulid(conn: &Connection) -> String {
+    conn.query_row("SELECT tether_ulid()", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn with_foreign_keys_on_a_child_before_its_parent_arrives() {
+    let (_dir, conn) = family();
+    let (parent, child, orphan) = (ulid(&conn), ulid(&conn), ulid(&conn));
+    let task = |key: &str, project: &str| {
+        json!({"entity_id": key, "model": "Task", "operation": "upsert",
+               "payload": {"title": "t", "project": project}})
+    };
+    let project = json!({"entity_id": parent, "model": "Project", "operation": "upsert",
+                         "payload": {"name": "p"}});
+    // Child first, parent later in the same page.
+    let page = json!({"snapshots": [task(&child, &parent), project], "new_sync_cursor": 10,
+                      "has_more": false});
+    let result = pull_response(&conn, &page).unwrap();
+    assert_eq!(result["pulled"], 2, "{result}");
+    // A child whose parent comes on a later page waits in the quarantine, the cursor moves on.
+    let (late_parent, late_child) = (ulid(&conn), ulid(&conn));
+    let page = json!({"snapshots": [task(&late_child, &late_parent), task(&orphan, &orphan)],
+                      "new_sync_cursor": 20, "has_more": true});
+    let result = pull_response(&conn, &page).unwrap();
+    assert_eq!(result["quarantined"], 2, "{result}");
+    assert_eq!(cursor(&conn), "20");
+    let status = json(&conn, "SELECT tether_status()");
+    assert_eq!(status["quarantine"]["count"], 2, "{status}");
+    assert!(
+        status["quarantine"]["oldest"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("FOREIGN KEY"),
+        "{status}"
+    );
+    let page = json!({"snapshots": [{"entity_id": late_parent, "model": "Project",
+                                     "operation": "upsert", "payload": {"name": "late"}}],
+                      "new_sync_cursor": 30, "has_more": false});
+    let result = pull_response(&conn, &page).unwrap();
+    assert_eq!(
+        result["pulled"], 2,
+        "parent and its waiting child: {result}"
+    );
+    assert_eq!(quarantined(&conn), 1, "only the orphan still waits");
+    assert_eq!(
+        column::<i64>(&conn, "SELECT count(*) FROM tasks"),
+        [2],
+        "the child and the early child"
+    );
+    // Nothing applied from the server was captured back.
+    assert_eq!(
+        column::<i64>(&conn, "SELECT count(*) FROM tether_mutation_logs"),
+        [0]
+    );
+}
+
+#[test]
+fn a_conflict_whose_server_state_cannot_be_written_is_recorded_and_quarantined() {
+    let (_dir, _path, conn, _plain) = tracked_db(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT NOT NULL)",
+        "'tasks'",
+    );
+    conn.execute_batch(
+        "INSERT INTO tasks (title) VALUES ('a'); INSERT INTO tasks (title) VALUES ('b');",
+    )
+    .unwrap();
+    let body = push_request(&conn).unwrap();
+    let ids = mutation_ids(&body);
+    let entity = key_of(&conn, "tasks", 2);
+    let outcome = push_response(
+        &conn,
+        &json!({"applied": [ids[0]],
+                "conflicts": [{"mutation_id": ids[1], "reason": "conflict",
+                               "data": {"server_state": {"tether_id": entity, "title": null},
+                                        "server_updated_at": "2026-01-01T00:00:00+00:00"}}]}),
+    );
+    assert_eq!(
+        (outcome["pushed"].clone(), outcome["conflicts"].clone()),
+        (json!(1), json!(1))
+    );
+    finish_push(&conn);
+    assert_eq!(status_of(&conn, &key_of(&conn, "tasks", 1)).0, "synced");
+    assert_eq!(status_of(&conn, &entity).0, "conflict");
+    let status = json(&conn, "SELECT tether_status()");
+    assert_eq!(
+        status["quarantine"]["oldest"][0]["source"], "conflict",
+        "{status}"
+    );
+    assert!(
+        push_request(&conn).is_none(),
+        "the answer is recorded: nothing to resend"
+    );
+}
+
+#[test]
+fn rows_of_a_model_tracked_later_and_of_a_column_synced_later_arrive() {
+    let server = Server::start(&[]);
+    let (_d1, _p1, writer) = synced_client(&server);
+    writer
+        .execute_batch(
+            "ALTER TABLE tasks ADD COLUMN status TEXT;
+             CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+             SELECT tether_track('projects');
+             SELECT tether_status();
+             INSERT INTO projects (name) VALUES ('home');
+             INSERT INTO tasks (title, status) VALUES ('milk', 'open');",
+        )
+        .unwrap();
+    json(&writer, "SELECT tether_sync()");
+    assert!(server
+        .field_of_rows(&writer, "status")
+        .contains(&json!("open")));
+    // The reader syncs before it tracks projects or has the status column.
+    let (_d2, _p2, reader) = synced_client(&server);
+    let first = json(&reader, "SELECT tether_sync()");
+    assert_eq!(first["pulled"], 1, "{first}");
+    assert_eq!(
+        first["pull_errors"], 1,
+        "the Project row, not tracked: {first}"
+    );
+    reader
+        .execute_batch(
+            "CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+             SELECT tether_track('projects');",
+        )
+        .unwrap();
+    json(&reader, "SELECT tether_sync()");
+    assert_eq!(
+        column::<String>(&reader, "SELECT name FROM projects"),
+        ["home"]
+    );
+    reader
+        .execute_batch("ALTER TABLE tasks ADD COLUMN status TEXT")
+        .unwrap();
+    json(&reader, "SELECT tether_sync()");
+    assert_eq!(
+        column::<String>(&reader, "SELECT status FROM tasks"),
+        ["open"]
+    );
+    // Re-pulling changed nothing that would be sent back.
+    assert_eq!(
+        column::<i64>(&reader, "SELECT count(*) FROM tether_mutation_logs"),
+        [0]
+    );
+}
+
+#[test]
+fn the_sans_io_functions_refuse_an_open_transaction() {
+    let (_dir, _path, conn, _plain) = tracked_db(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT)",
+        "'tasks'",
+    );
+    conn.execute_batch("INSERT INTO tasks (title) VALUES ('a'); BEGIN;")
+        .unwrap();
+    for sql in [
+        "SELECT tether_push_request()",
+        "SELECT tether_pull_request()",
+        "SELECT tether_push_response('{}')",
+        "SELECT tether_pull_response('{}')",
+    ] {
+        let error = error_of(&conn, sql);
+        assert!(
+            error.contains("inside an open transaction"),
+            "{sql}: {error}"
+        );
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    assert!(push_request(&conn).is_some());
+}
+
+/// A server that answers 413 to bodies over `limit` bytes and applies everything else, recording
+/// the size of every request it took.
+fn size_limited_server(limit: usize) -> (String, Arc<Mutex<Vec<usize>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let seen = sizes.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let (status, answer) = if length > limit {
+                ("413 Payload Too Large", json!({"message": "too large"}))
+            } else {
+                seen.lock().unwrap().push(length);
+                let request: Value = serde_json::from_slice(&body).unwrap();
+                let ids: Vec<Value> = request["mutations"]
+                    .as_array()
+                    .map(|m| m.iter().map(|m| m["mutation_id"].clone()).collect())
+                    .unwrap_or_default();
+                (
+                    "200 OK",
+                    json!({"applied": ids, "snapshots": [], "has_more": false}),
+                )
+            };
+            let text = answer.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (url, sizes)
+}
+
+#[test]
+fn push_requests_stay_under_the_byte_limit_and_a_413_halves_the_batch() {
+    let (url, sizes) = size_limited_server(6_000);
+    let (_dir, _path, conn, _plain) = tracked_db(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT)",
+        "'tasks'",
+    );
+    set_config(&conn, "server_url", url.as_str());
+    for i in 0..40 {
+        conn.execute(
+            "INSERT INTO tasks (title) VALUES (?1)",
+            [format!("{i}{}", "x".repeat(400))],
+        )
+        .unwrap();
+    }
+    // One row no request can carry.
+    conn.execute("INSERT INTO tasks (title) VALUES (?1)", ["y".repeat(9_000)])
+        .unwrap();
+    set_config(&conn, "push_batch_bytes", 4_000);
+    let result = json(&conn, "SELECT tether_push()");
+    assert_eq!(result["pushed"], 40, "{result}");
+    assert!(
+        sizes.lock().unwrap().iter().all(|s| *s <= 4_000),
+        "{:?}",
+        sizes.lock().unwrap()
+    );
+    assert_eq!(result["failed"], 1, "{result}");
+    assert_eq!(result["rejections"][0]["reason"], "too_large", "{result}");
+    // Bytes allowed past what the server takes: its 413 halves the batch until it fits.
+    sizes.lock().unwrap().clear();
+    for i in 0..40 {
+        conn.execute(
+            "INSERT INTO tasks (title) VALUES (?1)",
+            [format!("{i}{}", "z".repeat(400))],
+        )
+        .unwrap();
+    }
+    set_config(&conn, "push_batch_bytes", 1_000_000);
+    let result = json(&conn, "SELECT tether_push()");
+    assert_eq!(result["pushed"], 40, "{result}");
+    assert_eq!(result["failed"], 0, "{result}");
+    assert!(sizes.lock().unwrap().iter().all(|s| *s <= 6_000));
+    assert_eq!(
+        column::<i64>(
+            &conn,
+            "SELECT count(*) FROM tether_mutation_logs WHERE sync_status = 'pending'"
+        ),
+        [0]
+    );
+}
