@@ -40,7 +40,7 @@ pub fn findings(
 
     // SQLite numbers foreign keys last-declared first; report them in declaration order.
     let mut fks = conn.prepare(
-        "SELECT \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id DESC, seq",
+        "SELECT \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1, 'main') ORDER BY id DESC, seq",
     )?;
     let fks = fks
         .query_map([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -206,11 +206,11 @@ struct UniqueIndex {
 /// UNIQUE indexes other than the primary key's and any on the sync key alone.
 fn unique_indexes(conn: &Connection, table: &str, sync_key: &str) -> Result<Vec<UniqueIndex>> {
     let mut list = conn.prepare(
-        "SELECT name, partial FROM pragma_index_list(?1)
+        "SELECT name, partial FROM pragma_index_list(?1, 'main')
           WHERE \"unique\" = 1 AND origin <> 'pk' ORDER BY seq DESC",
     )?;
     let mut keys = conn.prepare(
-        "SELECT CASE WHEN cid >= 0 THEN name END, coalesce(coll, 'BINARY') FROM pragma_index_xinfo(?1)
+        "SELECT CASE WHEN cid >= 0 THEN name END, coalesce(coll, 'BINARY') FROM pragma_index_xinfo(?1, 'main')
           WHERE key = 1 ORDER BY seqno",
     )?;
     let indexes = list
@@ -305,7 +305,7 @@ struct Definition {
 fn definitions(conn: &Connection, table: &str) -> Result<Vec<Definition>> {
     let sql: Option<Option<String>> = conn
         .query_row(
-            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+            "SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
             [table],
             |r| r.get(0),
         )
