@@ -557,7 +557,10 @@ fn a_temp_table_of_the_same_name_never_takes_the_tracked_tables_place() {
     let key = ulid(&conn);
     let result = apply_snapshots(&conn, &[(&key, "Task", "upsert", json!({"title": "a"}))]);
     assert_eq!(result["pulled"], 1, "{result}");
-    assert_eq!(column::<String>(&conn, "SELECT title FROM main.tasks"), ["a"]);
+    assert_eq!(
+        column::<String>(&conn, "SELECT title FROM main.tasks"),
+        ["a"]
+    );
     assert_eq!(column::<i64>(&conn, "SELECT count(*) FROM temp.tasks"), [0]);
     let status = json(&conn, "SELECT tether_status()");
     assert_eq!(status["tables"][0]["state"], "ok", "{status}");
