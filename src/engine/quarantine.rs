@@ -109,7 +109,9 @@ pub fn retry(conn: &Connection, retry_limit: u64, entities: Option<&[String]>) -
                     };
                     match applier.apply(conn, &row, source)? {
                         Outcome::Applied | Outcome::Deferred => applied += 1,
-                        Outcome::Quarantined | Outcome::UnknownModel => {}
+                        Outcome::Quarantined => {}
+                        // Untracked since: tracking it again pulls it afresh.
+                        Outcome::UnknownModel => forget(conn, entity)?,
                     }
                 }
                 Ok(applied)
