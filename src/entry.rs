@@ -6,6 +6,26 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rusqlite::{ffi, Connection};
 
+/// Keeps this library mapped until the process exits, whatever SQLite does: after a failed init
+/// SQLite closes the library, and whatever tether registered before failing must not dangle.
+/// Takes one more reference that is never released, and marks the library never to be unloaded.
+pub(crate) fn keep_library_loaded() {
+    #[cfg(unix)]
+    // SAFETY: dladdr only reads the address; dlopen with RTLD_NOLOAD never loads anything new,
+    // it only finds the library already mapped at that name.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let ours = keep_library_loaded as fn() as *const libc::c_void;
+        if libc::dladdr(ours, &mut info) != 0 && !info.dli_fname.is_null() {
+            // The handle is deliberately leaked: never closed, it holds the library.
+            libc::dlopen(
+                info.dli_fname,
+                libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
+            );
+        }
+    }
+}
+
 fn init(conn: Connection) -> rusqlite::Result<bool> {
     match catch_unwind(AssertUnwindSafe(|| crate::register(&conn))) {
         // Keep the library mapped: background workers may outlive the loading connection.

@@ -82,12 +82,21 @@ pub(crate) fn register_background(conn: &Connection) -> Result<()> {
 }
 
 fn register_as(conn: &Connection, may_start_workers: bool) -> Result<()> {
+    // Everything that can refuse loading comes first, while nothing of ours is registered on the
+    // connection: SQLite unloads the library when loading fails, and a function registered
+    // before that would point into unmapped code and crash the host when the connection closes.
     schema::check_host(conn)?;
-    let session = Arc::new(settings::ConnectionSettings::default());
-    identity::register(conn)?;
     schema::migrate(conn)?;
     identity::ensure_generated_client_id(conn)?;
+    schema::clear_stray_capture_suppression(conn)?;
+    let session = Arc::new(settings::ConnectionSettings::default());
+    let settings = settings::Settings::load(conn, &session)?;
     let worker = Arc::new(background::Worker::new(conn, may_start_workers)?);
+
+    // Registering can still fail half-way (SQLite refuses to replace a function while a
+    // statement runs) or panic: then the library must stay mapped.
+    let failure = KeepLoadedOnFailure::armed();
+    identity::register(conn)?;
     let starter = worker.clone();
     settings::register(
         conn,
@@ -102,11 +111,39 @@ fn register_as(conn: &Connection, may_start_workers: bool) -> Result<()> {
         Arc::new(sync::EngineState::default()),
     )?;
     background::register(conn, worker.clone())?;
-    let settings = settings::Settings::load(conn, &session)?;
     // A repair that cannot run now (a read-only connection, a long-held lock) must not make the
-    // extension unloadable: every sync and status tries again and reports what stops it.
+    // extension unloadable: every sync and status tries again and reports what stops it. (After
+    // registering: repairs give rows keys with `tether_ulid()`.)
     if let Err(error) = session.schema_watch().reconcile(conn, &settings) {
         debug::log(&settings, 1, || format!("repair on load failed: {error}"));
     }
-    worker.start_if_auto(&settings)
+    worker.start_if_auto(&settings)?;
+    failure.disarm();
+    Ok(())
+}
+
+/// Dropped armed (an error returned or a panic unwinding after something was registered), keeps
+/// the loadable library mapped for the rest of the process, so nothing registered dangles.
+struct KeepLoadedOnFailure {
+    armed: bool,
+}
+
+impl KeepLoadedOnFailure {
+    fn armed() -> Self {
+        KeepLoadedOnFailure { armed: true }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for KeepLoadedOnFailure {
+    fn drop(&mut self) {
+        if self.armed {
+            // Linked statically, tether is part of the host and never unloaded.
+            #[cfg(feature = "loadable")]
+            entry::keep_library_loaded();
+        }
+    }
 }

@@ -1,13 +1,35 @@
 #!/usr/bin/env bash
 # Builds a SQLite host without JSON functions from the amalgamation rusqlite bundles and checks
-# that loading libtether into it is a clean error. Usage: limited_host_test.sh LIB
+# that loading libtether into it is a clean error naming the real cause, and that the host then
+# closes the connection and exits normally. Usage: limited_host_test.sh LIB
 set -eu
 lib=$(realpath "$1")
 amalgamation=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/libsqlite3-sys-0.38.2/sqlite3 | head -1)
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 gcc -O0 -w -DSQLITE_OMIT_JSON -I"$amalgamation" "$(dirname "$0")/limited_host.c" "$amalgamation/sqlite3.c" \
     -o "$work/limited_host" -ldl -lpthread -lm
-set +e
-"$work/limited_host" "$lib"; rc=$?
-set -e
-if [ "$rc" -eq 0 ]; then echo "limited host: 1 passed, 0 failed"; else echo "limited host: 0 passed, 1 failed (exit $rc)"; exit 1; fi
+passed=0; failed=0
+refused() { # name needle unwanted DB [SQL]
+  local name="$1" needle="$2" unwanted="$3"; shift 3
+  local out rc
+  set +e
+  out=$("$work/limited_host" "$lib" "$@" 2>&1); rc=$?
+  set -e
+  echo "$out"
+  case "$rc:$out" in
+    0:*"$needle"*) ;;
+    *) failed=$((failed + 1)); echo "FAIL - $name: exit $rc, [$needle] expected"; return ;;
+  esac
+  if [ -n "$unwanted" ] && case "$out" in *"$unwanted"*) true ;; *) false ;; esac; then
+    failed=$((failed + 1)); echo "FAIL - $name: [$unwanted] is not the cause"; return
+  fi
+  passed=$((passed + 1)); echo "ok - $name"
+}
+refused "no JSON functions, in memory" "needs SQLite's JSON functions" "" ":memory:"
+refused "no JSON functions, a database file" "needs SQLite's JSON functions" "" "$work/app.db" \
+  "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"
+head -c 8192 /dev/zero | tr '\0' 'x' > "$work/garbage.db"
+refused "a file that is not a database is named as such, not blamed on JSON" "file is not a database" "JSON" \
+  "$work/garbage.db"
+echo "limited host: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

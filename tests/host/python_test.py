@@ -1,5 +1,5 @@
 """Loads libtether with Python's sqlite3 module (Debian's /usr/bin/python3). Usage: python_test.py LIB"""
-import json, os, shutil, sqlite3, sys, tempfile, unittest
+import json, os, shutil, sqlite3, subprocess, sys, tempfile, unittest
 
 LIB = os.path.abspath(sys.argv.pop(1))
 
@@ -107,6 +107,87 @@ class PythonHost(unittest.TestCase):
         self.assertEqual(len(self.ops(conn)), 2, "no row is sent again as a new entity")
         plain.execute("UPDATE todos SET due = 'monday' WHERE id = 1")
         self.assertEqual(self.ops(conn)[-1], ("update", keys[0][0]))
+
+
+# A host process of its own for each refused load: when an extension's init fails, SQLite unloads
+# the library, and anything tether had registered would crash the process when the connection
+# closes. Usage: python3 -c HOST DB LIB SETUP
+HOST = r"""
+import sqlite3, sys
+path, lib, setup = sys.argv[1:4]
+conn = sqlite3.connect(path, isolation_level=None)
+running = None
+if setup == "busy_function":
+    # The host's own tether_status and a statement still running: SQLite refuses to replace a
+    # function while statements run, so loading fails half-way through registering.
+    conn.create_function("tether_status", 0, lambda: "the host's own")
+    running = conn.execute("SELECT 1 UNION ALL SELECT 2")
+    running.fetchone()
+conn.enable_load_extension(True)
+try:
+    conn.load_extension(lib)
+    print("host: loaded")
+except sqlite3.Error as e:
+    print("host: load failed:", e)
+if running is not None:
+    running.close()
+    if setup == "busy_function":
+        print("still callable:", len(conn.execute("SELECT tether_ulid()").fetchone()[0]) == 26)
+conn.close()
+print("host: closed")
+"""
+
+
+class RefusedLoads(unittest.TestCase):
+    """Loading that fails names the cause, then the host closes the connection and exits 0."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.path = os.path.join(self.dir, "app.db")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def host(self, setup="", env=None):
+        run = subprocess.run([sys.executable, "-c", HOST, self.path, os.path.splitext(LIB)[0], setup],
+                             capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
+        out = run.stdout + run.stderr
+        self.assertEqual(run.returncode, 0, f"the host must close and exit 0:\n{out}")
+        self.assertIn("host: closed", out)
+        return out
+
+    def set_up_by_tether(self):
+        self.assertIn("host: loaded", self.host())
+
+    def test_database_from_a_newer_tether(self):
+        with sqlite3.connect(self.path) as conn:
+            conn.executescript("""
+                CREATE TABLE tether_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT);
+                INSERT INTO tether_migrations (version, name) VALUES (999, '0999_future');""")
+        conn.close()
+        out = self.host()
+        self.assertIn("load failed", out)
+        self.assertIn("newer tether", out)
+
+    def test_file_that_is_not_a_database(self):
+        with open(self.path, "wb") as f:
+            f.write(bytes((i * 2654435761 >> 13) & 0xFF for i in range(8192)))
+        out = self.host()
+        self.assertIn("file is not a database", out)
+        self.assertNotIn("JSON", out)
+
+    def test_malformed_environment_value(self):
+        self.set_up_by_tether()
+        out = self.host(env={"TETHER_PUSH_BATCH_SIZE": "lots"})
+        self.assertIn("load failed", out)
+        self.assertIn("TETHER_PUSH_BATCH_SIZE", out)
+
+    def test_failing_after_registering_keeps_the_library_mapped(self):
+        self.set_up_by_tether()
+        out = self.host("busy_function")
+        self.assertIn("load failed", out)
+        self.assertIn("active statements", out)
+        self.assertIn("still callable: True", out)
 
 
 if __name__ == "__main__":

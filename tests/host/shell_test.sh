@@ -69,5 +69,28 @@ contains "the sync key cannot be cleared" "settings.tether_id is the row's ident
 out=$(sqlite3 app.db "ALTER TABLE settings RENAME TO prefs;" ".load ./libtether" "SELECT json_extract(tether_status(), '$.tables[1].table') || ' ' || json_extract(tether_status(), '$.tables[1].state');")
 check "a renamed table is followed" "prefs ok" "$out"
 
+# A refused load names its cause; the shell goes on, closes the database at the end of its input
+# and exits with its ordinary error status 1, never a crash (SQLite unloads a library whose init
+# failed: anything tether had registered would crash the shell when the database closes).
+refused() { # name database needle [VAR=value...]
+  local name="$1" db="$2" needle="$3"; shift 3
+  local out rc
+  out=$(printf '.load ./libtether\nSELECT %s;\n' "'went on'" | env "$@" sqlite3 "$db" 2>&1); rc=$?
+  case "$rc:$out" in
+    1:*"$needle"*"went on"*|1:*"went on"*"$needle"*) passed=$((passed + 1)); echo "ok - $name" ;;
+    *) failed=$((failed + 1)); echo "FAIL - $name: exit $rc (1 expected), [$needle] and [went on] expected in [$out]" ;;
+  esac
+}
+sqlite3 newer.db "CREATE TABLE tether_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT);
+                  INSERT INTO tether_migrations (version, name) VALUES (999, '0999_future');"
+refused "a database from a newer tether is refused by name, without crashing" newer.db "newer tether"
+head -c 8192 /dev/zero | tr '\0' 'x' > garbage.db
+refused "a file that is not a database is named as such, without crashing" garbage.db "file is not a database"
+out=$(printf '.load ./libtether\n' | sqlite3 garbage.db 2>&1)
+case "$out" in *JSON*) failed=$((failed + 1)); echo "FAIL - a file that is not a database is not blamed on JSON: [$out]" ;;
+*) passed=$((passed + 1)); echo "ok - a file that is not a database is not blamed on JSON" ;; esac
+sqlite3 env.db ".load ./libtether" >/dev/null  # set up: this load generates nothing
+refused "a malformed environment value is refused by name, without crashing" env.db "TETHER_PUSH_BATCH_SIZE" TETHER_PUSH_BATCH_SIZE=lots
+
 echo "shell: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -2,7 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -52,5 +54,63 @@ test('REPLACE keeps the entity and the sync key is guarded', () => {
   assert.deepEqual(ops, [{ o: 'create', e: key }, { o: 'update', e: key }]);
   assert.throws(() => db.prepare("UPDATE notes SET tether_id = 'X'").run(), /identity on the server/);
   db.close();
+  rmSync(dir, { recursive: true });
+});
+
+// A host process of its own for each refused load: when an extension's init fails, SQLite unloads
+// the library, and anything tether had registered would crash the process when the connection
+// closes. Usage: node -e HOST DB LIB (better-sqlite3's path in BETTER_SQLITE3)
+const HOST = `
+const Database = require(process.env.BETTER_SQLITE3);
+const [path, lib] = process.argv.slice(1);
+const db = new Database(path);
+try {
+  db.loadExtension(lib);
+  console.log('host: loaded');
+} catch (e) {
+  console.log('host: load failed: ' + e.message);
+}
+db.close();
+console.log('host: closed');
+`;
+
+function host(path, env = {}) {
+  const run = spawnSync(process.execPath, ['-e', HOST, path, lib], {
+    encoding: 'utf8',
+    timeout: 60000,
+    env: { ...process.env, BETTER_SQLITE3: createRequire(import.meta.url).resolve('better-sqlite3'), ...env },
+  });
+  const out = run.stdout + run.stderr;
+  assert.equal(run.signal, null, `the host must not crash:\n${out}`);
+  assert.equal(run.status, 0, `the host must close and exit 0:\n${out}`);
+  assert.match(out, /host: closed/);
+  return out;
+}
+
+test('a database from a newer tether is refused by name, without crashing', () => {
+  const { dir, path } = fresh();
+  const db = new Database(path);
+  db.exec(`CREATE TABLE tether_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT);
+           INSERT INTO tether_migrations (version, name) VALUES (999, '0999_future');`);
+  db.close();
+  const out = host(path);
+  assert.match(out, /load failed: .*newer tether/);
+  rmSync(dir, { recursive: true });
+});
+
+test('a file that is not a database is named as such, without crashing', () => {
+  const { dir, path } = fresh();
+  writeFileSync(path, Buffer.from(Array.from({ length: 8192 }, (_, i) => (Math.imul(i, 2654435761) >>> 13) & 0xff)));
+  const out = host(path);
+  assert.match(out, /file is not a database/);
+  assert.doesNotMatch(out, /JSON/);
+  rmSync(dir, { recursive: true });
+});
+
+test('a malformed environment value is refused by name, without crashing', () => {
+  const { dir, path } = fresh();
+  assert.match(host(path), /host: loaded/);
+  const out = host(path, { TETHER_PUSH_BATCH_SIZE: 'lots' });
+  assert.match(out, /load failed: .*TETHER_PUSH_BATCH_SIZE/);
   rmSync(dir, { recursive: true });
 });

@@ -1,7 +1,10 @@
 //! Loading the built libtether.so the way applications do.
 use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
 
-use rusqlite::Connection;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{Connection, OpenFlags};
 use tether_harness::*;
 
 fn function_list(conn: &Connection) -> BTreeSet<(String, i64)> {
@@ -153,21 +156,6 @@ fn loading_leaves_user_tables_alone() {
 }
 
 #[test]
-fn database_from_a_newer_tether_is_refused_clearly() {
-    let (_dir, path) = temp_db();
-    drop(open_loaded(&path));
-    open_plain(&path)
-        .execute(
-            "INSERT INTO tether_migrations (version, name) VALUES (999, '0999_future')",
-            [],
-        )
-        .unwrap();
-    let conn = open_plain(&path);
-    let err = load(&conn).unwrap_err().to_string();
-    assert!(err.contains("newer tether"), "{err}");
-}
-
-#[test]
 fn concurrent_first_loads_migrate_once() {
     let (_dir, path) = temp_db();
     let threads: Vec<_> = (0..6)
@@ -226,4 +214,239 @@ fn client_id_is_generated_once_and_persists() {
         "device-42",
         "an explicit setting wins"
     );
+}
+
+// Loading that fails must never crash the host. When an extension's init fails, SQLite unloads
+// the library (dlclose): anything tether registered before failing would then point into
+// unmapped code, and the host would crash when the connection closes. Each case runs a host in
+// its own process (this test binary again, running `host_process` only) so a crash is an exit
+// status, not a dead test runner.
+
+/// Environment of the host process: the database to load tether into, and what to do first.
+const HOST_DB: &str = "TETHER_TEST_HOST_DB";
+const HOST_SETUP: &str = "TETHER_TEST_HOST_SETUP";
+
+/// Not a test on its own: the host process the tests below start. Opens the database, loads
+/// tether, prints the outcome, closes the connection, then returns (exit status 0).
+#[test]
+#[ignore = "run as a child process by the tests below"]
+fn host_process() {
+    let path = std::env::var(HOST_DB).expect("TETHER_TEST_HOST_DB");
+    let setup = std::env::var(HOST_SETUP).unwrap_or_default();
+    let conn = if setup == "read_only" {
+        Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+    } else {
+        open_plain(Path::new(&path))
+    };
+    let outcome = if setup == "busy_function" {
+        // The host has its own `tether_status` and a statement still running: SQLite refuses to
+        // replace a function while statements are active, so loading fails half-way through
+        // registering tether's functions.
+        conn.create_scalar_function("tether_status", 0, FunctionFlags::SQLITE_UTF8, |_| {
+            Ok("the host's own")
+        })
+        .unwrap();
+        let mut stmt = conn.prepare("SELECT 1 UNION ALL SELECT 2").unwrap();
+        let mut rows = stmt.query([]).unwrap();
+        rows.next().unwrap();
+        let outcome = load(&conn);
+        drop(rows);
+        drop(stmt);
+        if outcome.is_err() {
+            // What tether registered before failing still works: the library stayed mapped.
+            let ulid: String = conn
+                .query_row("SELECT tether_ulid()", [], |r| r.get(0))
+                .unwrap();
+            println!("still callable: {}", is_ulid(&ulid));
+        }
+        outcome
+    } else {
+        load(&conn)
+    };
+    match outcome {
+        Ok(()) => println!("host: loaded"),
+        Err(e) => println!("host: load failed: {e}"),
+    }
+    drop(conn);
+    println!("host: closed");
+}
+
+/// Runs [`host_process`] on `path` and returns its output; fails unless it exited with 0.
+fn host_loads(path: &Path, env: &[(&str, &str)]) -> String {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["host_process", "--exact", "--ignored", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env(HOST_DB, path)
+        .env("TETHER_EXTENSION", extension_path())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "the host process must close and exit 0, got {:?}:\n{text}",
+        output.status
+    );
+    assert!(text.contains("host: closed"), "{text}");
+    text
+}
+
+fn newer_tether_db(path: &Path) {
+    open_plain(path)
+        .execute_batch(
+            "CREATE TABLE tether_migrations (
+                 version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT);
+             INSERT INTO tether_migrations (version, name) VALUES (999, '0999_future');",
+        )
+        .unwrap();
+}
+
+#[test]
+fn database_from_a_newer_tether_is_refused_clearly() {
+    let (_dir, path) = temp_db();
+    newer_tether_db(&path);
+    let out = host_loads(&path, &[]);
+    assert!(
+        out.contains("load failed") && out.contains("newer tether") && out.contains("999"),
+        "{out}"
+    );
+}
+
+#[test]
+fn database_migrated_by_this_tether_then_marked_newer_is_refused_clearly() {
+    let (_dir, path) = temp_db();
+    drop(open_loaded(&path));
+    open_plain(&path)
+        .execute(
+            "INSERT INTO tether_migrations (version, name) VALUES (999, '0999_future')",
+            [],
+        )
+        .unwrap();
+    let out = host_loads(&path, &[]);
+    assert!(out.contains("newer tether"), "{out}");
+}
+
+#[test]
+fn a_newer_database_is_refused_even_read_only() {
+    let (_dir, path) = temp_db();
+    newer_tether_db(&path);
+    let out = host_loads(&path, &[(HOST_SETUP, "read_only")]);
+    assert!(out.contains("newer tether"), "{out}");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_named_as_such() {
+    let (_dir, path) = temp_db();
+    let garbage: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&path, garbage).unwrap();
+    let out = host_loads(&path, &[]);
+    assert!(out.contains("file is not a database"), "{out}");
+    assert!(
+        !out.contains("JSON"),
+        "the cause is the file, not JSON: {out}"
+    );
+}
+
+#[test]
+fn a_malformed_environment_value_is_refused_without_crashing() {
+    let (_dir, path) = temp_db();
+    // Set up already: this load generates nothing, so nothing else keeps the library mapped.
+    drop(open_loaded(&path));
+    let out = host_loads(&path, &[("TETHER_PUSH_BATCH_SIZE", "lots")]);
+    assert!(
+        out.contains("load failed") && out.contains("TETHER_PUSH_BATCH_SIZE"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_load_failing_after_registering_keeps_the_library_mapped() {
+    let (_dir, path) = temp_db();
+    drop(open_loaded(&path));
+    let out = host_loads(&path, &[(HOST_SETUP, "busy_function")]);
+    assert!(
+        out.contains("load failed") && out.contains("active statements"),
+        "{out}"
+    );
+    assert!(out.contains("still callable: true"), "{out}");
+}
+
+#[test]
+fn a_stray_capture_suppression_row_is_cleared_on_load() {
+    let (_dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        .unwrap();
+    conn.query_row("SELECT tether_track('notes')", [], |_| Ok(()))
+        .unwrap();
+    drop(conn);
+    // Committed by mistake (the flag must only live inside an applying transaction): every
+    // connection's writes would go uncaptured.
+    open_plain(&path)
+        .execute(
+            "INSERT INTO tether_capture_suppressed (reason) VALUES ('stray')",
+            [],
+        )
+        .unwrap();
+    let conn = open_loaded(&path);
+    let stray: i64 = conn
+        .query_row("SELECT count(*) FROM tether_capture_suppressed", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stray, 0);
+    open_plain(&path)
+        .execute("INSERT INTO notes (body) VALUES ('captured again')", [])
+        .unwrap();
+    assert_eq!(json(&conn, "SELECT tether_status()")["pending"], 1);
+}
+
+#[test]
+fn loading_inside_a_transaction_leaves_the_suppression_table_alone() {
+    let (_dir, path) = temp_db();
+    drop(open_loaded(&path));
+    open_plain(&path)
+        .execute(
+            "INSERT INTO tether_capture_suppressed (reason) VALUES ('stray')",
+            [],
+        )
+        .unwrap();
+    let conn = open_plain(&path);
+    conn.execute_batch("BEGIN").unwrap();
+    load(&conn).unwrap();
+    assert!(
+        !conn.is_autocommit(),
+        "the host's transaction is still open"
+    );
+    conn.execute_batch("COMMIT").unwrap();
+    let stray: i64 = conn
+        .query_row("SELECT count(*) FROM tether_capture_suppressed", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stray, 1, "cleared only from autocommit, by a later load");
+}
+
+#[test]
+fn loading_takes_no_write_lock_when_nothing_needs_writing() {
+    let (_dir, path) = temp_db();
+    drop(open_loaded(&path));
+    let writer = open_plain(&path);
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let conn = open_plain(&path);
+    conn.busy_timeout(std::time::Duration::ZERO).unwrap();
+    let started = std::time::Instant::now();
+    load(&conn).expect("loading only reads while another connection writes");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "loading waited for the write lock: {:?}",
+        started.elapsed()
+    );
+    writer.execute_batch("ROLLBACK").unwrap();
 }
