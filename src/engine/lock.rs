@@ -1,13 +1,22 @@
 //! The sync lock: a lease row in `tether_locks`, shared by every connection and process. Taken
-//! in a short write transaction, renewed before each request, released at the end; a holder that
-//! died loses it when the lease expires.
-use rusqlite::Connection;
+//! in a short write transaction, renewed before each request, released at the end.
+//!
+//! The row names its holder's host and process id. A holder on this machine whose process no
+//! longer exists (killed, crashed) loses the lock at once to the next cycle; a holder elsewhere,
+//! or one whose host is unknown (a row written by an older tether), loses it when its lease
+//! expires. A cycle whose lease was taken over finds out at its next renewal and stops.
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::db::write_txn;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A lease lasts this long past its last renewal.
 pub const LEASE_MS: i64 = 60_000;
+
+/// The error of a cycle whose lease another cycle took.
+pub const LOST: &str =
+    "lost the sync lock to another cycle (its lease expired); stopping before the next request";
 
 pub struct Lease {
     holder: String,
@@ -20,36 +29,149 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// This machine's host name, as recorded in the lock row; `None` when it cannot be told (then
+/// no holder is ever taken over before its lease expires). `localhost` names no machine in
+/// particular, so it counts as unknown.
+pub fn host_name() -> Option<String> {
+    let name = system_host_name()?;
+    let name = name.trim();
+    let generic = ["", "localhost", "localhost.localdomain"];
+    (!generic.iter().any(|g| name.eq_ignore_ascii_case(g))).then(|| name.to_string())
+}
+
+#[cfg(unix)]
+fn system_host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for the length passed.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    // Without a terminating NUL the name may have been cut short: not a name to trust.
+    let end = buf.iter().position(|&b| b == 0)?;
+    String::from_utf8(buf[..end].to_vec()).ok()
+}
+
+#[cfg(not(unix))]
+fn system_host_name() -> Option<String> {
+    None
+}
+
+/// True only when the process `pid` of this machine certainly does not exist.
+#[cfg(unix)]
+fn process_is_gone(pid: i64) -> bool {
+    // 0 and negative ids address process groups: never a holder.
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists. EPERM means it
+    // exists under another user.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_is_gone(_pid: i64) -> bool {
+    false
+}
+
+/// The lock row as read at acquisition.
+struct Held {
+    holder: Value,
+    expires_at: Value,
+    expired: bool,
+    host: Value,
+    pid: Value,
+}
+
+impl Held {
+    /// A holder on this machine (same known host) whose process is gone.
+    fn is_dead(&self, our_host: Option<&str>) -> bool {
+        match (our_host, &self.host, &self.pid) {
+            (Some(ours), Value::Text(host), Value::Integer(pid)) => {
+                host == ours && process_is_gone(*pid)
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Lease {
-    /// Takes the lock if it is free or expired; `None` when another live cycle holds it.
-    /// `request_timeout_ms` stretches the lease so it cannot lapse during one request.
+    /// Takes the lock if it is free, expired, or held by a dead process of this machine; `None`
+    /// when another live cycle holds it. `request_timeout_ms` stretches the lease so it cannot
+    /// lapse during one request.
     pub fn acquire(conn: &Connection, request_timeout_ms: i64) -> Result<Option<Lease>> {
         let lease = Lease {
             holder: crate::identity::new_ulid(),
             duration_ms: LEASE_MS.max(request_timeout_ms + 10_000),
         };
-        let now = now_ms();
+        let host = host_name();
+        let pid = i64::from(std::process::id());
         let taken = write_txn(conn, |conn| {
-            Ok(conn.execute(
-                "INSERT INTO tether_locks (name, holder, expires_at) VALUES ('sync', ?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-                 WHERE tether_locks.expires_at < ?3",
-                (&lease.holder, now + lease.duration_ms, now),
-            )?)
+            let now = now_ms();
+            let expires_at = now + lease.duration_ms;
+            let held = conn
+                .query_row(
+                    "SELECT holder, expires_at, expires_at < ?1, host, pid
+                       FROM tether_locks WHERE name = 'sync'",
+                    [now],
+                    |r| {
+                        Ok(Held {
+                            holder: r.get(0)?,
+                            expires_at: r.get(1)?,
+                            expired: r.get::<_, Option<bool>>(2)?.unwrap_or(false),
+                            host: r.get(3)?,
+                            pid: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()?;
+            let changed = match held {
+                None => conn.execute(
+                    "INSERT INTO tether_locks (name, holder, expires_at, host, pid)
+                     VALUES ('sync', ?1, ?2, ?3, ?4) ON CONFLICT (name) DO NOTHING",
+                    (&lease.holder, expires_at, &host, pid),
+                )?,
+                // Only the row just read is replaced: of two cycles taking over the same dead or
+                // expired holder, one wins.
+                Some(held) if held.expired || held.is_dead(host.as_deref()) => conn.execute(
+                    "UPDATE tether_locks SET holder = ?1, expires_at = ?2, host = ?3, pid = ?4
+                      WHERE name = 'sync' AND holder IS ?5 AND expires_at IS ?6",
+                    (
+                        &lease.holder,
+                        expires_at,
+                        &host,
+                        pid,
+                        &held.holder,
+                        &held.expires_at,
+                    ),
+                )?,
+                Some(_) => 0,
+            };
+            Ok(changed == 1)
         })?;
-        Ok((taken == 1).then_some(lease))
+        Ok(taken.then_some(lease))
     }
 
+    /// Extends the lease; an error when it is no longer ours (it expired and another cycle took
+    /// it), so the cycle stops before its next request.
     pub fn renew(&self, conn: &Connection) -> Result<()> {
-        write_txn(conn, |conn| {
-            conn.execute(
+        let renewed = write_txn(conn, |conn| {
+            Ok(conn.execute(
                 "UPDATE tether_locks SET expires_at = ?2 WHERE name = 'sync' AND holder = ?1",
                 (&self.holder, now_ms() + self.duration_ms),
-            )?;
-            Ok(())
-        })
+            )?)
+        })?;
+        if renewed == 0 {
+            return Err(Error::new(LOST));
+        }
+        Ok(())
     }
 
+    /// Gives the lock up, if it is still ours.
     pub fn release(&self, conn: &Connection) -> Result<()> {
         write_txn(conn, |conn| {
             conn.execute(
