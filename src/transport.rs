@@ -1,5 +1,6 @@
 //! The HTTP transport: one thin adapter over ureq. Everything it reports names the URL without
 //! credentials; the token travels only in the Authorization header.
+use std::io::Read;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -7,13 +8,14 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
 use crate::bail;
 use crate::engine::excerpt;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::settings::{redact_url, Settings};
 
 pub struct Http {
     agent: ureq::Agent,
     headers: Vec<(String, String)>,
     debug_level: u64,
+    max_response_bytes: u64,
 }
 
 /// Sent as `X-Tether-Client-Version`.
@@ -50,6 +52,9 @@ impl Http {
             .build();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // A redirect is answered with an error, never followed: following turns a POST
+            // into a GET and could carry the Authorization and custom headers to another host.
+            .max_redirects(0)
             .timeout_global(Some(timeout))
             .tls_config(tls)
             .user_agent(CLIENT_VERSION)
@@ -78,11 +83,14 @@ impl Http {
             agent,
             headers,
             debug_level: settings.number("debug_level"),
+            max_response_bytes: settings.number("max_response_bytes").max(1),
         })
     }
 
-    /// POSTs `body` and returns the answer's text; any status ≥ 400, or no answer at all, is an
-    /// error naming the URL and the status or cause.
+    /// POSTs `body` and returns the answer's text, decoded (gzip) and at most
+    /// `max_response_bytes` long. Any status ≥ 300 is an error with `Cause::Http(status)`
+    /// (redirects are never followed); a longer answer is `Cause::TooLarge`; no answer at all, or
+    /// an encoding tether cannot decode, is an error naming the URL and the cause.
     pub fn post(&self, url: &str, body: &str) -> Result<String> {
         let shown = redact_url(url);
         let started = std::time::Instant::now();
@@ -116,21 +124,154 @@ impl Http {
             .send(body)
             .map_err(|e| Error::new(format!("POST {shown} failed: {}", describe(&e))))?;
         let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_string()
+        if (300..400).contains(&status) {
+            let target = match response.headers().get("location").map(|l| l.to_str()) {
+                Some(Ok(location)) => shorten(&redact_url(&resolve(url, location.trim()))),
+                Some(Err(_)) => "an unreadable Location".to_string(),
+                None => "nowhere (no Location header)".to_string(),
+            };
+            return Err(Error::with_cause(
+                format!(
+                    "POST {shown} answered HTTP {status} redirecting to {target}; set server_url to \
+                     the final address (tether does not follow redirects: they turn POST into GET \
+                     and could carry credentials to another host)"
+                ),
+                Cause::Http(status),
+            ));
+        }
+        // ureq decodes gzip itself and then drops the header; any coding still named here
+        // (deflate, br, an unusual spelling) reached us undecoded.
+        let encoding = response
+            .headers()
+            .get("content-encoding")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+            .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("identity"));
+        if status >= 400 {
+            let text = match &encoding {
+                Some(coding) => format!("(a body in Content-Encoding {coding:?})"),
+                None => {
+                    let start = prefix(response.body_mut().as_reader(), ERROR_EXCERPT_BYTES);
+                    excerpt(&String::from_utf8_lossy(&start))
+                }
+            };
+            return Err(Error::with_cause(
+                format!("POST {shown} answered HTTP {status}: {text}"),
+                Cause::Http(status),
+            ));
+        }
+        if let Some(coding) = encoding {
+            bail!(
+                "POST {shown}: HTTP {status}, the answer has Content-Encoding {coding:?}, which \
+                 tether cannot decode (it asks for gzip or no encoding)"
+            );
+        }
+        let too_large = || {
+            Error::with_cause(
+                format!(
+                    "POST {shown}: the answer is larger than max_response_bytes ({} bytes); raise \
+                     it with tether_config('max_response_bytes', …)",
+                    self.max_response_bytes
+                ),
+                Cause::TooLarge,
+            )
+        };
+        // The declared length (absent when ureq decompresses) refuses a large answer before
+        // reading it; the count below holds for every answer, decoded or not.
+        let declared = response.body().content_length();
+        if declared.is_some_and(|n| n > self.max_response_bytes) {
+            return Err(too_large());
+        }
+        let reader = response.body_mut().as_reader();
+        let bytes = read_at_most(reader, self.max_response_bytes, declared)
             .map_err(|e| {
                 Error::new(format!(
                     "POST {shown}: HTTP {status}, reading the answer failed: {}",
-                    describe(&e)
+                    describe_io(e)
                 ))
-            })?;
-        if status >= 400 {
-            bail!("POST {shown} answered HTTP {status}: {}", excerpt(&text));
+            })?
+            .ok_or_else(too_large)?;
+        String::from_utf8(bytes).map_err(|_| {
+            Error::new(format!(
+                "POST {shown}: HTTP {status}, the answer is not UTF-8 text"
+            ))
+        })
+    }
+}
+
+/// Bytes of an error answer read for its excerpt in the message.
+const ERROR_EXCERPT_BYTES: u64 = 16 * 1024;
+
+/// The decoded body, or `None` as soon as it proves longer than `limit`. The buffer never holds
+/// more than `limit` bytes (no doubling past it), whatever the server sends.
+fn read_at_most(
+    mut reader: impl Read,
+    limit: u64,
+    declared: Option<u64>,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
+    let mut chunk = vec![0; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => return Ok(Some(out)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n > limit - out.len() {
+            return Ok(None);
         }
-        Ok(text)
+        let needed = out.len() + n;
+        if needed > out.capacity() {
+            let grown = needed.max(out.capacity().saturating_mul(2)).min(limit);
+            out.reserve_exact(grown - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// At most `limit` bytes from the start of `reader`; a failure ends the reading, keeping what
+/// came (only used to quote an error answer).
+fn prefix(reader: impl Read, limit: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = reader.take(limit).read_to_end(&mut out);
+    out
+}
+
+/// `location` (absolute, scheme-relative, absolute-path or relative) resolved against `base`.
+fn resolve(base: &str, location: &str) -> String {
+    let scheme_end = location.find(':').filter(|&colon| {
+        let scheme = &location[..colon];
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    if scheme_end.is_some() {
+        return location.to_string();
+    }
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return location.to_string();
+    };
+    if let Some(network) = location.strip_prefix("//") {
+        return format!("{scheme}://{network}");
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    let directory = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let directory = if directory.is_empty() { "/" } else { directory };
+    format!("{scheme}://{authority}{directory}{location}")
+}
+
+/// A URL cut to a length fit for a message.
+fn shorten(url: &str) -> String {
+    match url.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &url[..cut]),
+        None => url.to_string(),
     }
 }
 
@@ -141,5 +282,45 @@ fn describe(error: &ureq::Error) -> String {
             "connection refused".to_string()
         }
         other => other.to_string(),
+    }
+}
+
+/// A reading failure, with ureq's own error (a timeout, a broken gzip stream) unwrapped.
+fn describe_io(error: std::io::Error) -> String {
+    describe(&ureq::Error::from(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_resolve_against_the_request_url() {
+        let base = "http://u:p@h:8/api/tether/push?x=1";
+        assert_eq!(resolve(base, "https://other/x"), "https://other/x");
+        assert_eq!(resolve(base, "//other:9/y"), "http://other:9/y");
+        assert_eq!(resolve(base, "/v2/push"), "http://u:p@h:8/v2/push");
+        assert_eq!(resolve(base, "push2"), "http://u:p@h:8/api/tether/push2");
+        assert_eq!(resolve("http://h", "a"), "http://h/a");
+        assert_eq!(
+            resolve(base, "/r?next=http://x"),
+            "http://u:p@h:8/r?next=http://x"
+        );
+        assert_eq!(
+            shorten(&redact_url(&resolve(base, "/v2"))),
+            "http://***@h:8/v2"
+        );
+    }
+
+    #[test]
+    fn reading_stops_at_the_limit_without_growing_past_it() {
+        let body = vec![b'x'; 300_000];
+        let read = read_at_most(&body[..], 300_000, None).unwrap().unwrap();
+        assert_eq!(read.len(), 300_000);
+        assert!(read.capacity() <= 300_000);
+        assert!(read_at_most(&body[..], 299_999, None).unwrap().is_none());
+        assert_eq!(read_at_most(&b""[..], 1, None).unwrap().unwrap(), b"");
+        let read = read_at_most(&body[..10], 1000, Some(10)).unwrap().unwrap();
+        assert_eq!(read.capacity(), 10);
     }
 }
