@@ -21,3 +21,8 @@ CREATE TABLE IF NOT EXISTS tether_quarantine (
 -- instead of when its lease expires. Holders on other machines keep the lease rule.
 ALTER TABLE tether_locks ADD COLUMN host TEXT;
 ALTER TABLE tether_locks ADD COLUMN pid INTEGER;
+
+-- Whether a deferred snapshot arrived after a waiting mutation of its row may already have reached
+-- the server (it had its id). If that mutation is then answered as applied (or duplicate), the
+-- server may have applied it before the snapshot was taken, so the snapshot is the newer state.
+ALTER TABLE tether_deferred_snapshots ADD COLUMN after_send INTEGER NOT NULL DEFAULT 0;

@@ -266,7 +266,7 @@ impl Applier {
             return Ok(Outcome::UnknownModel);
         }
         if self.unsent.contains(row.entity) {
-            defer(conn, row.entity, row.model, row.operation, row.payload)?;
+            defer(conn, row, self.retry_limit)?;
             self.deferred_waiting.set(true);
             self.forget_quarantined(conn, row.entity)?;
             return Ok(Outcome::Deferred);
@@ -333,17 +333,24 @@ pub fn in_transaction<T>(
 }
 
 /// Keeps a snapshot for a row with unsent local changes (the newest one per row wins).
-pub fn defer(
-    conn: &Connection,
-    entity: &str,
-    model: &str,
-    operation: &str,
-    payload: &Map<String, Value>,
-) -> Result<()> {
+/// Notes whether a waiting mutation of the row may already have reached the server.
+fn defer(conn: &Connection, row: &ServerRow, retry_limit: u64) -> Result<()> {
     execute(
         conn,
-        "INSERT OR REPLACE INTO tether_deferred_snapshots (entity_id, model, operation, payload) VALUES (?1, ?2, ?3, ?4)",
-        (entity, model, operation, Value::Object(payload.clone()).to_string()),
+        &format!(
+            "INSERT OR REPLACE INTO tether_deferred_snapshots (entity_id, model, operation, payload, after_send)
+             VALUES (?1, ?2, ?3, ?4, EXISTS (
+                 SELECT 1 FROM tether_mutation_logs
+                  WHERE entity_id = ?1 AND mutation_id IS NOT NULL AND sync_status <> 'synced'
+                    AND (sync_status = 'pending' OR ({}))))",
+            crate::queue::awaiting_retry(retry_limit)
+        ),
+        (
+            row.entity,
+            row.model,
+            row.operation,
+            Value::Object(row.payload.clone()).to_string(),
+        ),
     )?;
     Ok(())
 }
@@ -357,23 +364,38 @@ pub fn forget_deferred(conn: &Connection, entity: &str) -> Result<()> {
     Ok(())
 }
 
-/// Settles deferred snapshots of the entities whose mutations an answer just settled (`true`:
-/// rejected for good), once none of their mutations is unsent. If the last settled one was
-/// rejected, the server never took the local change: the deferred server state applies (or goes
-/// to the quarantine if it cannot). If it was synced (the server has our newer state, which the
-/// next pull echoes) or conflicted (the server state was applied then), the deferred snapshot is
-/// stale. Runs inside the caller's applying transaction; returns how many were applied.
+/// How the server answered a mutation, for snapshots that waited on it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Settled {
+    /// Applied, or answered `duplicate` (applied before).
+    Synced,
+    /// Rejected for good: the server never took the change.
+    Rejected,
+    /// A conflict: the server's current state was written then.
+    Conflict,
+}
+
+/// Settles deferred snapshots of the entities whose mutations an answer just settled, once none
+/// of their mutations is unsent. The last answer decides. Rejected: the server never took the
+/// local change, so the deferred server state applies (or goes to the quarantine if it cannot).
+/// Conflict: the server state was written then, and is newer. Synced: if the snapshot arrived
+/// before the mutation could have reached the server, the server now holds the newer local state
+/// (the next pull echoes it) and the snapshot is dropped; if it arrived after (the mutation was
+/// applied, its answer lost, and it was resent: a `duplicate`), the snapshot may be a later
+/// change from elsewhere that no pull will bring again, so it applies — if it is older, the
+/// mutation's own change comes back with the next pull. Runs inside the caller's applying
+/// transaction; returns how many were applied.
 pub fn settle_deferred(
     conn: &Connection,
     applier: &Applier,
-    settled: &[(String, bool)],
+    settled: &[(String, Settled)],
 ) -> Result<usize> {
     if !applier.deferred_waiting.get() || settled.is_empty() {
         return Ok(0);
     }
-    let mut last: HashMap<&str, bool> = HashMap::new();
-    for (entity, rejected) in settled {
-        last.insert(entity, *rejected);
+    let mut last: HashMap<&str, Settled> = HashMap::new();
+    for (entity, outcome) in settled {
+        last.insert(entity, *outcome);
     }
     let still_unsent = |entity: &str| -> Result<bool> {
         Ok(conn
@@ -386,19 +408,26 @@ pub fn settle_deferred(
             .query_row([entity], |r| r.get(0))?)
     };
     let mut applied = 0;
-    for (entity, rejected) in last {
+    for (entity, outcome) in last {
         if still_unsent(entity)? {
             continue;
         }
-        let deferred: Option<(String, String, String)> = conn
-            .prepare_cached("SELECT model, operation, payload FROM tether_deferred_snapshots WHERE entity_id = ?1")?
-            .query_row([entity], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let deferred: Option<(String, String, String, bool)> = conn
+            .prepare_cached(
+                "SELECT model, operation, payload, after_send FROM tether_deferred_snapshots WHERE entity_id = ?1",
+            )?
+            .query_row([entity], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .optional()?;
-        let Some((model, operation, payload)) = deferred else {
+        let Some((model, operation, payload, after_send)) = deferred else {
             continue;
         };
         forget_deferred(conn, entity)?;
-        if !rejected {
+        let applies = match outcome {
+            Settled::Rejected => true,
+            Settled::Conflict => false,
+            Settled::Synced => after_send,
+        };
+        if !applies {
             continue;
         }
         let payload = serde_json::from_str::<Value>(&payload)

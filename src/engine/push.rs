@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::bail;
 use std::collections::{HashMap, HashSet};
 
-use crate::engine::apply::{self, Applier, ServerRow};
+use crate::engine::apply::{self, Applier, ServerRow, Settled};
 use crate::engine::{excerpt, PushOutcome};
 use crate::error::{Error, Result};
 
@@ -303,17 +303,17 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
         let applier = Applier::new(conn, retry_limit)?;
         let mut out = PushOutcome::default();
         // What became of each entity's mutations, for snapshots that waited on them.
-        let mut settled: Vec<(String, bool)> = Vec::new();
+        let mut settled: Vec<(String, Settled)> = Vec::new();
         let mut synced = conn.prepare_cached(
             "UPDATE tether_mutation_logs SET sync_status = 'synced', synced_at = CURRENT_TIMESTAMP,
                     updated_at = CURRENT_TIMESTAMP
               WHERE mutation_id = ?1 AND sync_status = 'pending'
               RETURNING entity_id",
         )?;
-        let mut mark_synced = |id: &str, settled: &mut Vec<(String, bool)>| -> Result<usize> {
+        let mut mark_synced = |id: &str, settled: &mut Vec<(String, Settled)>| -> Result<usize> {
             let entity: Option<String> = synced.query_row([id], |r| r.get(0)).optional()?;
             Ok(entity.map_or(0, |e| {
-                settled.push((e, false));
+                settled.push((e, Settled::Synced));
                 1
             }))
         };
@@ -342,7 +342,7 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                 .query_row((&id, reason, data.to_string()), |r| r.get(0))
                 .optional()?;
             if let Some(entity) = entity {
-                settled.push((entity, true));
+                settled.push((entity, Settled::Rejected));
                 out.failed += 1;
                 out.rejections
                     .push(json!({"mutation_id": id, "reason": reason, "data": data}));
@@ -369,7 +369,7 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                 continue;
             };
             out.conflicts += 1;
-            settled.push((entity.clone(), false));
+            settled.push((entity.clone(), Settled::Conflict));
             if let Some(row) = apply::payload_object(&state).filter(|row| !row.is_empty()) {
                 let server_row = ServerRow {
                     entity: &entity,
