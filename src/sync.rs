@@ -131,6 +131,7 @@ impl Run<'_> {
                         conn,
                         "too_large",
                         &[(batch.ids[0], mutation_id_of(conn, batch.ids[0])?, alone)],
+                        limits.retry_limit,
                     )?;
                     outcome.add(PushOutcome::local_failures(&failed));
                     position = batch.last_id;
@@ -343,6 +344,8 @@ pub fn register(
                 }
             };
             let batch = push::next_batch(&conn, client_id(&settings)?, after, limits(&settings))?;
+            // A push ends when there is nothing (more) to send, local failures or not.
+            let batch = batch.filter(|b| b.body.is_some());
             *position = batch.as_ref().map(|b| b.last_id);
             Ok(batch.and_then(|b| b.body))
         },

@@ -11,6 +11,7 @@ CREATE TABLE IF NOT EXISTS tether_quarantine (
     operation       TEXT NOT NULL,   -- 'upsert' | 'delete'
     payload         TEXT NOT NULL,   -- JSON object, as the server sent it
     source          TEXT NOT NULL,   -- 'pull' | 'conflict'
+    cursor_before   INTEGER,         -- where the pull stood when it arrived (NULL: the start)
     error           TEXT NOT NULL,   -- why it could not be applied, last time tried
     attempts        INTEGER NOT NULL DEFAULT 1,
     first_failed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
@@ -22,7 +23,8 @@ CREATE TABLE IF NOT EXISTS tether_quarantine (
 ALTER TABLE tether_locks ADD COLUMN host TEXT;
 ALTER TABLE tether_locks ADD COLUMN pid INTEGER;
 
--- Whether a deferred snapshot arrived after a waiting mutation of its row may already have reached
--- the server (it had its id). If that mutation is then answered as applied (or duplicate), the
--- server may have applied it before the snapshot was taken, so the snapshot is the newer state.
-ALTER TABLE tether_deferred_snapshots ADD COLUMN after_send INTEGER NOT NULL DEFAULT 0;
+-- Where the pull stood when a deferred snapshot arrived (NULL: at the start). If the local change
+-- it waited for is then answered as applied, the server may have applied it before the snapshot
+-- was taken (an answer lost, the mutation resent): the pull goes back to here, so the row comes
+-- again as the server has it now, whichever change is newer.
+ALTER TABLE tether_deferred_snapshots ADD COLUMN cursor_before INTEGER;

@@ -1,14 +1,14 @@
 //! Writing server state into a tracked table: only its synced columns, matched by sync key, the
 //! local primary key never touched. Callers run this inside `capture::without_capture`.
 use rusqlite::types::Value as Sql;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 
 use crate::capture::without_capture;
-use crate::error::Result;
+use crate::error::{Cause, Error, Result};
 use crate::sql::ident;
 use crate::tracking::TrackedTable;
 
@@ -95,7 +95,7 @@ pub fn upsert(
     table: &TrackedTable,
     entity: &str,
     payload: &Map<String, Value>,
-) -> Result<()> {
+) -> Result<bool> {
     let columns: Vec<&String> = table
         .synced_columns
         .iter()
@@ -109,7 +109,21 @@ pub fn upsert(
         .collect();
     if !learned.is_empty() {
         crate::tracking::learn_json_columns(conn, &table.table, &learned)?;
+        // Values go as JSON text from now on, this one too.
+        let mut table = table.clone();
+        table.json_columns.extend(learned.iter().cloned());
+        return write_row(conn, &table, entity, payload, &columns).map(|()| true);
     }
+    write_row(conn, table, entity, payload, &columns).map(|()| false)
+}
+
+fn write_row(
+    conn: &Connection,
+    table: &TrackedTable,
+    entity: &str,
+    payload: &Map<String, Value>,
+    columns: &[&String],
+) -> Result<()> {
     let values: Vec<Sql> = columns
         .iter()
         .map(|c| column_value(conn, table, entity, c, &payload[*c]))
@@ -192,16 +206,17 @@ pub fn payload_object(value: &Value) -> Option<Map<String, Value>> {
     }
 }
 
-/// Applies a snapshot: `delete` removes the row, anything else upserts it.
+/// Applies a snapshot: `delete` removes the row, anything else upserts it. True when the table
+/// learned JSON columns from it.
 pub fn snapshot(
     conn: &Connection,
     table: &TrackedTable,
     entity: &str,
     operation: &str,
     payload: &Map<String, Value>,
-) -> Result<()> {
+) -> Result<bool> {
     if operation == "delete" {
-        delete(conn, table, entity)
+        delete(conn, table, entity).map(|()| false)
     } else {
         upsert(conn, table, entity, payload)
     }
@@ -214,6 +229,8 @@ pub struct ServerRow<'a> {
     pub model: &'a str,
     pub operation: &'a str,
     pub payload: &'a Map<String, Value>,
+    /// Where the pull stood when the row arrived (`None`: at the start, or not from a pull).
+    pub cursor_before: Option<i64>,
 }
 
 /// What became of a [`ServerRow`].
@@ -228,45 +245,44 @@ pub enum Outcome {
     UnknownModel,
 }
 
+/// A row whose writing made SQLite end the whole transaction (an application trigger's
+/// `RAISE(ROLLBACK)`): the transaction is run again and this row goes to the quarantine unwritten.
+pub struct Refusal {
+    entity: String,
+    payload: Map<String, Value>,
+    error: String,
+}
+
 /// Writes server rows inside one applying transaction, knowing which rows have unsent local
 /// changes (read once per transaction, so a local write between transactions is seen).
-pub struct Applier {
-    tables: Vec<TrackedTable>,
+pub struct Applier<'r> {
+    tables: RefCell<Vec<TrackedTable>>,
     unsent: HashSet<String>,
     deferred_waiting: Cell<bool>,
     quarantine_waiting: Cell<bool>,
     retry_limit: u64,
+    /// Each row in its own savepoint, foreign keys checked after it (see [`in_transaction`]).
+    careful: bool,
+    refusals: &'r RefCell<Vec<Refusal>>,
 }
 
-impl Applier {
-    pub fn new(conn: &Connection, retry_limit: u64) -> Result<Applier> {
-        let exists = |table: &str| -> Result<bool> {
-            Ok(
-                conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), [], |r| {
-                    r.get(0)
-                })?,
-            )
-        };
-        Ok(Applier {
-            tables: crate::tracking::tracked_tables(conn)?,
-            unsent: crate::queue::unsent_entities(conn, retry_limit)?,
-            deferred_waiting: Cell::new(exists("tether_deferred_snapshots")?),
-            quarantine_waiting: Cell::new(exists("tether_quarantine")?),
-            retry_limit,
-        })
+impl Applier<'_> {
+    /// Row by row, each in its own savepoint (the second run of [`in_transaction`]).
+    pub fn is_careful(&self) -> bool {
+        self.careful
     }
 
-    pub fn tables(&self) -> &[TrackedTable] {
-        &self.tables
+    pub fn tables(&self) -> std::cell::Ref<'_, Vec<TrackedTable>> {
+        self.tables.borrow()
     }
 
     /// Applies `row` unless its entity has unsent local changes (then it is deferred).
     pub fn apply(&self, conn: &Connection, row: &ServerRow, source: &str) -> Result<Outcome> {
-        if self.table(row.model).is_none() {
+        if self.table_index(row.model).is_none() {
             return Ok(Outcome::UnknownModel);
         }
         if self.unsent.contains(row.entity) {
-            defer(conn, row, self.retry_limit)?;
+            defer(conn, row)?;
             self.deferred_waiting.set(true);
             self.forget_quarantined(conn, row.entity)?;
             return Ok(Outcome::Deferred);
@@ -279,31 +295,88 @@ impl Applier {
 
     /// Writes `row` now, whatever is queued for it (a conflict's server state). A row the
     /// database refuses goes to the quarantine; any other failure (disk full, I/O, read-only,
-    /// interrupted, a transaction SQLite ended itself) is returned, and the caller's whole
-    /// transaction rolls back.
+    /// interrupted) is returned, and the caller's whole transaction rolls back.
     pub fn write(&self, conn: &Connection, row: &ServerRow, source: &str) -> Result<Outcome> {
-        let Some(table) = self.table(row.model) else {
+        let Some(index) = self.table_index(row.model) else {
             return Ok(Outcome::UnknownModel);
         };
-        match snapshot(conn, table, row.entity, row.operation, row.payload) {
-            Ok(()) => {
+        let refused = self
+            .refusals
+            .borrow()
+            .iter()
+            .find(|r| r.entity == row.entity && &r.payload == row.payload)
+            .map(|r| r.error.clone());
+        if let Some(error) = refused {
+            return self.quarantine(conn, row, source, &Error::new(error));
+        }
+        if self.careful {
+            conn.execute_batch("SAVEPOINT tether_row")?;
+        }
+        let written = {
+            let tables = self.tables.borrow();
+            snapshot(conn, &tables[index], row.entity, row.operation, row.payload)
+        };
+        let written = if !self.careful || conn.is_autocommit() {
+            written
+        } else if written.is_ok() && missing_parent(conn) {
+            conn.execute_batch("ROLLBACK TO tether_row; RELEASE tether_row")?;
+            Err(Error::with_cause(
+                "FOREIGN KEY constraint failed: the row's parent is not here (yet), or it is a parent its children still need",
+                Cause::Sqlite {
+                    code: rusqlite::ErrorCode::ConstraintViolation,
+                    extended: rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
+                },
+            ))
+        } else {
+            let end = if written.is_ok() {
+                "RELEASE tether_row"
+            } else {
+                "ROLLBACK TO tether_row; RELEASE tether_row"
+            };
+            conn.execute_batch(end)?;
+            written
+        };
+        match written {
+            Ok(learned) => {
+                if learned {
+                    // The table's JSON columns changed: the rest of the transaction must see it.
+                    *self.tables.borrow_mut() = crate::tracking::tracked_tables(conn)?;
+                }
                 self.forget_quarantined(conn, row.entity)?;
                 Ok(Outcome::Applied)
             }
             Err(error) => {
+                if conn.is_autocommit() && error.is_row_problem() {
+                    // SQLite ended the transaction over this row: run it again without it.
+                    self.refusals.borrow_mut().push(Refusal {
+                        entity: row.entity.to_string(),
+                        payload: row.payload.clone(),
+                        error: error.message().to_string(),
+                    });
+                }
                 let error = crate::db::still_in_transaction(conn, error)?;
                 if !error.is_row_problem() {
                     return Err(error);
                 }
-                crate::engine::quarantine::keep(conn, row, source, &error)?;
-                self.quarantine_waiting.set(true);
-                Ok(Outcome::Quarantined)
+                self.quarantine(conn, row, source, &error)
             }
         }
     }
 
-    fn table(&self, model: &str) -> Option<&TrackedTable> {
-        self.tables.iter().find(|t| t.model == model)
+    fn quarantine(
+        &self,
+        conn: &Connection,
+        row: &ServerRow,
+        source: &str,
+        error: &Error,
+    ) -> Result<Outcome> {
+        crate::engine::quarantine::keep(conn, row, source, error)?;
+        self.quarantine_waiting.set(true);
+        Ok(Outcome::Quarantined)
+    }
+
+    fn table_index(&self, model: &str) -> Option<usize> {
+        self.tables.borrow().iter().position(|t| t.model == model)
     }
 
     fn forget_quarantined(&self, conn: &Connection, entity: &str) -> Result<()> {
@@ -314,42 +387,82 @@ impl Applier {
     }
 }
 
-/// Runs `body` in an applying transaction (not captured) with foreign keys checked at COMMIT, so
-/// a child that comes before its parent in the same transaction applies. If the commit fails a
-/// foreign key, the transaction rolls back and `body` runs again with keys checked per statement:
-/// the rows that fail then go to the quarantine, the others apply.
+/// Whether the transaction now holds a foreign key violation, checked or deferred: SQLite's own
+/// counter, so no table is scanned.
+fn missing_parent(conn: &Connection) -> bool {
+    let (mut current, mut highest) = (0, 0);
+    // SAFETY: the handle is valid for the call; SQLite only writes the two integers.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_status(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBSTATUS_DEFERRED_FKS,
+            &mut current,
+            &mut highest,
+            0,
+        )
+    };
+    rc == rusqlite::ffi::SQLITE_OK && current > 0
+}
+
+/// Runs `body` in an applying transaction (not captured) with an [`Applier`]. Foreign keys are
+/// checked at COMMIT first, so a child that comes before its parent in the same transaction
+/// applies. If the commit fails a foreign key (a parent that is not there, a key declared
+/// DEFERRABLE), the transaction runs again carefully: each row in its own savepoint, undone and
+/// quarantined if it leaves a foreign key unresolved. If writing a row makes SQLite end the whole
+/// transaction (`RAISE(ROLLBACK)` in an application trigger), it runs again with that row
+/// quarantined unwritten. Any other failure is returned.
 pub fn in_transaction<T>(
     conn: &Connection,
-    mut body: impl FnMut(&Connection) -> Result<T>,
+    retry_limit: u64,
+    mut body: impl FnMut(&Connection, &Applier) -> Result<T>,
 ) -> Result<T> {
-    let deferred = without_capture(conn, |conn| {
-        conn.execute_batch("PRAGMA defer_foreign_keys = ON")?;
-        body(conn)
-    });
-    match deferred {
-        Err(error) if error.is_foreign_key() => without_capture(conn, body),
-        other => other,
+    let refusals = RefCell::new(Vec::new());
+    let mut careful = false;
+    loop {
+        let refused_before = refusals.borrow().len();
+        let attempt = without_capture(conn, |conn| {
+            if !careful {
+                conn.execute_batch("PRAGMA defer_foreign_keys = ON")?;
+            }
+            let exists = |table: &str| -> Result<bool> {
+                Ok(
+                    conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            };
+            let applier = Applier {
+                tables: RefCell::new(crate::tracking::tracked_tables(conn)?),
+                unsent: crate::queue::unsent_entities(conn, retry_limit)?,
+                deferred_waiting: Cell::new(exists("tether_deferred_snapshots")?),
+                quarantine_waiting: Cell::new(exists("tether_quarantine")?),
+                retry_limit,
+                careful,
+                refusals: &refusals,
+            };
+            body(conn, &applier)
+        });
+        match attempt {
+            Err(_) if refusals.borrow().len() > refused_before => careful = true,
+            Err(error) if !careful && error.is_foreign_key() => careful = true,
+            other => return other,
+        }
     }
 }
 
-/// Keeps a snapshot for a row with unsent local changes (the newest one per row wins).
-/// Notes whether a waiting mutation of the row may already have reached the server.
-fn defer(conn: &Connection, row: &ServerRow, retry_limit: u64) -> Result<()> {
+/// Keeps a snapshot for a row with unsent local changes (the newest one per row wins), with where
+/// the pull stood when it arrived.
+fn defer(conn: &Connection, row: &ServerRow) -> Result<()> {
     execute(
         conn,
-        &format!(
-            "INSERT OR REPLACE INTO tether_deferred_snapshots (entity_id, model, operation, payload, after_send)
-             VALUES (?1, ?2, ?3, ?4, EXISTS (
-                 SELECT 1 FROM tether_mutation_logs
-                  WHERE entity_id = ?1 AND mutation_id IS NOT NULL AND sync_status <> 'synced'
-                    AND (sync_status = 'pending' OR ({}))))",
-            crate::queue::awaiting_retry(retry_limit)
-        ),
+        "INSERT OR REPLACE INTO tether_deferred_snapshots (entity_id, model, operation, payload, cursor_before)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
         (
             row.entity,
             row.model,
             row.operation,
             Value::Object(row.payload.clone()).to_string(),
+            row.cursor_before,
         ),
     )?;
     Ok(())
@@ -375,27 +488,29 @@ pub enum Settled {
     Conflict,
 }
 
-/// Settles deferred snapshots of the entities whose mutations an answer just settled, once none
-/// of their mutations is unsent. The last answer decides. Rejected: the server never took the
-/// local change, so the deferred server state applies (or goes to the quarantine if it cannot).
-/// Conflict: the server state was written then, and is newer. Synced: if the snapshot arrived
-/// before the mutation could have reached the server, the server now holds the newer local state
-/// (the next pull echoes it) and the snapshot is dropped; if it arrived after (the mutation was
-/// applied, its answer lost, and it was resent: a `duplicate`), the snapshot may be a later
-/// change from elsewhere that no pull will bring again, so it applies — if it is older, the
-/// mutation's own change comes back with the next pull. Runs inside the caller's applying
-/// transaction; returns how many were applied.
+/// Settles deferred snapshots of the rows whose mutations an answer just settled, once none of a
+/// row's mutations is unsent. The row's latest mutation decides. Rejected: the server never took
+/// the local change, so the deferred server state applies (or goes to the quarantine if it
+/// cannot). Conflict: the server state was written then, and is newer. Applied: the server holds
+/// the local change now, but it may have applied it before the snapshot was taken (the answer
+/// was lost and the mutation resent, answered as applied again or `duplicate`), so the snapshot
+/// may be a later change from elsewhere. Neither is applied blindly: the pull goes back to where
+/// it stood when the snapshot arrived, and the row comes again as the server has it now. Runs
+/// inside the caller's applying transaction; returns how many snapshots were applied.
 pub fn settle_deferred(
     conn: &Connection,
-    applier: &Applier,
-    settled: &[(String, Settled)],
+    applier: &Applier<'_>,
+    settled: &[(i64, String, Settled)],
 ) -> Result<usize> {
     if !applier.deferred_waiting.get() || settled.is_empty() {
         return Ok(0);
     }
-    let mut last: HashMap<&str, Settled> = HashMap::new();
-    for (entity, outcome) in settled {
-        last.insert(entity, *outcome);
+    let mut latest: HashMap<&str, (i64, Settled)> = HashMap::new();
+    for (log_id, entity, outcome) in settled {
+        let entry = latest.entry(entity).or_insert((*log_id, *outcome));
+        if *log_id >= entry.0 {
+            *entry = (*log_id, *outcome);
+        }
     }
     let still_unsent = |entity: &str| -> Result<bool> {
         Ok(conn
@@ -408,27 +523,27 @@ pub fn settle_deferred(
             .query_row([entity], |r| r.get(0))?)
     };
     let mut applied = 0;
-    for (entity, outcome) in last {
+    for (entity, (_, outcome)) in latest {
         if still_unsent(entity)? {
             continue;
         }
-        let deferred: Option<(String, String, String, bool)> = conn
+        let deferred: Option<(String, String, String, Option<i64>)> = conn
             .prepare_cached(
-                "SELECT model, operation, payload, after_send FROM tether_deferred_snapshots WHERE entity_id = ?1",
+                "SELECT model, operation, payload, cursor_before FROM tether_deferred_snapshots WHERE entity_id = ?1",
             )?
             .query_row([entity], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .optional()?;
-        let Some((model, operation, payload, after_send)) = deferred else {
+        let Some((model, operation, payload, cursor_before)) = deferred else {
             continue;
         };
         forget_deferred(conn, entity)?;
-        let applies = match outcome {
-            Settled::Rejected => true,
-            Settled::Conflict => false,
-            Settled::Synced => after_send,
-        };
-        if !applies {
-            continue;
+        match outcome {
+            Settled::Conflict => continue,
+            Settled::Synced => {
+                crate::engine::pull::rewind_cursor(conn, cursor_before)?;
+                continue;
+            }
+            Settled::Rejected => {}
         }
         let payload = serde_json::from_str::<Value>(&payload)
             .ok()
@@ -439,6 +554,7 @@ pub fn settle_deferred(
             model: &model,
             operation: &operation,
             payload: &payload,
+            cursor_before,
         };
         if applier.write(conn, &row, "pull")? == Outcome::Applied {
             applied += 1;

@@ -28,7 +28,7 @@ fn state(conn: &Connection, key: &str) -> Result<Option<String>> {
 }
 
 /// The models and synced columns snapshots are applied for, as stored beside the cursor.
-fn coverage(tables: &[TrackedTable]) -> BTreeMap<String, BTreeSet<String>> {
+fn coverage(tables: &[TrackedTable]) -> Coverage {
     tables
         .iter()
         .map(|t| {
@@ -60,14 +60,57 @@ pub fn effective_cursor(conn: &Connection, tables: &[TrackedTable]) -> Result<Op
     Ok(covers_all.then_some(cursor))
 }
 
+type Coverage = BTreeMap<String, BTreeSet<String>>;
+
+/// What the requests not answered yet covered (see [`request_body`]).
+fn requested_covers(conn: &Connection) -> Result<Option<Coverage>> {
+    Ok(state(conn, "pull_request_covers")?.and_then(|text| serde_json::from_str(&text).ok()))
+}
+
+/// What both coverages hold.
+fn intersection(a: &Coverage, b: &Coverage) -> Coverage {
+    a.iter()
+        .filter_map(|(model, columns)| {
+            let shared: BTreeSet<String> = b.get(model)?.intersection(columns).cloned().collect();
+            Some((model.clone(), shared))
+        })
+        .collect()
+}
+
 /// `{"client_id", "last_sync_cursor", ["limit"]}`: the cursor always present (null at first).
+/// Notes what the request covers (stored only when it changed): a model tracked while the answer
+/// is on its way was not asked for from the start, and the answer must not claim it was.
 pub fn request_body(conn: &Connection, client_id: &str, page_size: Option<u64>) -> Result<String> {
-    let cursor = effective_cursor(conn, &tracked_tables(conn)?)?;
+    let tables = tracked_tables(conn)?;
+    let cursor = effective_cursor(conn, &tables)?;
+    // A request whose answer has not been applied yet may still be answered: note only what
+    // every such request covered.
+    let mut covers = coverage(&tables);
+    if let Some(pending) = requested_covers(conn)? {
+        covers = intersection(&pending, &covers);
+    }
+    let covers = serde_json::to_string(&covers)?;
+    if state(conn, "pull_request_covers")?.as_deref() != Some(covers.as_str()) {
+        crate::db::write_txn(conn, |conn| {
+            set_state(conn, "pull_request_covers", Some(&covers))
+        })?;
+    }
     let mut body = json!({"client_id": client_id, "last_sync_cursor": cursor});
     if let Some(limit) = page_size {
         body["limit"] = json!(limit);
     }
     Ok(body.to_string())
+}
+
+/// Moves the stored cursor back to `to` (`None`: the start) if it is past it, so the next pull
+/// sends those rows again.
+pub fn rewind_cursor(conn: &Connection, to: Option<i64>) -> Result<()> {
+    let back = match (stored_cursor(conn)?, to) {
+        (None, _) => return Ok(()),
+        (Some(now), Some(to)) if now <= to => return Ok(()),
+        (_, to) => to.map(|c| c.to_string()),
+    };
+    set_state(conn, "last_sync_cursor", back.as_deref())
 }
 
 fn set_state(conn: &Connection, key: &str, value: Option<&str>) -> Result<()> {
@@ -142,7 +185,20 @@ pub fn apply_page(conn: &Connection, body: &str, retry_limit: u64) -> Result<Pul
             new_cursor.map_or("null".into(), |c| c.to_string())
         );
     }
-    let covers = serde_json::to_string(&coverage(&tables))?;
+    // What the request covered, as `request_body` noted it. Unknown (an answer with no request
+    // before it): what the stored cursor covers and is still tracked, claiming nothing new.
+    let requested: Coverage = match requested_covers(conn)? {
+        Some(requested) => requested,
+        None => {
+            let current = coverage(&tables);
+            match state(conn, "cursor_covers")?.and_then(|t| serde_json::from_str(&t).ok()) {
+                Some(stored) if old_cursor.is_none() && stored_cursor(conn)?.is_some() => {
+                    intersection(&stored, &current)
+                }
+                _ => current,
+            }
+        }
+    };
     let next_cursor = new_cursor.or(old_cursor).map(|c| c.to_string());
     let mut out = PullPage {
         has_more,
@@ -159,17 +215,23 @@ pub fn apply_page(conn: &Connection, body: &str, retry_limit: u64) -> Result<Pul
         if index > 0 {
             crate::debug::kill_point("pull-between-chunks");
         }
-        let (counts, entities) = apply::in_transaction(conn, |conn| {
-            let applier = Applier::new(conn, retry_limit)?;
+        let (counts, entities) = apply::in_transaction(conn, retry_limit, |conn, applier| {
             let mut counts = PullPage::default();
             let mut entities = Vec::new();
             for raw in *chunk {
-                apply_snapshot(conn, &applier, raw, &mut counts, &mut entities)?;
+                apply_snapshot(conn, applier, raw, old_cursor, &mut counts, &mut entities)?;
             }
             crate::debug::kill_point("pull-inside-chunk");
             if index + 1 == chunks.len() {
+                // Only what was both asked for and applied (a table untracked meanwhile was not).
+                let covers = intersection(&requested, &coverage(&applier.tables()));
                 set_state(conn, "last_sync_cursor", next_cursor.as_deref())?;
-                set_state(conn, "cursor_covers", Some(&covers))?;
+                set_state(
+                    conn,
+                    "cursor_covers",
+                    Some(&serde_json::to_string(&covers)?),
+                )?;
+                set_state(conn, "pull_request_covers", None)?;
                 set_state(conn, "last_sync_at", Some(&crate::engine::now_iso(conn)?))?;
             }
             Ok((counts, entities))
@@ -195,6 +257,7 @@ fn apply_snapshot(
     conn: &Connection,
     applier: &Applier,
     raw: &RawValue,
+    cursor_before: Option<i64>,
     out: &mut PullPage,
     quarantined: &mut Vec<String>,
 ) -> Result<()> {
@@ -215,6 +278,7 @@ fn apply_snapshot(
         model,
         operation,
         payload: &payload,
+        cursor_before,
     };
     match applier.apply(conn, &row, "pull")? {
         Outcome::Applied => out.pulled += 1,

@@ -5,9 +5,9 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::bail;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use crate::engine::apply::{self, Applier, ServerRow, Settled};
+use crate::engine::apply::{self, ServerRow, Settled};
 use crate::engine::{excerpt, PushOutcome};
 use crate::error::{Error, Result};
 
@@ -128,8 +128,9 @@ fn unsendable(row: &rusqlite::Row) -> rusqlite::Result<Result<OutgoingMutation, 
 /// The next batch of pending mutations after log id `after`, oldest first, within `limits`.
 /// Identities are given (and committed) before the body exists, so a retry of the same
 /// mutation carries the same id and version. Mutations that cannot be sent fail locally and are
-/// passed over. A mutation whose entity has an earlier mutation awaiting a retry is held back
-/// (it stays pending): the server must see an entity's changes in the order they were made.
+/// passed over. A mutation whose row has an earlier mutation awaiting a retry, or sent earlier in
+/// this push and left unanswered, is held back (it stays pending, and goes next push): the server
+/// must see a row's changes in the order they were made.
 pub fn next_batch(
     conn: &Connection,
     client_id: &str,
@@ -148,28 +149,40 @@ pub fn next_batch(
     let prefix = prefix.trim_end_matches("]}");
     let mut body = String::from(prefix);
     let (mut ids, mut last_id, mut local_failures) = (Vec::new(), after, Vec::new());
+    let mut waiting: HashSet<String> = HashSet::new();
     while ids.is_empty() {
         crate::queue::assign_identities(conn, limit.min(10_000) as usize)?;
         crate::debug::kill_point("push-identities-given");
         let mut invalid: Vec<(i64, Option<String>, String)> = Vec::new();
         let mut full = false;
         {
-            // Unqualified names inside NOT EXISTS are the inner table's (f).
+            // `waits`: an earlier mutation of the same row awaits a retry, or went earlier in
+            // this push and was left unanswered. Unqualified names inside EXISTS are f's.
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT id, mutation_id, entity_id, model, operation, payload, version, timestamp
+                "SELECT id, mutation_id, entity_id, model, operation, payload, version, timestamp,
+                        EXISTS (SELECT 1 FROM tether_mutation_logs AS f
+                                 WHERE f.entity_id = m.entity_id AND f.id < m.id
+                                   AND (({}) OR ({} AND f.id <= ?3))) AS waits
                    FROM tether_mutation_logs AS m
                   WHERE {} AND id > ?1 AND mutation_id IS NOT NULL
-                    AND NOT EXISTS (SELECT 1 FROM tether_mutation_logs AS f
-                                     WHERE {} AND f.entity_id = m.entity_id AND f.id < m.id)
                   ORDER BY id LIMIT ?2",
-                crate::queue::PENDING,
                 crate::queue::awaiting_retry(limits.retry_limit),
+                crate::queue::PENDING,
+                crate::queue::PENDING,
             ))?;
-            let mut rows = stmt.query((last_id, limit - ids.len() as i64))?;
+            let mut rows = stmt.query((last_id, limit - ids.len() as i64, after))?;
             let mut seen_any = false;
             while let Some(row) = rows.next()? {
                 seen_any = true;
                 let id: i64 = row.get(0)?;
+                // A row's changes reach the server in the order they were made: once one waits,
+                // the row's later ones wait too.
+                let entity: Option<String> = row.get(2).ok();
+                if row.get::<_, bool>(8)? || entity.as_ref().is_some_and(|e| waiting.contains(e)) {
+                    waiting.extend(entity);
+                    last_id = id;
+                    continue;
+                }
                 match unsendable(row)? {
                     Ok(mutation) => {
                         let text = serde_json::to_string(&mutation)?;
@@ -195,7 +208,12 @@ pub fn next_batch(
                 break;
             }
         }
-        local_failures.extend(fail_locally(conn, "invalid_value", &invalid)?);
+        local_failures.extend(fail_locally(
+            conn,
+            "invalid_value",
+            &invalid,
+            limits.retry_limit,
+        )?);
         if full {
             break;
         }
@@ -222,27 +240,35 @@ fn unidentified_remain(conn: &Connection) -> Result<bool> {
 }
 
 /// Fails mutations that cannot be sent (`reason`, with each one's message), permanently.
+/// Like a rejection, a server snapshot that waited on one of them applies now.
 pub fn fail_locally(
     conn: &Connection,
     reason: &str,
     invalid: &[(i64, Option<String>, String)],
+    retry_limit: u64,
 ) -> Result<Vec<Value>> {
     if invalid.is_empty() {
         return Ok(Vec::new());
     }
-    crate::db::write_txn(conn, |conn| {
+    apply::in_transaction(conn, retry_limit, |conn, applier| {
         let mut fail = conn.prepare_cached(
             "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = ?3,
                     rejection_data = ?2, updated_at = CURRENT_TIMESTAMP
-              WHERE id = ?1 AND sync_status = 'pending'",
+              WHERE id = ?1 AND sync_status = 'pending'
+              RETURNING entity_id",
         )?;
-        let mut failures = Vec::new();
+        let (mut failures, mut settled) = (Vec::new(), Vec::new());
         for (id, mutation_id, message) in invalid {
             let data = json!({"message": format!("cannot be sent: {message}")});
-            if fail.execute((id, data.to_string(), reason))? > 0 {
+            let entity: Option<String> = fail
+                .query_row((id, data.to_string(), reason), |r| r.get(0))
+                .optional()?;
+            if let Some(entity) = entity {
                 failures.push(json!({"mutation_id": mutation_id, "reason": reason, "data": data}));
+                settled.push((*id, entity, Settled::Rejected));
             }
         }
+        apply::settle_deferred(conn, applier, &settled)?;
         Ok(failures)
     })
 }
@@ -298,61 +324,35 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
             mutation_id(item, key)?;
         }
     }
-    apply::in_transaction(conn, |conn| {
+    apply::in_transaction(conn, retry_limit, |conn, applier| {
         crate::debug::kill_point("push-recording-answer");
-        let applier = Applier::new(conn, retry_limit)?;
         let mut out = PushOutcome::default();
         // What became of each entity's mutations, for snapshots that waited on them.
-        let mut settled: Vec<(String, Settled)> = Vec::new();
+        let mut settled: Vec<(i64, String, Settled)> = Vec::new();
         let mut synced = conn.prepare_cached(
             "UPDATE tether_mutation_logs SET sync_status = 'synced', synced_at = CURRENT_TIMESTAMP,
                     updated_at = CURRENT_TIMESTAMP
               WHERE mutation_id = ?1 AND sync_status = 'pending'
-              RETURNING entity_id",
+              RETURNING id, entity_id",
         )?;
-        let mut mark_synced = |id: &str, settled: &mut Vec<(String, Settled)>| -> Result<usize> {
-            let entity: Option<String> = synced.query_row([id], |r| r.get(0)).optional()?;
-            Ok(entity.map_or(0, |e| {
-                settled.push((e, Settled::Synced));
-                1
-            }))
-        };
+        let mut mark_synced =
+            |id: &str, settled: &mut Vec<(i64, String, Settled)>| -> Result<usize> {
+                let entity: Option<(i64, String)> = synced
+                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                Ok(entity.map_or(0, |(log_id, e)| {
+                    settled.push((log_id, e, Settled::Synced));
+                    1
+                }))
+            };
         for item in applied {
             out.pushed += mark_synced(&mutation_id(item, "applied")?, &mut settled)?;
-        }
-        let held = held_back(conn, rejected, retry_limit)?;
-        let mut failed = conn.prepare_cached(
-            "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = ?2, rejection_data = ?3,
-                    retry_count = retry_count + 1, updated_at = CURRENT_TIMESTAMP
-              WHERE mutation_id = ?1 AND sync_status = 'pending'
-              RETURNING entity_id",
-        )?;
-        for item in rejected {
-            let id = mutation_id(item, "rejected")?;
-            let reason = reason_of(item);
-            if reason == "duplicate" {
-                out.pushed += mark_synced(&id, &mut settled)?;
-                continue;
-            }
-            if held.contains(&id) {
-                continue;
-            }
-            let data = item.get("data").cloned().unwrap_or(Value::Null);
-            let entity: Option<String> = failed
-                .query_row((&id, reason, data.to_string()), |r| r.get(0))
-                .optional()?;
-            if let Some(entity) = entity {
-                settled.push((entity, Settled::Rejected));
-                out.failed += 1;
-                out.rejections
-                    .push(json!({"mutation_id": id, "reason": reason, "data": data}));
-            }
         }
         let mut conflicted = conn.prepare_cached(
             "UPDATE tether_mutation_logs SET sync_status = 'conflict', rejection_reason = 'conflict',
                     rejection_data = ?2, updated_at = CURRENT_TIMESTAMP
               WHERE mutation_id = ?1 AND sync_status = 'pending'
-              RETURNING model, entity_id",
+              RETURNING id, model, entity_id",
         )?;
         for item in conflicts {
             let id = mutation_id(item, "conflicts")?;
@@ -360,27 +360,62 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                 .pointer("/data/server_state")
                 .cloned()
                 .unwrap_or(Value::Null);
-            let Some((model, entity)) = conflicted
+            let Some((log_id, model, entity)) = conflicted
                 .query_row((&id, state.to_string()), |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
                 })
                 .optional()?
             else {
                 continue;
             };
             out.conflicts += 1;
-            settled.push((entity.clone(), Settled::Conflict));
+            settled.push((log_id, entity.clone(), Settled::Conflict));
             if let Some(row) = apply::payload_object(&state).filter(|row| !row.is_empty()) {
                 let server_row = ServerRow {
                     entity: &entity,
                     model: &model,
                     operation: "upsert",
                     payload: &row,
+                    cursor_before: None,
                 };
                 applier.write(conn, &server_row, "conflict")?;
             }
         }
-        apply::settle_deferred(conn, &applier, &settled)?;
+        let mut failed = conn.prepare_cached(
+            "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = ?2, rejection_data = ?3,
+                    retry_count = retry_count + 1, updated_at = CURRENT_TIMESTAMP
+              WHERE mutation_id = ?1 AND sync_status = 'pending'
+              RETURNING id, entity_id",
+        )?;
+        // In queue order, so a row's earlier rejection is recorded before its later ones are
+        // judged.
+        for (id, item) in in_queue_order(conn, rejected)? {
+            let reason = reason_of(item);
+            if reason == "duplicate" {
+                out.pushed += mark_synced(&id, &mut settled)?;
+                continue;
+            }
+            if judged_without_predecessor(conn, &id, retry_limit)? {
+                continue;
+            }
+            let data = item.get("data").cloned().unwrap_or(Value::Null);
+            let entity: Option<(i64, String)> = failed
+                .query_row((&id, reason, data.to_string()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            if let Some((log_id, entity)) = entity {
+                settled.push((log_id, entity, Settled::Rejected));
+                out.failed += 1;
+                out.rejections
+                    .push(json!({"mutation_id": id, "reason": reason, "data": data}));
+            }
+        }
+        apply::settle_deferred(conn, applier, &settled)?;
         Ok(out)
     })
 }
@@ -391,36 +426,42 @@ fn reason_of(item: &Value) -> &str {
         .unwrap_or("error")
 }
 
-/// Rejected mutation ids that came after a mutation of the same entity that failed with the
-/// transient `error` in this answer and will be retried.
-fn held_back(conn: &Connection, rejected: &[Value], retry_limit: u64) -> Result<HashSet<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, entity_id, retry_count FROM tether_mutation_logs
-          WHERE mutation_id = ?1 AND sync_status = 'pending'",
-    )?;
-    let mut found: Vec<(String, i64, String, bool)> = Vec::new();
+/// The rejected entries with their mutation ids, sorted by queue position (unknown ids last).
+fn in_queue_order<'a>(
+    conn: &Connection,
+    rejected: &'a [Value],
+) -> Result<Vec<(String, &'a Value)>> {
+    let mut position =
+        conn.prepare_cached("SELECT id FROM tether_mutation_logs WHERE mutation_id = ?1")?;
+    let mut entries = Vec::new();
     for item in rejected {
         let id = mutation_id(item, "rejected")?;
-        let row: Option<(i64, String, i64)> = stmt
-            .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        if let Some((log_id, entity, retries)) = row {
-            let will_retry = reason_of(item) == "error" && (retries as u64) + 1 < retry_limit;
-            found.push((id, log_id, entity, will_retry));
-        }
+        let at: Option<i64> = position.query_row([&id], |r| r.get(0)).optional()?;
+        entries.push((at.unwrap_or(i64::MAX), id, item));
     }
-    let mut first_retry: HashMap<&str, i64> = HashMap::new();
-    for (_, log_id, entity, will_retry) in &found {
-        if *will_retry {
-            let first = first_retry.entry(entity).or_insert(*log_id);
-            *first = (*first).min(*log_id);
-        }
-    }
-    Ok(found
-        .iter()
-        .filter(|(_, log_id, entity, _)| {
-            first_retry.get(entity.as_str()).is_some_and(|f| log_id > f)
-        })
-        .map(|(id, ..)| id.clone())
+    entries.sort_by_key(|(at, ..)| *at);
+    Ok(entries
+        .into_iter()
+        .map(|(_, id, item)| (id, item))
         .collect())
+}
+
+/// A rejection of a mutation whose row has an earlier mutation still unsent (left unanswered) or
+/// awaiting a retry: the server judged it without its predecessor (an update `not_found` because
+/// its create failed), so it is not recorded and the mutation goes again after it.
+fn judged_without_predecessor(
+    conn: &Connection,
+    mutation_id: &str,
+    retry_limit: u64,
+) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs AS f, tether_mutation_logs AS m
+                             WHERE m.mutation_id = ?1 AND f.entity_id = m.entity_id AND f.id < m.id
+                               AND f.sync_status <> 'synced'
+                               AND (f.sync_status = 'pending' OR (f.sync_status = 'failed'
+                                    AND f.rejection_reason = 'error' AND f.retry_count < {})))",
+            retry_limit.min(i64::MAX as u64)
+        ))?
+        .query_row([mutation_id], |r| r.get(0))?)
 }

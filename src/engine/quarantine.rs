@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 
-use crate::engine::apply::{self, Applier, Outcome, ServerRow};
+use crate::engine::apply::{self, Outcome, ServerRow};
 use crate::error::{Error, Result};
 
 /// Rows tried per write transaction.
@@ -14,12 +14,12 @@ const ROWS_PER_TRANSACTION: usize = 500;
 /// Keeps `row` (replacing an older state of the same entity) with the reason it failed.
 pub fn keep(conn: &Connection, row: &ServerRow, source: &str, error: &Error) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO tether_quarantine (entity_id, model, operation, payload, source, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO tether_quarantine (entity_id, model, operation, payload, source, error, cursor_before)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (entity_id) DO UPDATE SET
              model = excluded.model, operation = excluded.operation, payload = excluded.payload,
              source = excluded.source, error = excluded.error, attempts = attempts + 1,
-             last_failed_at = excluded.last_failed_at",
+             cursor_before = excluded.cursor_before, last_failed_at = excluded.last_failed_at",
     )?
     .execute((
         row.entity,
@@ -28,6 +28,7 @@ pub fn keep(conn: &Connection, row: &ServerRow, source: &str, error: &Error) -> 
         Value::Object(row.payload.clone()).to_string(),
         source,
         error.message(),
+        row.cursor_before,
     ))?;
     Ok(())
 }
@@ -92,27 +93,42 @@ pub fn retry(conn: &Connection, retry_limit: u64, entities: Option<&[String]>) -
             if batch.is_empty() {
                 continue;
             }
-            applied_this_pass += apply::in_transaction(conn, |conn| {
+            applied_this_pass += apply::in_transaction(conn, retry_limit, |conn, applier| {
                 crate::debug::kill_point("quarantine-retry");
-                let applier = Applier::new(conn, retry_limit)?;
                 let mut applied = 0;
-                for (entity, model, operation, payload, source) in &batch {
-                    let payload: Map<String, Value> = serde_json::from_str::<Value>(payload)
-                        .ok()
-                        .and_then(|v| apply::payload_object(&v))
-                        .unwrap_or_default();
-                    let row = ServerRow {
-                        entity,
-                        model,
-                        operation,
-                        payload: &payload,
-                    };
-                    match applier.apply(conn, &row, source)? {
-                        Outcome::Applied | Outcome::Deferred => applied += 1,
-                        Outcome::Quarantined => {}
-                        // Untracked since: tracking it again pulls it afresh.
-                        Outcome::UnknownModel => forget(conn, entity)?,
+                let mut waiting: Vec<&QuarantinedRow> = batch.iter().collect();
+                // Row by row (after a failed commit), a row whose parent applied later in the
+                // same batch applies on the next round, in the same transaction.
+                loop {
+                    let (before, mut still) = (waiting.len(), Vec::new());
+                    for quarantined in waiting {
+                        let (entity, model, operation, payload, source, cursor_before) =
+                            quarantined;
+                        let payload: Map<String, Value> = serde_json::from_str::<Value>(payload)
+                            .ok()
+                            .and_then(|v| apply::payload_object(&v))
+                            .unwrap_or_default();
+                        let row = ServerRow {
+                            entity,
+                            model,
+                            operation,
+                            payload: &payload,
+                            cursor_before: *cursor_before,
+                        };
+                        match applier.apply(conn, &row, source)? {
+                            Outcome::Applied | Outcome::Deferred => applied += 1,
+                            Outcome::Quarantined => still.push(quarantined),
+                            // Untracked since: tracking it again pulls it afresh.
+                            Outcome::UnknownModel => forget(conn, entity)?,
+                        }
                     }
+                    if !applier.is_careful() || still.is_empty() || still.len() == before {
+                        break;
+                    }
+                    // The other way round next: a chain whose parents come after their children
+                    // in key order applies whole on the way back.
+                    still.reverse();
+                    waiting = still;
                 }
                 Ok(applied)
             })?;
@@ -124,7 +140,7 @@ pub fn retry(conn: &Connection, retry_limit: u64, entities: Option<&[String]>) -
     }
 }
 
-type QuarantinedRow = (String, String, String, String, String);
+type QuarantinedRow = (String, String, String, String, String, Option<i64>);
 
 /// The next rows after entity `after`, and the last entity looked at (`None`: nothing left).
 fn next_rows(
@@ -132,12 +148,21 @@ fn next_rows(
     after: &str,
     entities: Option<&[String]>,
 ) -> Result<(Vec<QuarantinedRow>, Option<String>)> {
-    let read = |r: &rusqlite::Row| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?));
+    let read = |r: &rusqlite::Row| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    };
     match entities {
         None => {
             let rows: Vec<QuarantinedRow> = conn
                 .prepare_cached(
-                    "SELECT entity_id, model, operation, payload, source FROM tether_quarantine
+                    "SELECT entity_id, model, operation, payload, source, cursor_before FROM tether_quarantine
                       WHERE entity_id > ?1 ORDER BY entity_id LIMIT ?2",
                 )?
                 .query_map((after, ROWS_PER_TRANSACTION as i64), read)?
@@ -147,7 +172,7 @@ fn next_rows(
         }
         Some(entities) => {
             let mut stmt = conn.prepare_cached(
-                "SELECT entity_id, model, operation, payload, source FROM tether_quarantine WHERE entity_id = ?1",
+                "SELECT entity_id, model, operation, payload, source, cursor_before FROM tether_quarantine WHERE entity_id = ?1",
             )?;
             let mut rows = Vec::new();
             let mut reached = None;
