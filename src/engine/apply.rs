@@ -8,6 +8,7 @@ use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 
 use crate::capture::without_capture;
+use crate::engine::cascade::{Actions, References};
 use crate::error::{Cause, Error, Result};
 use crate::sql::ident;
 use crate::tracking::TrackedTable;
@@ -264,6 +265,8 @@ pub struct Applier<'r> {
     /// Each row in its own savepoint, foreign keys checked after it (see [`in_transaction`]).
     careful: bool,
     refusals: &'r RefCell<Vec<Refusal>>,
+    /// Foreign keys that act on delete, read at the first delete.
+    references: RefCell<Option<References>>,
 }
 
 impl Applier<'_> {
@@ -309,16 +312,34 @@ impl Applier<'_> {
         if let Some(error) = refused {
             return self.quarantine(conn, row, source, &Error::new(error));
         }
-        if self.careful {
+        // Foreign key actions of a delete are queued with it, in its savepoint.
+        let cascades = if row.operation == "delete" {
+            let tables = self.tables.borrow();
+            let mut references = self.references.borrow_mut();
+            if references.is_none() {
+                *references = Some(References::load(conn, &tables)?);
+            }
+            let references = references.as_ref().expect("just loaded");
+            references.before_delete(conn, &tables, &tables[index], row.entity)?
+        } else {
+            Actions::default()
+        };
+        let savepoint = self.careful || !cascades.is_empty();
+        if savepoint {
             conn.execute_batch("SAVEPOINT tether_row")?;
         }
         let written = {
             let tables = self.tables.borrow();
-            snapshot(conn, &tables[index], row.entity, row.operation, row.payload)
+            cascades.queue_deletes(conn, &tables).and_then(|()| {
+                let learned =
+                    snapshot(conn, &tables[index], row.entity, row.operation, row.payload)?;
+                cascades.queue_updates(conn, &tables)?;
+                Ok(learned)
+            })
         };
-        let written = if !self.careful || conn.is_autocommit() {
+        let written = if !savepoint || conn.is_autocommit() {
             written
-        } else if written.is_ok() && missing_parent(conn) {
+        } else if self.careful && written.is_ok() && missing_parent(conn) {
             conn.execute_batch("ROLLBACK TO tether_row; RELEASE tether_row")?;
             Err(Error::with_cause(
                 "FOREIGN KEY constraint failed: the row's parent is not here (yet), or it is a parent its children still need",
@@ -439,6 +460,7 @@ pub fn in_transaction<T>(
                 retry_limit,
                 careful,
                 refusals: &refusals,
+                references: RefCell::new(None),
             };
             body(conn, &applier)
         });

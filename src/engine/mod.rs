@@ -8,6 +8,7 @@ use crate::db::write_txn;
 use crate::error::Result;
 
 pub mod apply;
+pub mod cascade;
 pub mod lock;
 pub mod pull;
 pub mod push;

@@ -565,3 +565,87 @@ fn a_temp_table_of_the_same_name_never_takes_the_tracked_tables_place() {
     let status = json(&conn, "SELECT tether_status()");
     assert_eq!(status["tables"][0]["state"], "ok", "{status}");
 }
+
+#[test]
+fn children_a_pulled_parent_delete_cascades_to_are_deleted_on_the_server_too() {
+    let server = Server::start(&[]);
+    let (_dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+         SELECT tether_track('projects');
+         CREATE UNIQUE INDEX projects_key ON projects (tether_id);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
+                             project_id TEXT REFERENCES projects (tether_id) ON DELETE CASCADE,
+                             status TEXT);
+         SELECT tether_track('tasks');",
+    )
+    .unwrap();
+    set_config(&conn, "server_url", server.url.as_str());
+    conn.execute_batch(
+        "INSERT INTO projects (name) VALUES ('home');
+         INSERT INTO tasks (title, project_id) SELECT 'synced child', tether_id FROM projects;
+         INSERT INTO tasks (title, project_id) SELECT 'edited child', tether_id FROM projects;",
+    )
+    .unwrap();
+    json(&conn, "SELECT tether_sync()");
+    let project = key_of(&conn, "projects", 1);
+    // An edit not sent yet, while the server deletes the project.
+    conn.execute("UPDATE tasks SET status = 'doing' WHERE id = 2", [])
+        .unwrap();
+    let page = json!({"snapshots": [{"entity_id": project, "model": "Project",
+                                     "operation": "delete", "payload": []}],
+                      "new_sync_cursor": 1, "has_more": false});
+    let result = pull_response(&conn, &page).unwrap();
+    assert_eq!(result["pulled"], 1, "{result}");
+    assert_eq!(column::<i64>(&conn, "SELECT count(*) FROM tasks"), [0]);
+    // The children went with it locally: their deletes are queued after the pending edit.
+    let queued = column::<String>(
+        &conn,
+        "SELECT operation FROM tether_mutation_logs WHERE sync_status = 'pending' ORDER BY id",
+    );
+    assert_eq!(queued, ["update", "delete", "delete"]);
+    json(&conn, "SELECT tether_push()");
+    let client: String = conn
+        .query_row("SELECT tether_config('client_id')", [], |r| r.get(0))
+        .unwrap();
+    let left: Vec<String> = server
+        .rows(&client)
+        .values()
+        .filter_map(|row| row["title"].as_str().map(str::to_string))
+        .collect();
+    assert!(left.is_empty(), "the server kept {left:?}");
+}
+
+#[test]
+fn a_reference_a_pulled_parent_delete_sets_to_null_is_sent_as_an_update() {
+    let (_dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+         SELECT tether_track('projects');
+         CREATE UNIQUE INDEX projects_key ON projects (tether_id);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
+                             project_id TEXT REFERENCES projects (tether_id) ON DELETE SET NULL);
+         SELECT tether_track('tasks');
+         INSERT INTO projects (name) VALUES ('home');
+         INSERT INTO tasks (title, project_id) SELECT 'child', tether_id FROM projects;
+         UPDATE tether_mutation_logs SET sync_status = 'synced';",
+    )
+    .unwrap();
+    let project = key_of(&conn, "projects", 1);
+    let result = apply_snapshots(&conn, &[(&project, "Project", "delete", json!([]))]);
+    assert_eq!(result["pulled"], 1, "{result}");
+    let queued: Vec<(String, Value)> = mutations(&conn)
+        .into_iter()
+        .filter(|m| m.sync_status == "pending")
+        .map(|m| (m.operation, m.payload))
+        .collect();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].0, "update");
+    let payload = &queued[0].1;
+    assert_eq!(payload["project_id"], Value::Null, "{payload}");
+    assert_eq!(payload["title"], "child");
+}

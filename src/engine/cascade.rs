@@ -1,0 +1,211 @@
+//! Foreign key actions that SQLite runs while server state is written (`ON DELETE CASCADE`,
+//! `SET NULL`, `SET DEFAULT`) change tracked rows the server did not send. Capture is suppressed
+//! in that transaction, so those changes are queued here, as the application's own would have
+//! been: the server deletes (or updates) the same rows, and no row is left on one side only.
+use rusqlite::Connection;
+
+use crate::error::Result;
+use crate::sql::{ident, literal};
+use crate::tracking::TrackedTable;
+
+/// A foreign key of a tracked table to a tracked table, with an action on delete.
+struct Reference {
+    /// Index of the child table in the tables given to [`References::load`].
+    child: usize,
+    parent: String,
+    /// Child columns and the parent columns they refer to.
+    columns: Vec<(String, String)>,
+    deletes_child: bool,
+}
+
+/// The tracked tables' foreign keys that act on delete; empty when foreign keys are off.
+pub struct References {
+    references: Vec<Reference>,
+}
+
+/// Rows a delete will change through foreign key actions, found before it runs.
+#[derive(Default)]
+pub struct Actions {
+    /// (child table index, sync keys) deleted with the parent.
+    deleted: Vec<(usize, Vec<String>)>,
+    /// (child table index, sync keys) whose reference is set to NULL or its default.
+    updated: Vec<(usize, Vec<String>)>,
+}
+
+impl Actions {
+    pub fn is_empty(&self) -> bool {
+        self.deleted.is_empty() && self.updated.is_empty()
+    }
+}
+
+impl References {
+    pub fn load(conn: &Connection, tables: &[TrackedTable]) -> Result<References> {
+        let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+        let mut references = Vec::new();
+        if !enforced {
+            return Ok(References { references });
+        }
+        let mut list = conn.prepare_cached(
+            "SELECT id, \"table\", \"from\", \"to\", on_delete FROM pragma_foreign_key_list(?1, 'main')
+              ORDER BY id, seq",
+        )?;
+        for (child, table) in tables.iter().enumerate() {
+            let rows: Vec<(i64, String, String, Option<String>, String)> = list
+                .query_map([&table.table], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            ids.dedup();
+            for id in ids {
+                let key: Vec<&(i64, String, String, Option<String>, String)> =
+                    rows.iter().filter(|r| r.0 == id).collect();
+                let action = key[0].4.to_ascii_uppercase();
+                let Some(parent) = tables
+                    .iter()
+                    .find(|t| t.table.eq_ignore_ascii_case(&key[0].1))
+                else {
+                    continue;
+                };
+                if !matches!(action.as_str(), "CASCADE" | "SET NULL" | "SET DEFAULT") {
+                    continue;
+                }
+                let parent_key = primary_key(conn, &parent.table)?;
+                let columns = key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let to = r.3.clone().or_else(|| parent_key.get(i).cloned());
+                        to.map(|to| (r.2.clone(), to))
+                    })
+                    .collect::<Option<Vec<_>>>();
+                let Some(columns) = columns else { continue };
+                references.push(Reference {
+                    child,
+                    parent: parent.table.clone(),
+                    columns,
+                    deletes_child: action == "CASCADE",
+                });
+            }
+        }
+        Ok(References { references })
+    }
+
+    /// The tracked rows deleting `entity` from `parent` will delete or change, through every
+    /// level of cascades. Read before the delete runs.
+    pub fn before_delete(
+        &self,
+        conn: &Connection,
+        tables: &[TrackedTable],
+        parent: &TrackedTable,
+        entity: &str,
+    ) -> Result<Actions> {
+        let mut actions = Actions::default();
+        if self.references.is_empty() {
+            return Ok(actions);
+        }
+        let mut seen: std::collections::HashSet<(usize, String)> = Default::default();
+        let mut frontier: Vec<(String, String, Vec<String>)> = vec![(
+            parent.table.clone(),
+            parent.sync_key.clone(),
+            vec![entity.to_string()],
+        )];
+        while let Some((table, sync_key, keys)) = frontier.pop() {
+            for reference in self
+                .references
+                .iter()
+                .filter(|r| r.parent.eq_ignore_ascii_case(&table))
+            {
+                let child = &tables[reference.child];
+                let matches: Vec<String> = reference
+                    .columns
+                    .iter()
+                    .map(|(from, to)| format!("c.{} = p.{}", ident(from), ident(to)))
+                    .collect();
+                let sql = format!(
+                    "SELECT c.{child_key} FROM main.{child} AS c
+                      WHERE c.{child_key} IS NOT NULL AND EXISTS (
+                            SELECT 1 FROM main.{parent} AS p
+                             WHERE p.{parent_key} IN (SELECT value FROM json_each(?1)) AND {matches})",
+                    child_key = ident(&child.sync_key),
+                    child = ident(&child.table),
+                    parent = ident(&table),
+                    parent_key = ident(&sync_key),
+                    matches = matches.join(" AND "),
+                );
+                let keys_json = serde_json::to_string(&keys)?;
+                let found: Vec<String> = conn
+                    .prepare_cached(&sql)?
+                    .query_map([&keys_json], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?
+                    .into_iter()
+                    .filter(|k| seen.insert((reference.child, k.clone())))
+                    .collect();
+                if found.is_empty() {
+                    continue;
+                }
+                if reference.deletes_child {
+                    frontier.push((child.table.clone(), child.sync_key.clone(), found.clone()));
+                    actions.deleted.push((reference.child, found));
+                } else {
+                    actions.updated.push((reference.child, found));
+                }
+            }
+        }
+        Ok(actions)
+    }
+}
+
+impl Actions {
+    /// Queues the deletes (before the parent's delete runs, while the rows can still be named).
+    pub fn queue_deletes(&self, conn: &Connection, tables: &[TrackedTable]) -> Result<()> {
+        for (child, keys) in &self.deleted {
+            conn.prepare_cached(
+                "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+                 SELECT value, ?2, 'delete', '{}', ?3 FROM json_each(?1)",
+            )?
+            .execute((
+                serde_json::to_string(keys)?,
+                &tables[*child].model,
+                now_ms(),
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// Queues the rows whose reference changed as updates (after the parent's delete ran).
+    pub fn queue_updates(&self, conn: &Connection, tables: &[TrackedTable]) -> Result<()> {
+        for (child, keys) in &self.updated {
+            let table = &tables[*child];
+            let sql = format!(
+                "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+                 SELECT t.{key}, {model}, 'update', {payload}, ?2 FROM main.{name} AS t
+                  WHERE t.{key} IN (SELECT value FROM json_each(?1))",
+                key = ident(&table.sync_key),
+                model = literal(&table.model),
+                payload =
+                    crate::triggers::payload_expr(&table.synced_columns, &table.json_columns, "t")?,
+                name = ident(&table.table),
+            );
+            conn.prepare_cached(&sql)?
+                .execute((serde_json::to_string(keys)?, now_ms()))?;
+        }
+        Ok(())
+    }
+}
+
+fn primary_key(conn: &Connection, table: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name FROM pragma_table_info(?1, 'main') WHERE pk > 0 ORDER BY pk",
+    )?;
+    let names = stmt
+        .query_map([table], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(names)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
