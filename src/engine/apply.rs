@@ -258,7 +258,8 @@ pub struct Refusal {
 /// changes (read once per transaction, so a local write between transactions is seen).
 pub struct Applier<'r> {
     tables: RefCell<Vec<TrackedTable>>,
-    unsent: HashSet<String>,
+    /// Read at the first row that could be deferred (answers to a push never need it).
+    unsent: std::cell::OnceCell<HashSet<String>>,
     deferred_waiting: Cell<bool>,
     quarantine_waiting: Cell<bool>,
     retry_limit: u64,
@@ -284,7 +285,14 @@ impl Applier<'_> {
         if self.table_index(row.model).is_none() {
             return Ok(Outcome::UnknownModel);
         }
-        if self.unsent.contains(row.entity) {
+        let unsent = match self.unsent.get() {
+            Some(unsent) => unsent,
+            None => {
+                let loaded = crate::queue::unsent_entities(conn, self.retry_limit)?;
+                self.unsent.get_or_init(|| loaded)
+            }
+        };
+        if unsent.contains(row.entity) {
             defer(conn, row)?;
             self.deferred_waiting.set(true);
             self.forget_quarantined(conn, row.entity)?;
@@ -454,7 +462,7 @@ pub fn in_transaction<T>(
             };
             let applier = Applier {
                 tables: RefCell::new(crate::tracking::tracked_tables(conn)?),
-                unsent: crate::queue::unsent_entities(conn, retry_limit)?,
+                unsent: std::cell::OnceCell::new(),
                 deferred_waiting: Cell::new(exists("tether_deferred_snapshots")?),
                 quarantine_waiting: Cell::new(exists("tether_quarantine")?),
                 retry_limit,

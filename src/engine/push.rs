@@ -150,27 +150,21 @@ pub fn next_batch(
     let mut body = String::from(prefix);
     let (mut ids, mut last_id, mut local_failures) = (Vec::new(), after, Vec::new());
     let mut waiting: HashSet<String> = HashSet::new();
+    let blockers = blockers(conn, after, limits.retry_limit)?;
     while ids.is_empty() {
         crate::queue::assign_identities(conn, limit.min(10_000) as usize)?;
         crate::debug::kill_point("push-identities-given");
         let mut invalid: Vec<(i64, Option<String>, String)> = Vec::new();
         let mut full = false;
         {
-            // `waits`: an earlier mutation of the same row awaits a retry, or went earlier in
-            // this push and was left unanswered. Unqualified names inside EXISTS are f's.
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT id, mutation_id, entity_id, model, operation, payload, version, timestamp,
-                        EXISTS (SELECT 1 FROM tether_mutation_logs AS f
-                                 WHERE f.entity_id = m.entity_id AND f.id < m.id
-                                   AND (({}) OR ({} AND f.id <= ?3))) AS waits
-                   FROM tether_mutation_logs AS m
+                "SELECT id, mutation_id, entity_id, model, operation, payload, version, timestamp
+                   FROM tether_mutation_logs
                   WHERE {} AND id > ?1 AND mutation_id IS NOT NULL
                   ORDER BY id LIMIT ?2",
-                crate::queue::awaiting_retry(limits.retry_limit),
-                crate::queue::PENDING,
                 crate::queue::PENDING,
             ))?;
-            let mut rows = stmt.query((last_id, limit - ids.len() as i64, after))?;
+            let mut rows = stmt.query((last_id, limit - ids.len() as i64))?;
             let mut seen_any = false;
             while let Some(row) = rows.next()? {
                 seen_any = true;
@@ -178,7 +172,10 @@ pub fn next_batch(
                 // A row's changes reach the server in the order they were made: once one waits,
                 // the row's later ones wait too.
                 let entity: Option<String> = row.get(2).ok();
-                if row.get::<_, bool>(8)? || entity.as_ref().is_some_and(|e| waiting.contains(e)) {
+                let waits = entity.as_ref().is_some_and(|e| {
+                    waiting.contains(e) || blockers.get(e).is_some_and(|first| *first < id)
+                });
+                if waits {
                     waiting.extend(entity);
                     last_id = id;
                     continue;
@@ -227,6 +224,29 @@ pub fn next_batch(
         ids,
         local_failures,
     }))
+}
+
+/// Rows with a mutation that later ones must wait behind, and its log id: one awaiting a retry, or
+/// one sent earlier in this push (at or before `after`) and left unanswered. Read once per batch
+/// through the partial index of unsynced mutations: few rows, whatever the log holds.
+fn blockers(
+    conn: &Connection,
+    after: i64,
+    retry_limit: u64,
+) -> Result<std::collections::HashMap<String, i64>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT entity_id, min(id) FROM (
+             SELECT entity_id, id FROM tether_mutation_logs WHERE {}
+             UNION ALL
+             SELECT entity_id, id FROM tether_mutation_logs WHERE {} AND id <= ?1)
+          GROUP BY entity_id",
+        crate::queue::awaiting_retry(retry_limit),
+        crate::queue::PENDING,
+    ))?;
+    let found = stmt
+        .query_map([after], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(found)
 }
 
 /// Pending mutations not given identities yet (beyond what one round gives).
