@@ -91,7 +91,7 @@ fn user_error(message: String) -> rusqlite::Error {
     rusqlite::Error::UserFunctionError(Box::new(Error::new(message)))
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

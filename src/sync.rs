@@ -240,7 +240,16 @@ pub fn run_cycle_with_progress(
         )?;
         Ok(conn.last_insert_rowid())
     })?;
-    let outcome = locked_cycle(conn, &settings, kind, progress);
+    // A panic inside the cycle still finishes its log row (and the lease goes with `Run`).
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        locked_cycle(conn, &settings, kind, progress)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(Error::new(format!(
+            "internal error: {}",
+            functions::panic_message(&panic)
+        )))
+    });
     let (result, error) = match &outcome {
         Ok(value) => (Some(value.to_string()), None),
         Err(e) => (None, Some(e.message().to_string())),

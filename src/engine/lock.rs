@@ -36,7 +36,21 @@ pub fn host_name() -> Option<String> {
     let name = system_host_name()?;
     let name = name.trim();
     let generic = ["", "localhost", "localhost.localdomain"];
-    (!generic.iter().any(|g| name.eq_ignore_ascii_case(g))).then(|| name.to_string())
+    if generic.iter().any(|g| name.eq_ignore_ascii_case(g)) {
+        return None;
+    }
+    // Containers can share a host name (and a database file) but not process ids: a pid is
+    // judged only by a holder in the same pid namespace.
+    Some(match pid_namespace() {
+        Some(namespace) => format!("{name} {namespace}"),
+        None => name.to_string(),
+    })
+}
+
+/// The process's pid namespace (`pid:[4026531836]`) where the system says (Linux).
+fn pid_namespace() -> Option<String> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    link.to_str().map(str::to_string)
 }
 
 #[cfg(unix)]
@@ -106,13 +120,13 @@ impl Lease {
     pub fn acquire(conn: &Connection, request_timeout_ms: i64) -> Result<Option<Lease>> {
         let lease = Lease {
             holder: crate::identity::new_ulid(),
-            duration_ms: LEASE_MS.max(request_timeout_ms + 10_000),
+            duration_ms: LEASE_MS.max(request_timeout_ms.saturating_add(10_000)),
         };
         let host = host_name();
         let pid = i64::from(std::process::id());
         let taken = write_txn(conn, |conn| {
             let now = now_ms();
-            let expires_at = now + lease.duration_ms;
+            let expires_at = now.saturating_add(lease.duration_ms);
             let held = conn
                 .query_row(
                     "SELECT holder, expires_at, expires_at < ?1, host, pid
@@ -162,7 +176,7 @@ impl Lease {
         let renewed = write_txn(conn, |conn| {
             Ok(conn.execute(
                 "UPDATE tether_locks SET expires_at = ?2 WHERE name = 'sync' AND holder = ?1",
-                (&self.holder, now_ms() + self.duration_ms),
+                (&self.holder, now_ms().saturating_add(self.duration_ms)),
             )?)
         })?;
         if renewed == 0 {

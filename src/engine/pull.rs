@@ -159,6 +159,19 @@ pub fn apply_page(conn: &Connection, body: &str, retry_limit: u64) -> Result<Pul
         };
         Error::new(format!("{what}: {}", excerpt(body)))
     })?;
+    // Every key is optional (`{}` is an empty page), but an object that has other keys and none
+    // of a page's is someone else's answer (an auth layer's or a proxy's error in a 200).
+    let someone_elses = page.snapshots.is_none()
+        && page.new_sync_cursor.is_none()
+        && page.has_more.is_none()
+        && serde_json::from_str::<BTreeMap<String, serde::de::IgnoredAny>>(body)
+            .is_ok_and(|keys| !keys.is_empty());
+    if someone_elses {
+        bail!(
+            "pull answer has neither \"snapshots\" nor \"new_sync_cursor\": {}",
+            excerpt(body)
+        );
+    }
     let snapshots = page.snapshots.unwrap_or_default();
     let new_cursor = match page.new_sync_cursor {
         None | Some(Value::Null) => None,

@@ -331,7 +331,20 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
     let Value::Object(answer) = answer else {
         bail!("push answer is not a JSON object: {}", excerpt(body));
     };
-    // Check the whole answer before changing anything.
+    // Check the whole answer before changing anything. Every key is optional (`{}` answers
+    // nothing), but an object that has other keys and none of the answer's is someone else's (an
+    // auth layer's or a proxy's error in a 200): taking it for "nothing answered" would report
+    // success forever while nothing is pushed.
+    if !answer.is_empty()
+        && !["applied", "rejected", "conflicts"]
+            .iter()
+            .any(|key| answer.contains_key(*key))
+    {
+        bail!(
+            "push answer has none of \"applied\", \"rejected\", \"conflicts\": {}",
+            excerpt(body)
+        );
+    }
     let applied = list(&answer, "applied")?;
     let rejected = list(&answer, "rejected")?;
     let conflicts = list(&answer, "conflicts")?;
