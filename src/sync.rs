@@ -140,7 +140,9 @@ impl Run<'_> {
                 other => other?,
             };
             self.renew()?;
-            outcome.add(push::apply_answer(conn, &answer, limits.retry_limit)?);
+            // Errors quoting the answer must not quote a token the server echoed.
+            let recorded = push::apply_answer(conn, &answer, limits.retry_limit);
+            outcome.add(recorded.map_err(|e| self.http.scrub_error(e))?);
             position = batch.last_id;
             done += batch.size;
             (self.progress)(Progress {
@@ -164,7 +166,8 @@ impl Run<'_> {
             let body = pull::request_body(self.conn, client, page_size)?;
             let answer = self.http.post(url, &body)?;
             self.renew()?;
-            let page = pull::apply_page(self.conn, &answer, retry_limit)?;
+            let page = pull::apply_page(self.conn, &answer, retry_limit)
+                .map_err(|e| self.http.scrub_error(e))?;
             pulled += page.pulled + page.recovered;
             errors += page.pull_errors;
             received += page.pulled + page.pull_errors + page.kept_local;

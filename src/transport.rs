@@ -9,11 +9,14 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use crate::bail;
 use crate::engine::excerpt;
 use crate::error::{Cause, Error, Result};
-use crate::settings::{redact_url, Settings};
+use crate::settings::{is_secret_header, redact_url, url_userinfo, Settings};
 
 pub struct Http {
     agent: ureq::Agent,
     headers: Vec<(String, String)>,
+    /// What no error may quote: the token, the values of headers that look secret, the
+    /// credentials of the URLs. Longest first, none empty.
+    secrets: Vec<String>,
     debug_level: u64,
     max_response_bytes: u64,
 }
@@ -60,6 +63,7 @@ impl Http {
             .user_agent(CLIENT_VERSION)
             .build()
             .into();
+        let mut secrets = Vec::new();
         let mut headers = vec![
             ("Content-Type".to_string(), "application/json".to_string()),
             ("Accept".to_string(), "application/json".to_string()),
@@ -73,15 +77,29 @@ impl Http {
             .and_then(|h| serde_json::from_str(h).ok())
         {
             for (name, value) in extra {
-                headers.push((name, value.as_str().unwrap_or_default().to_string()));
+                let value = value.as_str().unwrap_or_default().to_string();
+                if is_secret_header(&name) {
+                    secrets.push(value.clone());
+                }
+                headers.push((name, value));
             }
         }
         if let Some(token) = settings.get("auth_token") {
+            secrets.push(token.to_string());
             headers.push(("Authorization".to_string(), format!("Bearer {token}")));
+        }
+        for name in ["server_url", "push_url", "pull_url"] {
+            if let Some(userinfo) = settings.get(name).and_then(url_userinfo) {
+                secrets.push(userinfo.to_string());
+                if let Some((_, password)) = userinfo.split_once(':') {
+                    secrets.push(password.to_string());
+                }
+            }
         }
         Ok(Http {
             agent,
             headers,
+            secrets: spellings(secrets),
             debug_level: settings.number("debug_level"),
             max_response_bytes: settings.number("max_response_bytes").max(1),
         })
@@ -90,11 +108,14 @@ impl Http {
     /// POSTs `body` and returns the answer's text, decoded (gzip) and at most
     /// `max_response_bytes` long. Any status ≥ 300 is an error with `Cause::Http(status)`
     /// (redirects are never followed); a longer answer is `Cause::TooLarge`; no answer at all, or
-    /// an encoding tether cannot decode, is an error naming the URL and the cause.
+    /// an encoding tether cannot decode, is an error naming the URL and the cause. No error
+    /// quotes a secret (see `scrub`); the answer returned is the server's, untouched.
     pub fn post(&self, url: &str, body: &str) -> Result<String> {
         let shown = redact_url(url);
         let started = std::time::Instant::now();
-        let answer = self.exchange(url, &shown, body);
+        let answer = self
+            .exchange(url, &shown, body)
+            .map_err(|e| self.scrub_error(e));
         if self.debug_level >= 2 {
             let ms = started.elapsed().as_secs_f64() * 1e3;
             match &answer {
@@ -107,9 +128,9 @@ impl Http {
             }
         }
         if self.debug_level >= 3 {
-            eprintln!("[TETHER]   request: {}", excerpt(body));
+            eprintln!("[TETHER]   request: {}", excerpt(&self.scrub(body)));
             if let Ok(text) = &answer {
-                eprintln!("[TETHER]   answer: {}", excerpt(text));
+                eprintln!("[TETHER]   answer: {}", excerpt(&self.scrub(text)));
             }
         }
         answer
@@ -124,9 +145,18 @@ impl Http {
             .send(body)
             .map_err(|e| Error::new(format!("POST {shown} failed: {}", describe(&e))))?;
         let status = response.status().as_u16();
-        if (300..400).contains(&status) {
+        if (300..400).contains(&status) && !REDIRECTS.contains(&status) {
+            // 304 Not Modified and the rest: no redirect, no address to go to.
+            return Err(Error::with_cause(
+                format!("POST {shown} answered HTTP {status}, which a POST never expects"),
+                Cause::Http(status),
+            ));
+        }
+        if REDIRECTS.contains(&status) {
             let target = match response.headers().get("location").map(|l| l.to_str()) {
-                Some(Ok(location)) => shorten(&redact_url(&resolve(url, location.trim()))),
+                Some(Ok(location)) => {
+                    shorten(&self.scrub(&redact_url(&resolve(url, location.trim()))))
+                }
                 Some(Err(_)) => "an unreadable Location".to_string(),
                 None => "nowhere (no Location header)".to_string(),
             };
@@ -151,7 +181,8 @@ impl Http {
                 Some(coding) => format!("(a body in Content-Encoding {coding:?})"),
                 None => {
                     let start = prefix(response.body_mut().as_reader(), ERROR_EXCERPT_BYTES);
-                    excerpt(&String::from_utf8_lossy(&start))
+                    // Scrubbed before the excerpt cuts it, so no secret is cut in half.
+                    excerpt(&self.scrub(&String::from_utf8_lossy(&start)))
                 }
             };
             return Err(Error::with_cause(
@@ -196,6 +227,93 @@ impl Http {
             ))
         })
     }
+}
+
+impl Http {
+    /// `text` with every secret replaced by `***`: as it is, with '/' escaped as JSON encoders
+    /// often do, and as `excerpt` escapes each of those; a secret that an excerpt cut short
+    /// (its start just before the closing `…`) goes too. Auth layers quote what they refused.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), HIDDEN);
+            }
+        }
+        for secret in &self.secrets {
+            out = scrub_cut(&out, secret);
+        }
+        out
+    }
+
+    /// The same error with its message scrubbed (see `scrub`).
+    pub(crate) fn scrub_error(&self, error: Error) -> Error {
+        let message = self.scrub(error.message());
+        if message == error.message() {
+            return error;
+        }
+        Error::with_cause(message, error.cause())
+    }
+}
+
+/// The statuses that redirect; any other 3xx is an answer a POST never expects.
+const REDIRECTS: [u16; 5] = [301, 302, 303, 307, 308];
+
+/// Shown in place of a secret.
+const HIDDEN: &str = "***";
+
+/// Shortest start of a secret hidden when an excerpt's cut leaves it at the end: fewer leading
+/// characters tell nothing, and hiding them would make excerpts unreadable.
+const CUT_SECRET_MIN: usize = 4;
+
+/// Every spelling of each secret an error may hold, longest first (so that a secret holding
+/// another goes whole), without empty ones or repeats.
+fn spellings(secrets: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
+        let json_escaped = secret.replace('/', "\\/");
+        for form in [secret, json_escaped] {
+            let debug = format!("{form:?}");
+            let debug = debug[1..debug.len() - 1].to_string();
+            out.push(form);
+            out.push(debug);
+        }
+    }
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    out.dedup();
+    out
+}
+
+/// `text` without the start of `secret` left just before an excerpt's `…` (or its `"…`).
+fn scrub_cut(text: &str, secret: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('…') {
+        let before = &rest[..at];
+        let (head, quote) = match before.strip_suffix('"') {
+            Some(head) => (head, "\""),
+            None => (before, ""),
+        };
+        let cut = secret
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain([secret.len()])
+            .filter(|&i| i >= CUT_SECRET_MIN && i < secret.len())
+            .rev()
+            .find(|&i| head.ends_with(&secret[..i]));
+        match cut {
+            Some(i) => {
+                out.push_str(&head[..head.len() - i]);
+                out.push_str(HIDDEN);
+                out.push_str(quote);
+            }
+            None => out.push_str(before),
+        }
+        out.push('…');
+        rest = &rest[at + '…'.len_utf8()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Bytes of an error answer read for its excerpt in the message.
@@ -322,5 +440,48 @@ mod tests {
         assert_eq!(read_at_most(&b""[..], 1, None).unwrap().unwrap(), b"");
         let read = read_at_most(&body[..10], 1000, Some(10)).unwrap().unwrap();
         assert_eq!(read.capacity(), 10);
+    }
+
+    fn with_secrets(secrets: &[&str]) -> Http {
+        Http {
+            agent: ureq::Agent::new_with_defaults(),
+            headers: Vec::new(),
+            secrets: spellings(secrets.iter().map(|s| s.to_string()).collect()),
+            debug_level: 0,
+            max_response_bytes: 1,
+        }
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_in_every_spelling() {
+        let http = with_secrets(&["tok/\"en-77", "", "pw"]);
+        let token = "tok/\"en-77";
+        assert_eq!(http.scrub(&format!("x {token} y")), "x *** y");
+        assert_eq!(
+            http.scrub("x tok\\/\"en-77 y"),
+            "x *** y",
+            "JSON-escaped '/'"
+        );
+        let quoted = excerpt(&format!("{{\"m\": \"{token}\"}}"));
+        assert!(!http.scrub(&quoted).contains("en-77"), "{quoted}");
+        assert_eq!(http.scrub("a pw b"), "a *** b");
+        assert_eq!(http.scrub("nothing"), "nothing");
+        // Cut by an excerpt: the start of a secret before the closing `…` goes.
+        let long = format!("{}{token}", "z".repeat(195));
+        let cut = excerpt(&long);
+        assert!(cut.contains("tok/"), "{cut}");
+        let scrubbed = http.scrub(&cut);
+        assert!(!scrubbed.contains("tok/"), "{scrubbed}");
+        assert!(scrubbed.ends_with("***\"…"), "{scrubbed}");
+        // What is not a secret's start stays.
+        assert_eq!(http.scrub("\"abc\"…"), "\"abc\"…");
+        let error = http.scrub_error(Error::with_cause(
+            format!("HTTP 401: {token}"),
+            Cause::Http(401),
+        ));
+        assert_eq!(
+            (error.message(), error.http_status()),
+            ("HTTP 401: ***", Some(401))
+        );
     }
 }

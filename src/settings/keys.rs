@@ -178,6 +178,19 @@ pub(super) fn normalize(key: &Key, raw: &str) -> Result<String> {
                     shown_in_error(value)
                 );
             }
+            // The authority ends at the first '/', '?' or '#'. An '@' after it is, nearly always,
+            // a password holding one of those unencoded: the HTTP library then takes the user
+            // name for the host and sends the rest of the password in the path, and the
+            // password no longer looks like one to anything that hides credentials.
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            if rest[authority_end..].contains('@') {
+                bail!(
+                    "{name} has an '@' after the end of its host, which makes it ambiguous (a \
+                     password holding '/', '?' or '#' ends the host early); percent-encode the \
+                     password ('/' as %2F, '?' as %3F, '#' as %23, '@' as %40), got {:?}",
+                    shown_in_error(value)
+                );
+            }
             Ok(value.to_string())
         }
         Shape::Text | Shape::Identifier => {
@@ -209,8 +222,15 @@ pub(super) fn normalize(key: &Key, raw: &str) -> Result<String> {
                 if !token_ok {
                     bail!("{name}: {header:?} is not a valid HTTP header name");
                 }
-                if v.as_str().is_none_or(|s| s.contains(['\r', '\n'])) {
-                    bail!("{name}: the value of header {header:?} must be text on one line");
+                // No control character can be sent in a header value but the tab: anything else
+                // would be stored, then fail every request without naming the header.
+                if v.as_str()
+                    .is_none_or(|s| s.chars().any(|c| c.is_control() && c != '\t'))
+                {
+                    bail!(
+                        "{name}: the value of header {header:?} must be text without control \
+                         characters (line breaks included)"
+                    );
                 }
             }
             Ok(Json::Object(map).to_string())
@@ -265,6 +285,26 @@ mod tests {
             .unwrap_err()
             .message()
             .contains("headers"));
+        for url in [
+            "http://u:9/pw-77@h:8",
+            "http://u:9?pw-77@h:8",
+            "http://u:9#pw-77@h:8",
+            "https://h/a@b",
+        ] {
+            let err = normalize(key("server_url").unwrap(), url).unwrap_err();
+            let message = err.message();
+            assert!(message.contains("server_url"), "{message}");
+            assert!(message.contains("percent-encode"), "{message}");
+            assert!(!message.contains("pw-77"), "{message}");
+        }
+        assert!(normalize(key("push_url").unwrap(), "https://u:p%2F@h/tether/push").is_ok());
+        let headers = key("headers").unwrap();
+        for bad in ["a\u{1}b", "a\rb", "a\u{7f}b", "a\u{85}b"] {
+            let err =
+                normalize(headers, &serde_json::json!({"X-Api-Key": bad}).to_string()).unwrap_err();
+            assert!(err.message().contains("X-Api-Key"), "{err}");
+        }
+        assert!(normalize(headers, r#"{"X-Trace": "a\tb"}"#).is_ok());
         let secret_err = normalize(key("auth_token").unwrap(), "bad\ntoken").unwrap_err();
         assert!(!secret_err.message().contains("bad"), "{secret_err}");
         assert_eq!(

@@ -52,10 +52,7 @@ impl Settings {
                 Some(v.clone())
             } else if let Some(v) = stored.get(key.name) {
                 Some(v.clone())
-            } else if let Some(v) = std::env::var(key.env).ok().filter(|v| !v.trim().is_empty()) {
-                let v = normalize(key, &v).map_err(|e| {
-                    Error::new(format!("environment variable {}: {}", key.env, e.message()))
-                })?;
+            } else if let Some(v) = environment(key)? {
                 Some(v)
             } else {
                 key.default.map(str::to_string)
@@ -121,39 +118,71 @@ impl Settings {
     }
 }
 
+/// The `TETHER_*` variable of `key`, validated; `None` when unset or blank. A value that is not
+/// UTF-8 is refused like a malformed one (naming the variable, never showing the value): ignoring
+/// it would drop a token or a URL without a word.
+fn environment(key: &Key) -> Result<Option<String>> {
+    let Some(raw) = std::env::var_os(key.env) else {
+        return Ok(None);
+    };
+    let Ok(raw) = raw.into_string() else {
+        bail!(
+            "environment variable {}: the value is not valid UTF-8 text",
+            key.env
+        );
+    };
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    normalize(key, &raw)
+        .map(Some)
+        .map_err(|e| Error::new(format!("environment variable {}: {}", key.env, e.message())))
+}
+
 /// `https://user:pass@host/x` → `https://***@host/x`: credentials never leave in clear.
+/// Everything up to the last '@' is hidden, even past a '/', '?' or '#': a password holding one
+/// of those unencoded ends the authority early for a parser, but is still a password (such URLs
+/// are refused when set; this covers values stored before).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => format!("{scheme}://{REDACTED}@{}", &rest[at + 1..]),
         None => url.to_string(),
     }
+}
+
+/// What `redact_url` hides: everything between `scheme://` and the last '@', if any.
+pub(crate) fn url_userinfo(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    rest.rfind('@').map(|at| &rest[..at])
+}
+
+/// A header whose value is a secret by its name: redacted by `tether_config`, scrubbed from
+/// anything quoted from a server answer.
+pub(crate) fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "cookie",
+        "token",
+        "secret",
+        "key",
+        "password",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
 }
 
 fn redact_headers(headers: Json) -> Json {
     let Json::Object(map) = headers else {
         return headers;
     };
-    let sensitive = |name: &str| {
-        let name = name.to_ascii_lowercase();
-        [
-            "authorization",
-            "cookie",
-            "token",
-            "secret",
-            "key",
-            "password",
-        ]
-        .iter()
-        .any(|s| name.contains(s))
-    };
     Json::Object(
         map.into_iter()
             .map(|(k, v)| {
-                if sensitive(&k) {
+                if is_secret_header(&k) {
                     (k, json!(REDACTED))
                 } else {
                     (k, v)
@@ -262,9 +291,21 @@ mod tests {
     #[test]
     fn urls_lose_credentials_when_shown() {
         assert_eq!(
-            redact_url("https://u:p@h.example/x@y"),
-            "https://***@h.example/x@y"
+            redact_url("https://u:p@h.example/x"),
+            "https://***@h.example/x"
         );
         assert_eq!(redact_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        // A password with an unencoded '/', '?' or '#' (refused when set, but maybe stored).
+        for url in [
+            "http://u:9/pw@h:8/tether/pull",
+            "http://u:9?pw@h:8/tether/pull",
+            "http://u:9#pw@h:8/tether/pull",
+        ] {
+            assert_eq!(redact_url(url), "http://***@h:8/tether/pull", "{url}");
+        }
+        // An '@' after the host (refused when set) hides more than needed, never less.
+        assert_eq!(redact_url("https://u:p@h.example/x@y"), "https://***@y");
+        assert_eq!(url_userinfo("http://h/x"), None);
+        assert_eq!(url_userinfo("http://u:p@h/x"), Some("u:p"));
     }
 }
