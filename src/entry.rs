@@ -3,6 +3,7 @@
 use std::ffi::c_char;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use rusqlite::{ffi, Connection};
 
@@ -39,6 +40,71 @@ fn init(conn: Connection) -> rusqlite::Result<bool> {
     }
 }
 
+/// The API routine table of the SQLite that loaded tether first. rusqlite keeps the table of
+/// the last load in one process-wide global that every SQL call goes through; a second SQLite
+/// library in the process (two libraries each bringing their own) loading tether would switch
+/// every connection of the first one to its routines, which crashes the process.
+static FIRST_API: AtomicPtr<ffi::sqlite3_api_routines> = AtomicPtr::new(std::ptr::null_mut());
+
+const OTHER_SQLITE: &str = "tether is already loaded by another SQLite library in this process; load it through one SQLite only";
+
+/// Refuses a load by another SQLite library than the first (see [`FIRST_API`]) before rusqlite
+/// stores anything, then loads.
+///
+/// # Safety
+/// `p_api` is SQLite's API table (or null), `pz_err_msg` null or writable, `db` a connection.
+unsafe fn load(
+    db: *mut ffi::sqlite3,
+    pz_err_msg: *mut *mut c_char,
+    p_api: *mut ffi::sqlite3_api_routines,
+) -> c_int {
+    if p_api.is_null() {
+        return ffi::SQLITE_ERROR;
+    }
+    if let Err(first) = FIRST_API.compare_exchange(
+        std::ptr::null_mut(),
+        p_api,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        if first != p_api {
+            set_error(pz_err_msg, p_api, OTHER_SQLITE);
+            return ffi::SQLITE_ERROR;
+        }
+    }
+    Connection::extension_init2(db, pz_err_msg, p_api, init)
+}
+
+/// Hands `message` to SQLite as the load's error, allocated by that SQLite's own `sqlite3_malloc`
+/// (it frees it with `sqlite3_free`): never through rusqlite, whose routines may belong to
+/// another SQLite.
+///
+/// # Safety
+/// `p_api` is a valid API table, `pz_err_msg` null or writable.
+unsafe fn set_error(
+    pz_err_msg: *mut *mut c_char,
+    p_api: *mut ffi::sqlite3_api_routines,
+    message: &str,
+) {
+    if pz_err_msg.is_null() {
+        return;
+    }
+    let Some(malloc) = (*p_api).malloc else {
+        return;
+    };
+    let bytes = message.as_bytes();
+    let Ok(size) = c_int::try_from(bytes.len() + 1) else {
+        return;
+    };
+    let copy = malloc(size).cast::<u8>();
+    if copy.is_null() {
+        return;
+    }
+    std::ptr::copy_nonoverlapping(bytes.as_ptr(), copy, bytes.len());
+    *copy.add(bytes.len()) = 0;
+    *pz_err_msg = copy.cast::<c_char>();
+}
+
 /// # Safety
 /// Called by SQLite with a valid connection and API table.
 #[no_mangle]
@@ -47,7 +113,7 @@ pub unsafe extern "C" fn sqlite3_tether_init(
     pz_err_msg: *mut *mut c_char,
     p_api: *mut ffi::sqlite3_api_routines,
 ) -> c_int {
-    Connection::extension_init2(db, pz_err_msg, p_api, init)
+    load(db, pz_err_msg, p_api)
 }
 
 /// # Safety
@@ -58,5 +124,5 @@ pub unsafe extern "C" fn sqlite3_extension_init(
     pz_err_msg: *mut *mut c_char,
     p_api: *mut ffi::sqlite3_api_routines,
 ) -> c_int {
-    Connection::extension_init2(db, pz_err_msg, p_api, init)
+    load(db, pz_err_msg, p_api)
 }

@@ -92,6 +92,12 @@ fn register_as(conn: &Connection, may_start_workers: bool) -> Result<()> {
     let session = Arc::new(settings::ConnectionSettings::default());
     let settings = settings::Settings::load(conn, &session)?;
     let worker = Arc::new(background::Worker::new(conn, may_start_workers)?);
+    // Loaded again on the same connection (hosts that load with `SELECT load_extension(...)` on
+    // every checkout): the functions are there, and replacing them is refused while the loading
+    // statement runs. The checks above ran again; registering again is not needed.
+    if already_registered(conn) {
+        return Ok(());
+    }
 
     // Registering can still fail half-way (SQLite refuses to replace a function while a
     // statement runs) or panic: then the library must stay mapped.
@@ -120,6 +126,23 @@ fn register_as(conn: &Connection, may_start_workers: bool) -> Result<()> {
     worker.start_if_auto(&settings)?;
     failure.disarm();
     Ok(())
+}
+
+/// Whether this build of tether is registered on `conn` already: `tether_version()` exists and
+/// gives this build's version. Looked up in `pragma_function_list` first, so nothing is run that
+/// fails on a connection without it (and a SQLite without that pragma registers as before).
+fn already_registered(conn: &Connection) -> bool {
+    let listed = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_function_list WHERE name = 'tether_version')",
+            [],
+            |r| r.get::<_, bool>(0),
+        )
+        .unwrap_or(false);
+    listed
+        && conn
+            .query_row("SELECT tether_version()", [], |r| r.get::<_, String>(0))
+            .is_ok_and(|version| version == env!("CARGO_PKG_VERSION"))
 }
 
 /// Dropped armed (an error returned or a panic unwinding after something was registered), keeps

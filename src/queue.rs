@@ -65,18 +65,35 @@ pub fn awaiting_retry(retry_limit: u64) -> String {
 }
 
 /// Entities with a mutation the server has not taken yet: pending, or failed and awaiting a
-/// retry. A pulled snapshot of one of them must not overwrite the local row.
+/// retry. A pulled snapshot of one of them must not overwrite the local row. The flag: one of
+/// those mutations has already gone into a request (the server may have it).
 pub fn unsent_entities(
     conn: &Connection,
     retry_limit: u64,
-) -> Result<std::collections::HashSet<String>> {
+) -> Result<std::collections::HashMap<String, bool>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT DISTINCT entity_id FROM tether_mutation_logs
-          WHERE sync_status <> 'synced' AND (sync_status = 'pending' OR ({}))",
+        "SELECT entity_id, max(first_sent_at IS NOT NULL) FROM tether_mutation_logs
+          WHERE sync_status <> 'synced' AND (sync_status = 'pending' OR ({}))
+          GROUP BY entity_id",
         awaiting_retry(retry_limit)
     ))?;
     let entities = stmt
-        .query_map([], |r| r.get(0))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(entities)
+}
+
+/// Notes that these mutations went into a request body (kept from the first time).
+pub fn mark_sent(conn: &Connection, ids: &[i64]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    write_txn(conn, |conn| {
+        conn.prepare_cached(
+            "UPDATE tether_mutation_logs SET first_sent_at = CURRENT_TIMESTAMP
+              WHERE id IN (SELECT value FROM json_each(?1)) AND first_sent_at IS NULL",
+        )?
+        .execute([serde_json::to_string(ids)?])?;
+        Ok(())
+    })
 }

@@ -1,5 +1,5 @@
 //! The internal schema: versioned migrations from `sql/migrations`, applied forward on load.
-use rusqlite::{Connection, OptionalExtension, MAIN_DB};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, MAIN_DB};
 
 use crate::bail;
 use crate::db::write_txn;
@@ -45,13 +45,43 @@ pub fn check_host(conn: &Connection) -> Result<()> {
     }
 }
 
+/// Every internal table the migrations up to [`latest_version`] create (README, "Internal
+/// tables"); a unit test keeps it equal to what `sql/migrations` creates.
+pub const INTERNAL_TABLES: &[&str] = &[
+    "tether_mutation_logs",
+    "tether_sync_state",
+    "tether_settings",
+    "tether_tracked_tables",
+    "tether_row_keys",
+    "tether_replaced",
+    "tether_entity_versions",
+    "tether_capture_suppressed",
+    "tether_deferred_snapshots",
+    "tether_locks",
+    "tether_quarantine",
+    "tether_migrations",
+    "tether_sync_log",
+];
+
 /// Brings the internal tables up to [`latest_version`]. Cheap when already current: it only
-/// reads, and refuses a database set up by a newer tether before writing anything.
+/// reads, and refuses a database set up by a newer tether, or one whose recorded schema lacks an
+/// internal table, before writing anything. Migrating writes, so it is refused with the cause on
+/// a connection that cannot write and inside the host's transaction (whose rollback would take
+/// the tables away again, leaving tether's functions registered without them).
 pub fn migrate(conn: &Connection) -> Result<()> {
     let applied = applied_version(conn)?;
     refuse_newer(applied)?;
     if applied == latest_version() {
-        return Ok(());
+        return refuse_missing_tables(conn, applied);
+    }
+    if let Some(cause) = cannot_write(conn)? {
+        return Err(cannot_write_error(cause));
+    }
+    if !conn.is_autocommit() {
+        bail!(
+            "must create or upgrade its internal tables (schema {}) outside a transaction, and this connection is inside one: load tether before BEGIN or after COMMIT (once per database is enough; later loads only read)",
+            latest_version()
+        );
     }
     write_txn(conn, |conn| {
         conn.execute_batch(
@@ -71,8 +101,65 @@ pub fn migrate(conn: &Connection) -> Result<()> {
                 (migration.version, migration.name),
             )?;
         }
-        Ok(())
+        // A table an earlier migration created and someone dropped is not created again.
+        refuse_missing_tables(conn, latest_version())
     })
+    .map_err(|error| match error.sqlite_code() {
+        Some(ErrorCode::ReadOnly) => cannot_write_error(error.message()),
+        _ => error,
+    })
+}
+
+/// Why this connection cannot write its main database, if it cannot: opened read-only (or the
+/// file is), or `PRAGMA query_only` is on.
+fn cannot_write(conn: &Connection) -> Result<Option<&'static str>> {
+    if conn.is_readonly(MAIN_DB)? {
+        return Ok(Some("it is open read-only"));
+    }
+    let query_only: bool = conn.query_row("PRAGMA query_only", [], |r| r.get(0))?;
+    Ok(query_only.then_some("PRAGMA query_only is on"))
+}
+
+fn cannot_write_error(cause: &str) -> Error {
+    Error::with_cause(
+        format!(
+            "needs to create or upgrade its internal tables (schema {}), and this connection cannot write ({cause}): load tether once on a connection that can write (read-write, without PRAGMA query_only); read-only loads work after that",
+            latest_version()
+        ),
+        crate::error::Cause::Sqlite {
+            code: ErrorCode::ReadOnly,
+            extended: rusqlite::ffi::SQLITE_READONLY,
+        },
+    )
+}
+
+/// Refuses a database whose recorded schema `version` lacks internal tables (a partial restore,
+/// a cleanup): loading would succeed, and then every write to a tracked table would fail in
+/// every connection, through the capture triggers. One read of `main.sqlite_schema`.
+fn refuse_missing_tables(conn: &Connection, version: u32) -> Result<()> {
+    let listed = INTERNAL_TABLES
+        .iter()
+        .map(|name| crate::sql::literal(name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut statement = conn.prepare(&format!(
+        "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name IN ({listed})"
+    ))?;
+    let present = statement
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    let missing: Vec<&str> = INTERNAL_TABLES
+        .iter()
+        .copied()
+        .filter(|name| !present.iter().any(|p| p == name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "internal tables missing: {}, although this database records tether's internal schema {version} (a partial restore, or a cleanup?): restore them from a backup of this database, then load tether (tether does not create them again: that would silently drop the queue and sync state they held)",
+        missing.join(", ")
+    )
 }
 
 fn refuse_newer(applied: u32) -> Result<()> {
@@ -88,10 +175,11 @@ fn refuse_newer(applied: u32) -> Result<()> {
 /// Removes a leftover capture-suppression flag. The flag lives only inside an applying write
 /// transaction, so a committed row is stray, and it would stop the capture of every
 /// connection's writes. Only from autocommit (inside the host's transaction the row may be its
-/// own), and only when a read finds one: loading takes no write lock otherwise. A read-only
-/// connection leaves it (it captures nothing anyway) to a connection that can write.
+/// own), and only when a read finds one: loading takes no write lock otherwise. A connection that
+/// cannot write (read-only, or `PRAGMA query_only`) leaves it (it captures nothing anyway) to a
+/// connection that can.
 pub fn clear_stray_capture_suppression(conn: &Connection) -> Result<()> {
-    if !conn.is_autocommit() || conn.is_readonly(MAIN_DB)? {
+    if !conn.is_autocommit() || cannot_write(conn)?.is_some() {
         return Ok(());
     }
     let stray: bool = conn.query_row(
@@ -126,4 +214,27 @@ fn applied_version(conn: &Connection) -> Result<u32> {
         .optional()?
         .flatten();
     Ok(version.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_tables_are_the_tables_the_migrations_create() {
+        let mut created: Vec<&str> = MIGRATIONS
+            .iter()
+            .flat_map(|m| m.sql.split("CREATE TABLE IF NOT EXISTS ").skip(1))
+            .map(|rest| {
+                rest.split(|c: char| c.is_whitespace() || c == '(')
+                    .next()
+                    .unwrap()
+            })
+            .chain(["tether_migrations"])
+            .collect();
+        created.sort_unstable();
+        let mut listed = INTERNAL_TABLES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(created, listed);
+    }
 }

@@ -23,8 +23,12 @@ CREATE TABLE IF NOT EXISTS tether_quarantine (
 ALTER TABLE tether_locks ADD COLUMN host TEXT;
 ALTER TABLE tether_locks ADD COLUMN pid INTEGER;
 
--- Where the pull stood when a deferred snapshot arrived (NULL: at the start). If the local change
--- it waited for is then answered as applied, the server may have applied it before the snapshot
--- was taken (an answer lost, the mutation resent): the pull goes back to here, so the row comes
--- again as the server has it now, whichever change is newer.
+-- When a mutation first went into a request body (it may have reached the server from then on).
+ALTER TABLE tether_mutation_logs ADD COLUMN first_sent_at TEXT;
+
+-- Where the pull stood when a deferred snapshot arrived (NULL: at the start), and whether a change
+-- it waited for had already been sent. If that change is then answered as applied, the server may
+-- have applied it before the snapshot was taken (an answer lost, the mutation resent): the pull
+-- goes back to here, so the row comes again as the server has it now, whichever change is newer.
 ALTER TABLE tether_deferred_snapshots ADD COLUMN cursor_before INTEGER;
+ALTER TABLE tether_deferred_snapshots ADD COLUMN after_send INTEGER NOT NULL DEFAULT 1;

@@ -2,7 +2,7 @@
 //! local primary key never touched. Callers run this inside `capture::without_capture`.
 use rusqlite::types::Value as Sql;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use serde_json::{Map, Value};
@@ -259,18 +259,29 @@ pub struct Refusal {
 pub struct Applier<'r> {
     tables: RefCell<Vec<TrackedTable>>,
     /// Read at the first row that could be deferred (answers to a push never need it).
-    unsent: std::cell::OnceCell<HashSet<String>>,
+    unsent: std::cell::OnceCell<HashMap<String, bool>>,
     deferred_waiting: Cell<bool>,
     quarantine_waiting: Cell<bool>,
     retry_limit: u64,
     /// Each row in its own savepoint, foreign keys checked after it (see [`in_transaction`]).
     careful: bool,
     refusals: &'r RefCell<Vec<Refusal>>,
+    /// Set when a row was refused outside the careful mode: the transaction runs again carefully.
+    wants_careful: &'r Cell<bool>,
     /// Foreign keys that act on delete, read at the first delete.
     references: RefCell<Option<References>>,
 }
 
 impl Applier<'_> {
+    /// The rows with changes the server has not taken (read once per transaction, when needed).
+    fn unsent(&self, conn: &Connection) -> Result<&HashMap<String, bool>> {
+        if let Some(unsent) = self.unsent.get() {
+            return Ok(unsent);
+        }
+        let loaded = crate::queue::unsent_entities(conn, self.retry_limit)?;
+        Ok(self.unsent.get_or_init(|| loaded))
+    }
+
     /// Row by row, each in its own savepoint (the second run of [`in_transaction`]).
     pub fn is_careful(&self) -> bool {
         self.careful
@@ -285,15 +296,8 @@ impl Applier<'_> {
         if self.table_index(row.model).is_none() {
             return Ok(Outcome::UnknownModel);
         }
-        let unsent = match self.unsent.get() {
-            Some(unsent) => unsent,
-            None => {
-                let loaded = crate::queue::unsent_entities(conn, self.retry_limit)?;
-                self.unsent.get_or_init(|| loaded)
-            }
-        };
-        if unsent.contains(row.entity) {
-            defer(conn, row)?;
+        if let Some(sent) = self.unsent(conn)?.get(row.entity) {
+            defer(conn, row, *sent)?;
             self.deferred_waiting.set(true);
             self.forget_quarantined(conn, row.entity)?;
             return Ok(Outcome::Deferred);
@@ -328,7 +332,13 @@ impl Applier<'_> {
                 *references = Some(References::load(conn, &tables)?);
             }
             let references = references.as_ref().expect("just loaded");
-            references.before_delete(conn, &tables, &tables[index], row.entity)?
+            references.before_delete(
+                conn,
+                &tables,
+                &tables[index],
+                row.entity,
+                self.unsent(conn)?,
+            )?
         } else {
             Actions::default()
         };
@@ -375,6 +385,11 @@ impl Applier<'_> {
                 Ok(Outcome::Applied)
             }
             Err(error) => {
+                let learns = row.payload.values().any(|v| v.is_array() || v.is_object());
+                if learns && !conn.is_autocommit() {
+                    // The column may have been learned as JSON before the row was refused.
+                    *self.tables.borrow_mut() = crate::tracking::tracked_tables(conn)?;
+                }
                 if conn.is_autocommit() && error.is_row_problem() {
                     // SQLite ended the transaction over this row: run it again without it.
                     self.refusals.borrow_mut().push(Refusal {
@@ -386,6 +401,12 @@ impl Applier<'_> {
                 let error = crate::db::still_in_transaction(conn, error)?;
                 if !error.is_row_problem() {
                     return Err(error);
+                }
+                if !self.careful {
+                    // Without a savepoint a refused statement may have kept part of its work
+                    // (RAISE(FAIL)): run the transaction again row by row.
+                    self.wants_careful.set(true);
+                    return Err(error.context("a row was refused; writing again row by row"));
                 }
                 self.quarantine(conn, row, source, &error)
             }
@@ -436,8 +457,9 @@ fn missing_parent(conn: &Connection) -> bool {
 /// Runs `body` in an applying transaction (not captured) with an [`Applier`]. Foreign keys are
 /// checked at COMMIT first, so a child that comes before its parent in the same transaction
 /// applies. If the commit fails a foreign key (a parent that is not there, a key declared
-/// DEFERRABLE), the transaction runs again carefully: each row in its own savepoint, undone and
-/// quarantined if it leaves a foreign key unresolved. If writing a row makes SQLite end the whole
+/// DEFERRABLE) or a row is refused, the transaction runs again carefully: each row in its own
+/// savepoint, undone and quarantined if it is refused or leaves a foreign key unresolved (so a
+/// refused row never keeps half its work, as `RAISE(FAIL)` would). If writing a row makes SQLite end the whole
 /// transaction (`RAISE(ROLLBACK)` in an application trigger), it runs again with that row
 /// quarantined unwritten. Any other failure is returned.
 pub fn in_transaction<T>(
@@ -446,6 +468,7 @@ pub fn in_transaction<T>(
     mut body: impl FnMut(&Connection, &Applier) -> Result<T>,
 ) -> Result<T> {
     let refusals = RefCell::new(Vec::new());
+    let wants_careful = Cell::new(false);
     let mut careful = false;
     loop {
         let refused_before = refusals.borrow().len();
@@ -468,12 +491,15 @@ pub fn in_transaction<T>(
                 retry_limit,
                 careful,
                 refusals: &refusals,
+                wants_careful: &wants_careful,
                 references: RefCell::new(None),
             };
             body(conn, &applier)
         });
         match attempt {
-            Err(_) if refusals.borrow().len() > refused_before => careful = true,
+            Err(_) if refusals.borrow().len() > refused_before || wants_careful.take() => {
+                careful = true
+            }
             Err(error) if !careful && error.is_foreign_key() => careful = true,
             other => return other,
         }
@@ -481,18 +507,19 @@ pub fn in_transaction<T>(
 }
 
 /// Keeps a snapshot for a row with unsent local changes (the newest one per row wins), with where
-/// the pull stood when it arrived.
-fn defer(conn: &Connection, row: &ServerRow) -> Result<()> {
+/// the pull stood when it arrived and whether one of those changes had already been sent.
+fn defer(conn: &Connection, row: &ServerRow, after_send: bool) -> Result<()> {
     execute(
         conn,
-        "INSERT OR REPLACE INTO tether_deferred_snapshots (entity_id, model, operation, payload, cursor_before)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR REPLACE INTO tether_deferred_snapshots (entity_id, model, operation, payload, cursor_before, after_send)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         (
             row.entity,
             row.model,
             row.operation,
             Value::Object(row.payload.clone()).to_string(),
             row.cursor_before,
+            after_send,
         ),
     )?;
     Ok(())
@@ -521,11 +548,13 @@ pub enum Settled {
 /// Settles deferred snapshots of the rows whose mutations an answer just settled, once none of a
 /// row's mutations is unsent. The row's latest mutation decides. Rejected: the server never took
 /// the local change, so the deferred server state applies (or goes to the quarantine if it
-/// cannot). Conflict: the server state was written then, and is newer. Applied: the server holds
-/// the local change now, but it may have applied it before the snapshot was taken (the answer
-/// was lost and the mutation resent, answered as applied again or `duplicate`), so the snapshot
-/// may be a later change from elsewhere. Neither is applied blindly: the pull goes back to where
-/// it stood when the snapshot arrived, and the row comes again as the server has it now. Runs
+/// cannot). Conflict: the server state was written then, and is newer. Applied: if no change of
+/// the row had been sent when the snapshot arrived, the server applied it after, holds the newer
+/// state and the snapshot is dropped. If one had been sent, the server may have applied it
+/// before the snapshot was taken (the answer was lost and the mutation resent, answered as
+/// applied again or `duplicate`), so the snapshot may be a later change from elsewhere: neither is
+/// applied blindly, the pull goes back to where it stood when the snapshot arrived, and the row
+/// comes again as the server has it now. Runs
 /// inside the caller's applying transaction; returns how many snapshots were applied.
 pub fn settle_deferred(
     conn: &Connection,
@@ -557,20 +586,27 @@ pub fn settle_deferred(
         if still_unsent(entity)? {
             continue;
         }
-        let deferred: Option<(String, String, String, Option<i64>)> = conn
+        type Deferred = (String, String, String, Option<i64>, bool);
+        let deferred: Option<Deferred> = conn
             .prepare_cached(
-                "SELECT model, operation, payload, cursor_before FROM tether_deferred_snapshots WHERE entity_id = ?1",
+                "SELECT model, operation, payload, cursor_before, after_send FROM tether_deferred_snapshots WHERE entity_id = ?1",
             )?
-            .query_row([entity], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_row([entity], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .optional()?;
-        let Some((model, operation, payload, cursor_before)) = deferred else {
+        let Some((model, operation, payload, cursor_before, after_send)) = deferred else {
             continue;
         };
         forget_deferred(conn, entity)?;
         match outcome {
             Settled::Conflict => continue,
             Settled::Synced => {
-                crate::engine::pull::rewind_cursor(conn, cursor_before)?;
+                // Sent only after the snapshot arrived: the server applied it after, so it holds
+                // the newer state, which the next pull echoes.
+                if after_send {
+                    crate::engine::pull::rewind_cursor(conn, cursor_before)?;
+                }
                 continue;
             }
             Settled::Rejected => {}

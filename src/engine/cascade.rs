@@ -1,7 +1,10 @@
 //! Foreign key actions that SQLite runs while server state is written (`ON DELETE CASCADE`,
-//! `SET NULL`, `SET DEFAULT`) change tracked rows the server did not send. Capture is suppressed
-//! in that transaction, so those changes are queued here, as the application's own would have
-//! been: the server deletes (or updates) the same rows, and no row is left on one side only.
+//! `SET NULL`, `SET DEFAULT`) change tracked rows the server did not send, and capture is
+//! suppressed in that transaction. A row with changes not sent yet would then be gone (or changed)
+//! here while its changes still reach the server: those rows' deletes (or updates) are queued
+//! after their changes, so the server ends as this device does. Rows without unsent changes are
+//! left to the server: its own snapshots of them follow (a child moved to another parent comes
+//! back), and a stale copy here never overrides a newer change made elsewhere.
 use rusqlite::Connection;
 
 use crate::error::Result;
@@ -91,20 +94,25 @@ impl References {
         Ok(References { references })
     }
 
-    /// The tracked rows deleting `entity` from `parent` will delete or change, through every
-    /// level of cascades. Read before the delete runs.
+    /// The tracked rows with unsent changes (`unsent`) that deleting `entity` from `parent` will
+    /// delete or change, through every level of cascades. Read before the delete runs.
     pub fn before_delete(
         &self,
         conn: &Connection,
         tables: &[TrackedTable],
         parent: &TrackedTable,
         entity: &str,
+        unsent: &std::collections::HashMap<String, bool>,
     ) -> Result<Actions> {
         let mut actions = Actions::default();
         if self.references.is_empty() {
             return Ok(actions);
         }
         let mut seen: std::collections::HashSet<(usize, String)> = Default::default();
+        // A cycle that comes back round to the deleted row queues nothing for it.
+        if let Some(root) = tables.iter().position(|t| t.table == parent.table) {
+            seen.insert((root, entity.to_string()));
+        }
         let mut frontier: Vec<(String, String, Vec<String>)> = vec![(
             parent.table.clone(),
             parent.sync_key.clone(),
@@ -144,11 +152,18 @@ impl References {
                 if found.is_empty() {
                     continue;
                 }
+                let changed: Vec<String> = found
+                    .iter()
+                    .filter(|k| unsent.contains_key(*k))
+                    .cloned()
+                    .collect();
                 if reference.deletes_child {
-                    frontier.push((child.table.clone(), child.sync_key.clone(), found.clone()));
-                    actions.deleted.push((reference.child, found));
-                } else {
-                    actions.updated.push((reference.child, found));
+                    frontier.push((child.table.clone(), child.sync_key.clone(), found));
+                    if !changed.is_empty() {
+                        actions.deleted.push((reference.child, changed));
+                    }
+                } else if !changed.is_empty() {
+                    actions.updated.push((reference.child, changed));
                 }
             }
         }

@@ -67,6 +67,11 @@ fn requested_covers(conn: &Connection) -> Result<Option<Coverage>> {
     Ok(state(conn, "pull_request_covers")?.and_then(|text| serde_json::from_str(&text).ok()))
 }
 
+/// The earliest cursor a request not answered yet asked from (`i64::MIN`: the start).
+fn requested_cursor(conn: &Connection) -> Result<Option<i64>> {
+    Ok(state(conn, "pull_request_cursor")?.and_then(|text| text.parse().ok()))
+}
+
 /// What both coverages hold.
 fn intersection(a: &Coverage, b: &Coverage) -> Coverage {
     a.iter()
@@ -90,9 +95,18 @@ pub fn request_body(conn: &Connection, client_id: &str, page_size: Option<u64>) 
         covers = intersection(&pending, &covers);
     }
     let covers = serde_json::to_string(&covers)?;
-    if state(conn, "pull_request_covers")?.as_deref() != Some(covers.as_str()) {
+    // And the earliest cursor such a request asked from (JSON: null is the start).
+    let asked_from = match requested_cursor(conn)? {
+        Some(earlier) => earlier.min(cursor.map_or(i64::MIN, |c| c)),
+        None => cursor.map_or(i64::MIN, |c| c),
+    };
+    let asked_from = asked_from.to_string();
+    if state(conn, "pull_request_covers")?.as_deref() != Some(covers.as_str())
+        || state(conn, "pull_request_cursor")?.as_deref() != Some(asked_from.as_str())
+    {
         crate::db::write_txn(conn, |conn| {
-            set_state(conn, "pull_request_covers", Some(&covers))
+            set_state(conn, "pull_request_covers", Some(&covers))?;
+            set_state(conn, "pull_request_cursor", Some(&asked_from))
         })?;
     }
     let mut body = json!({"client_id": client_id, "last_sync_cursor": cursor});
@@ -212,6 +226,17 @@ pub fn apply_page(conn: &Connection, body: &str, retry_limit: u64) -> Result<Pul
             }
         }
     };
+    // The cursor went back below what the request asked from (a push answer rewound it while
+    // the request was out): the rows in between must come again, so this page's rows apply but
+    // the cursor stays where it was sent back to.
+    let asked_from = requested_cursor(conn)?;
+    let rewound = asked_from
+        .is_some_and(|asked| stored_cursor(conn).ok().flatten().map_or(i64::MIN, |c| c) < asked);
+    let cursor_before = match asked_from {
+        Some(i64::MIN) => None,
+        Some(asked) => Some(asked),
+        None => old_cursor,
+    };
     let next_cursor = new_cursor.or(old_cursor).map(|c| c.to_string());
     let mut out = PullPage {
         has_more,
@@ -232,19 +257,30 @@ pub fn apply_page(conn: &Connection, body: &str, retry_limit: u64) -> Result<Pul
             let mut counts = PullPage::default();
             let mut entities = Vec::new();
             for raw in *chunk {
-                apply_snapshot(conn, applier, raw, old_cursor, &mut counts, &mut entities)?;
+                apply_snapshot(
+                    conn,
+                    applier,
+                    raw,
+                    cursor_before,
+                    &mut counts,
+                    &mut entities,
+                )?;
             }
             crate::debug::kill_point("pull-inside-chunk");
             if index + 1 == chunks.len() {
-                // Only what was both asked for and applied (a table untracked meanwhile was not).
-                let covers = intersection(&requested, &coverage(&applier.tables()));
-                set_state(conn, "last_sync_cursor", next_cursor.as_deref())?;
-                set_state(
-                    conn,
-                    "cursor_covers",
-                    Some(&serde_json::to_string(&covers)?),
-                )?;
+                if !rewound {
+                    // Only what was both asked for and applied (a table untracked meanwhile was
+                    // not).
+                    let covers = intersection(&requested, &coverage(&applier.tables()));
+                    set_state(conn, "last_sync_cursor", next_cursor.as_deref())?;
+                    set_state(
+                        conn,
+                        "cursor_covers",
+                        Some(&serde_json::to_string(&covers)?),
+                    )?;
+                }
                 set_state(conn, "pull_request_covers", None)?;
+                set_state(conn, "pull_request_cursor", None)?;
                 set_state(conn, "last_sync_at", Some(&crate::engine::now_iso(conn)?))?;
             }
             Ok((counts, entities))

@@ -216,6 +216,9 @@ pub fn next_batch(
         }
     }
     body.push_str("]}");
+    // From here the server may have them: a snapshot of their rows that arrives now may be newer
+    // or older than what the server applies (see apply::settle_deferred).
+    crate::queue::mark_sent(conn, &ids)?;
     let size = ids.len();
     Ok(Some(Batch {
         body: (size > 0).then_some(body),

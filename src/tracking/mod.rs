@@ -164,6 +164,19 @@ pub(crate) fn learn_json_columns(conn: &Connection, table: &str, learned: &[Stri
     let capture = plan.capture();
     let rendered = triggers::render(&capture)?;
     triggers::install(conn, &capture)?;
+    // Text stored so far was a plain string; in a JSON column a string is its JSON text. Without
+    // this, "123" stored before would be read back, and sent, as the number 123. (Runs inside
+    // the applying transaction: not captured.)
+    for column in learned {
+        conn.execute(
+            &format!(
+                "UPDATE main.{table} SET {column} = json_quote({column}) WHERE typeof({column}) = 'text'",
+                table = crate::sql::ident(table),
+                column = crate::sql::ident(column),
+            ),
+            [],
+        )?;
+    }
     conn.execute(
         "UPDATE tether_tracked_tables SET json_columns = ?2, triggers_hash = ?3, updated_at = CURRENT_TIMESTAMP
           WHERE table_name = ?1",

@@ -566,8 +566,12 @@ fn a_temp_table_of_the_same_name_never_takes_the_tracked_tables_place() {
     assert_eq!(status["tables"][0]["state"], "ok", "{status}");
 }
 
+/// A pulled parent delete runs the local ON DELETE CASCADE: a child with an edit not sent yet
+/// would vanish here while its edit still reaches the server, so its delete is queued after the
+/// edit. A child without unsent changes is left to the server's own snapshots.
 #[test]
-fn children_a_pulled_parent_delete_cascades_to_are_deleted_on_the_server_too() {
+fn a_child_with_unsent_changes_that_a_pulled_parent_delete_cascades_to_is_deleted_on_the_server_too(
+) {
     let server = Server::start(&[]);
     let (_dir, path) = temp_db();
     let conn = open_loaded(&path);
@@ -591,6 +595,7 @@ fn children_a_pulled_parent_delete_cascades_to_are_deleted_on_the_server_too() {
     .unwrap();
     json(&conn, "SELECT tether_sync()");
     let project = key_of(&conn, "projects", 1);
+    let edited = key_of(&conn, "tasks", 2);
     // An edit not sent yet, while the server deletes the project.
     conn.execute("UPDATE tasks SET status = 'doing' WHERE id = 2", [])
         .unwrap();
@@ -600,12 +605,16 @@ fn children_a_pulled_parent_delete_cascades_to_are_deleted_on_the_server_too() {
     let result = pull_response(&conn, &page).unwrap();
     assert_eq!(result["pulled"], 1, "{result}");
     assert_eq!(column::<i64>(&conn, "SELECT count(*) FROM tasks"), [0]);
-    // The children went with it locally: their deletes are queued after the pending edit.
-    let queued = column::<String>(
-        &conn,
-        "SELECT operation FROM tether_mutation_logs WHERE sync_status = 'pending' ORDER BY id",
+    let queued: Vec<(String, String)> = mutations(&conn)
+        .into_iter()
+        .filter(|m| m.sync_status == "pending")
+        .map(|m| (m.operation, m.entity_id))
+        .collect();
+    assert_eq!(
+        queued,
+        [op("update", &edited), op("delete", &edited)],
+        "the edited child's delete follows its edit; the synced child is the server's to send"
     );
-    assert_eq!(queued, ["update", "delete", "delete"]);
     json(&conn, "SELECT tether_push()");
     let client: String = conn
         .query_row("SELECT tether_config('client_id')", [], |r| r.get(0))
@@ -614,12 +623,13 @@ fn children_a_pulled_parent_delete_cascades_to_are_deleted_on_the_server_too() {
         .rows(&client)
         .values()
         .filter_map(|row| row["title"].as_str().map(str::to_string))
+        .filter(|title| title.contains("child"))
         .collect();
-    assert!(left.is_empty(), "the server kept {left:?}");
+    assert_eq!(left, ["synced child"], "the server kept {left:?}");
 }
 
 #[test]
-fn a_reference_a_pulled_parent_delete_sets_to_null_is_sent_as_an_update() {
+fn a_reference_a_pulled_parent_delete_sets_to_null_on_a_row_with_unsent_changes_is_sent() {
     let (_dir, path) = temp_db();
     let conn = open_loaded(&path);
     conn.execute_batch(
@@ -631,8 +641,10 @@ fn a_reference_a_pulled_parent_delete_sets_to_null_is_sent_as_an_update() {
                              project_id TEXT REFERENCES projects (tether_id) ON DELETE SET NULL);
          SELECT tether_track('tasks');
          INSERT INTO projects (name) VALUES ('home');
-         INSERT INTO tasks (title, project_id) SELECT 'child', tether_id FROM projects;
-         UPDATE tether_mutation_logs SET sync_status = 'synced';",
+         INSERT INTO tasks (title, project_id) SELECT 'edited', tether_id FROM projects;
+         INSERT INTO tasks (title, project_id) SELECT 'untouched', tether_id FROM projects;
+         UPDATE tether_mutation_logs SET sync_status = 'synced';
+         UPDATE tasks SET title = 'edited!' WHERE id = 1;",
     )
     .unwrap();
     let project = key_of(&conn, "projects", 1);
@@ -643,9 +655,9 @@ fn a_reference_a_pulled_parent_delete_sets_to_null_is_sent_as_an_update() {
         .filter(|m| m.sync_status == "pending")
         .map(|m| (m.operation, m.payload))
         .collect();
-    assert_eq!(queued.len(), 1, "{queued:?}");
-    assert_eq!(queued[0].0, "update");
-    let payload = &queued[0].1;
+    assert_eq!(queued.len(), 2, "{queued:?}");
+    assert_eq!(queued[1].0, "update");
+    let payload = &queued[1].1;
     assert_eq!(payload["project_id"], Value::Null, "{payload}");
-    assert_eq!(payload["title"], "child");
+    assert_eq!(payload["title"], "edited!");
 }
