@@ -397,3 +397,69 @@ pub fn assert_writes_a_new_entity(
     assert_eq!(ops_after(conn, before), [op("create", &fresh)]);
     fresh
 }
+
+/// The sans-IO push request body, or `None` when the push in progress is done.
+pub fn push_request(conn: &Connection) -> Option<Value> {
+    conn.query_row("SELECT tether_push_request()", [], |r| {
+        r.get::<_, Option<String>>(0)
+    })
+    .unwrap()
+    .map(|body| serde_json::from_str(&body).unwrap())
+}
+
+/// Applies a push answer through `tether_push_response`; panics on an error.
+pub fn push_response(conn: &Connection, answer: &Value) -> Value {
+    conn.query_row(
+        "SELECT tether_push_response(?1)",
+        [answer.to_string()],
+        |r| r.get::<_, String>(0),
+    )
+    .map(|t| serde_json::from_str(&t).unwrap())
+    .unwrap_or_else(|e| panic!("push response: {e}"))
+}
+
+/// Applies one pull page through `tether_pull_response`.
+pub fn pull_response(conn: &Connection, page: &Value) -> rusqlite::Result<Value> {
+    conn.query_row("SELECT tether_pull_response(?1)", [page.to_string()], |r| {
+        r.get::<_, String>(0)
+    })
+    .map(|t| serde_json::from_str(&t).unwrap())
+}
+
+/// The sans-IO pull request body.
+pub fn pull_request(conn: &Connection) -> Value {
+    json(conn, "SELECT tether_pull_request()")
+}
+
+/// Ends the sans-IO push in progress (it runs until a request comes back empty).
+pub fn finish_push(conn: &Connection) {
+    while push_request(conn).is_some() {}
+}
+
+/// A fresh ULID from the extension.
+pub fn ulid(conn: &Connection) -> String {
+    conn.query_row("SELECT tether_ulid()", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// The stored pull cursor, as `tether_status()` shows it.
+pub fn cursor(conn: &Connection) -> Value {
+    json(conn, "SELECT tether_status()")["last_sync_cursor"].clone()
+}
+
+/// How many server rows wait in the quarantine.
+pub fn quarantined(conn: &Connection) -> i64 {
+    json(conn, "SELECT tether_status()")["quarantine"]["count"]
+        .as_i64()
+        .unwrap()
+}
+
+/// The mutation ids of a push request body, in order.
+pub fn mutation_ids(body: &Value) -> Vec<String> {
+    body["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mutation_id"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -7,63 +7,6 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 use tether_harness::*;
 
-fn push_request(conn: &Connection) -> Option<Value> {
-    conn.query_row("SELECT tether_push_request()", [], |r| {
-        r.get::<_, Option<String>>(0)
-    })
-    .unwrap()
-    .map(|body| serde_json::from_str(&body).unwrap())
-}
-
-fn push_response(conn: &Connection, answer: &Value) -> Value {
-    conn.query_row(
-        "SELECT tether_push_response(?1)",
-        [answer.to_string()],
-        |r| r.get::<_, String>(0),
-    )
-    .map(|t| serde_json::from_str(&t).unwrap())
-    .unwrap_or_else(|e| panic!("push response: {e}"))
-}
-
-fn pull_response(conn: &Connection, page: &Value) -> rusqlite::Result<Value> {
-    conn.query_row("SELECT tether_pull_response(?1)", [page.to_string()], |r| {
-        r.get::<_, String>(0)
-    })
-    .map(|t| serde_json::from_str(&t).unwrap())
-}
-
-fn pull_request(conn: &Connection) -> Value {
-    json(conn, "SELECT tether_pull_request()")
-}
-
-fn finish_push(conn: &Connection) {
-    while push_request(conn).is_some() {}
-}
-
-fn ulid(conn: &Connection) -> String {
-    conn.query_row("SELECT tether_ulid()", [], |r| r.get(0))
-        .unwrap()
-}
-
-fn cursor(conn: &Connection) -> Value {
-    json(conn, "SELECT tether_status()")["last_sync_cursor"].clone()
-}
-
-fn quarantined(conn: &Connection) -> i64 {
-    json(conn, "SELECT tether_status()")["quarantine"]["count"]
-        .as_i64()
-        .unwrap()
-}
-
-fn mutation_ids(body: &Value) -> Vec<String> {
-    body["mutations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["mutation_id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn statuses(conn: &Connection) -> Vec<String> {
     column(
         conn,

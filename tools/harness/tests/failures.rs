@@ -9,36 +9,6 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 use tether_harness::*;
 
-fn push_request(conn: &Connection) -> Option<Value> {
-    conn.query_row("SELECT tether_push_request()", [], |r| {
-        r.get::<_, Option<String>>(0)
-    })
-    .unwrap()
-    .map(|body| serde_json::from_str(&body).unwrap())
-}
-
-fn push_response(conn: &Connection, answer: &Value) -> Value {
-    json(
-        conn,
-        &format!(
-            "SELECT tether_push_response('{}')",
-            answer.to_string().replace('\'', "''")
-        ),
-    )
-}
-
-fn pull_response(conn: &Connection, page: &Value) -> rusqlite::Result<Value> {
-    conn.query_row("SELECT tether_pull_response(?1)", [page.to_string()], |r| {
-        r.get::<_, String>(0)
-    })
-    .map(|t| serde_json::from_str(&t).unwrap())
-}
-
-/// Ends the push in progress (the sans-IO push runs until a request comes back empty).
-fn finish_push(conn: &Connection) {
-    while push_request(conn).is_some() {}
-}
-
 fn status_of(conn: &Connection, entity: &str) -> (String, Option<String>, i64) {
     conn.query_row(
         "SELECT sync_status, rejection_reason, retry_count FROM tether_mutation_logs
@@ -47,25 +17,6 @@ fn status_of(conn: &Connection, entity: &str) -> (String, Option<String>, i64) {
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .unwrap()
-}
-
-fn mutation_ids(body: &Value) -> Vec<String> {
-    body["mutations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["mutation_id"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn quarantined(conn: &Connection) -> i64 {
-    json(conn, "SELECT tether_status()")["quarantine"]["count"]
-        .as_i64()
-        .unwrap()
-}
-
-fn cursor(conn: &Connection) -> Value {
-    json(conn, "SELECT tether_status()")["last_sync_cursor"].clone()
 }
 
 #[test]
@@ -272,11 +223,6 @@ fn family() -> (tempfile::TempDir, Connection) {
     .unwrap();
     let _ = FAMILY;
     (dir, conn)
-}
-
-fn ulid(conn: &Connection) -> String {
-    conn.query_row("SELECT tether_ulid()", [], |r| r.get(0))
-        .unwrap()
 }
 
 #[test]
