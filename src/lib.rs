@@ -15,6 +15,7 @@
 //! - [`engine`] — the sync engine, sans IO: next request, apply answer.
 //! - [`sync`] — `tether_sync/push/pull` over the HTTP transport, and the sans-IO functions.
 //! - [`background`] — `tether_dispatch`, `tether_schedule`, `tether_stop`, auto_sync.
+//! - [`retry`] — the one backoff policy of background work and `tether watch`.
 //! - [`status`] — `tether_status`.
 //! - [`sql`] — the one place identifiers and literals are quoted.
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub mod identity;
 pub mod naming;
 pub mod queue;
 pub mod reconcile;
+pub mod retry;
 pub mod row_keys;
 pub mod schema;
 pub mod settings;
@@ -91,7 +93,11 @@ fn register_as(conn: &Connection, may_start_workers: bool) -> Result<()> {
     schema::clear_stray_capture_suppression(conn)?;
     let session = Arc::new(settings::ConnectionSettings::default());
     let settings = settings::Settings::load(conn, &session)?;
-    let worker = Arc::new(background::Worker::new(conn, may_start_workers)?);
+    let worker = Arc::new(background::Worker::new(
+        conn,
+        session.clone(),
+        may_start_workers,
+    )?);
     // Loaded again on the same connection (hosts that load with `SELECT load_extension(...)` on
     // every checkout): the functions are there, and replacing them is refused while the loading
     // statement runs. The checks above ran again; registering again is not needed.
@@ -107,10 +113,10 @@ fn register_as(conn: &Connection, may_start_workers: bool) -> Result<()> {
     settings::register(
         conn,
         session.clone(),
-        Arc::new(move |_, settings| starter.start_if_auto(settings)),
+        Arc::new(move |conn, settings| starter.start_if_auto(conn, settings)),
     )?;
     tracking::register(conn, session.clone())?;
-    status::register(conn, session.clone())?;
+    status::register(conn, session.clone(), worker.clone())?;
     sync::register(
         conn,
         session.clone(),
@@ -123,7 +129,7 @@ fn register_as(conn: &Connection, may_start_workers: bool) -> Result<()> {
     if let Err(error) = session.schema_watch().reconcile(conn, &settings) {
         debug::log(&settings, 1, || format!("repair on load failed: {error}"));
     }
-    worker.start_if_auto(&settings)?;
+    worker.start_if_auto(conn, &settings)?;
     failure.disarm();
     Ok(())
 }

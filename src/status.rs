@@ -130,7 +130,11 @@ fn only_readers_running(conn: &Connection) -> bool {
     true
 }
 
-pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<()> {
+pub fn register(
+    conn: &Connection,
+    session: Arc<ConnectionSettings>,
+    worker: Arc<crate::background::Worker>,
+) -> Result<()> {
     functions::register(
         conn,
         "tether_status",
@@ -150,7 +154,9 @@ pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<(
             } else {
                 None
             };
-            Ok(status(&conn, &settings, repair_error)?.to_string())
+            let mut shown = status(&conn, &settings, repair_error)?;
+            shown["worker"] = worker.health();
+            Ok(shown.to_string())
         },
     )
 }

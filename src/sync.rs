@@ -245,7 +245,7 @@ pub fn run_cycle_with_progress(
     })?;
     // A panic inside the cycle still finishes its log row (and the lease goes with `Run`).
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        locked_cycle(conn, &settings, kind, progress)
+        locked_cycle(conn, &settings, kind, entry, progress)
     }))
     .unwrap_or_else(|panic| {
         Err(Error::new(format!(
@@ -257,12 +257,22 @@ pub fn run_cycle_with_progress(
         Ok(value) => (Some(value.to_string()), None),
         Err(e) => (None, Some(e.message().to_string())),
     };
+    // An auto push skipped because another cycle holds the lock did nothing worth a row: with
+    // several workers on one file each change would otherwise add one per worker.
+    let skipped_auto = trigger == "auto"
+        && outcome
+            .as_ref()
+            .is_ok_and(|value| value["skipped"] == Value::Bool(true));
     crate::db::write_txn(conn, |conn| {
-        conn.execute(
-            "UPDATE tether_sync_log SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), result = ?2, error = ?3
-              WHERE id = ?1",
-            (entry, &result, &error),
-        )?;
+        if skipped_auto {
+            conn.execute("DELETE FROM tether_sync_log WHERE id = ?1", [entry])?;
+        } else {
+            conn.execute(
+                "UPDATE tether_sync_log SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), result = ?2, error = ?3
+                  WHERE id = ?1",
+                (entry, &result, &error),
+            )?;
+        }
         Ok(())
     })?;
     debug::log(&settings, 1, || match &outcome {
@@ -276,6 +286,7 @@ fn locked_cycle(
     conn: &Connection,
     settings: &Settings,
     kind: Cycle,
+    entry: i64,
     progress: OnProgress<'_>,
 ) -> Result<Value> {
     let http = Http::new(settings)?;
@@ -287,6 +298,18 @@ fn locked_cycle(
     } else {
         None
     };
+    if lease.is_some() {
+        // Holding the lock, no other cycle runs: an unfinished row is one whose process ended.
+        crate::db::write_txn(conn, |conn| {
+            conn.execute(
+                "UPDATE tether_sync_log SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+                        error = 'interrupted: the process ended before the cycle finished'
+                  WHERE finished_at IS NULL AND id < ?1",
+                [entry],
+            )?;
+            Ok(())
+        })?;
+    }
     let run = Run {
         conn,
         settings,

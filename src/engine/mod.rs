@@ -101,25 +101,35 @@ pub fn now_iso(conn: &Connection) -> Result<String> {
     )?)
 }
 
-/// Deletes synced mutations synced more than `retention_days` ago (0: every synced one), in
-/// short transactions. Versions survive in `tether_entity_versions`.
+/// Deletes synced mutations synced more than `retention_days` ago (0: every synced one), and
+/// finished sync-log rows as old, in short transactions. Versions survive in
+/// `tether_entity_versions`; a cycle still running keeps its row.
 pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
     let age = format!("-{retention_days} days");
     let mut total = 0;
-    loop {
-        let deleted = write_txn(conn, |conn| {
-            crate::debug::kill_point("pruning");
-            Ok(conn.execute(
-                "DELETE FROM tether_mutation_logs WHERE id IN (
-                     SELECT id FROM tether_mutation_logs
-                      WHERE sync_status = 'synced' AND synced_at <= datetime('now', ?1)
-                      ORDER BY id LIMIT 5000)",
-                [&age],
-            )?)
-        })?;
-        total += deleted;
-        if deleted == 0 {
-            return Ok(total);
+    for sql in [
+        "DELETE FROM tether_mutation_logs WHERE id IN (
+             SELECT id FROM tether_mutation_logs
+              WHERE sync_status = 'synced' AND synced_at <= datetime('now', ?1)
+              ORDER BY id LIMIT 5000)",
+        "DELETE FROM tether_sync_log WHERE id IN (
+             SELECT id FROM tether_sync_log
+              WHERE finished_at IS NOT NULL
+                AND finished_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)
+              ORDER BY id LIMIT 5000)",
+    ] {
+        loop {
+            let deleted = write_txn(conn, |conn| {
+                crate::debug::kill_point("pruning");
+                Ok(conn.prepare_cached(sql)?.execute([&age])?)
+            })?;
+            if sql.contains("tether_mutation_logs") {
+                total += deleted;
+            }
+            if deleted == 0 {
+                break;
+            }
         }
     }
+    Ok(total)
 }

@@ -107,10 +107,8 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         "h" => value * 3600.0,
         other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
     };
-    if !(seconds > 0.0 && seconds.is_finite()) {
-        return Err("the interval must be more than 0".into());
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    // The same bounds as tether_schedule.
+    tether::retry::interval(seconds).map_err(|e| e.to_string())
 }
 
 /// Opens an existing database and sets tether up on it.
@@ -175,7 +173,8 @@ fn watch(conn: &Connection, every: Duration, kind: Cycle) -> Result<u8, String> 
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).map_err(|e| e.to_string())?;
     eprintln!("syncing every {every:?}; Ctrl-C stops");
-    let mut failures = 0u32;
+    // The same policy as the extension's background worker.
+    let mut backoff = tether::retry::Backoff::new(every);
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         let wait = match run_cycle_with_progress(
@@ -186,16 +185,12 @@ fn watch(conn: &Connection, every: Duration, kind: Cycle) -> Result<u8, String> 
             &|_| {},
         ) {
             Ok(result) => {
-                failures = 0;
+                backoff.succeeded();
                 println!("{} {}", output::now(), output::cycle_line(&result));
                 every
             }
             Err(e) => {
-                failures += 1;
-                // Back off: 2 s, 4 s, 8 s… up to the interval, with ±20% jitter so that many
-                // devices do not retry in step.
-                let backoff = Duration::from_secs(2u64.saturating_pow(failures)).min(every);
-                let jittered = backoff.mul_f64(0.8 + 0.4 * output::jitter());
+                let jittered = backoff.failed();
                 eprintln!(
                     "{} error: {e}; retrying in {:.1}s",
                     output::now(),

@@ -126,14 +126,6 @@ pub fn now() -> String {
     )
 }
 
-/// A number in [0, 1) from the clock's nanoseconds: enough to spread retries apart.
-pub fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    f64::from(nanos % 1000) / 1000.0
-}
-
 /// Progress bars for the push (known size) and the pull (a running count).
 pub struct Bars {
     current: RefCell<Option<(Cycle, ProgressBar)>>,

@@ -171,16 +171,16 @@ fn watch_keeps_syncing_and_stops_on_ctrl_c() {
     let child = Command::new(env!("CARGO_BIN_EXE_tether"))
         .arg("--db")
         .arg(&path)
-        .args(["watch", "--every", "300ms"])
+        .args(["watch", "--every", "1s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     open_plain(&path)
         .execute("INSERT INTO tasks (title) VALUES ('while watching')", [])
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    std::thread::sleep(std::time::Duration::from_millis(1700));
     unsafe { libc_kill(child.id() as i32, 2) };
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) = text(&out);
@@ -267,4 +267,19 @@ fn watch_backs_off_after_errors_and_keeps_going() {
         "{stderr}"
     );
     assert!(out.status.success());
+}
+
+#[test]
+fn watch_refuses_an_interval_below_the_minimum() {
+    let server = Server::start(&["--model", TASK]);
+    let (_dir, path) = database(&server);
+    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("--db")
+        .arg(&path)
+        .args(["watch", "--every", "300ms"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("between 1 and"), "{stderr}");
 }
