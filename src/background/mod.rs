@@ -80,6 +80,9 @@ impl Control {
 struct Target {
     path: String,
     vfs: Option<String>,
+    /// `PRAGMA foreign_keys` of the loading connection when the worker started: pulls apply
+    /// with the same checks and actions as a foreground one.
+    foreign_keys: bool,
 }
 
 /// The loading connection's handle on its worker. Dropped when that connection closes.
@@ -144,7 +147,11 @@ impl Worker {
                     .to_string(),
             )
         } else {
-            Ok(Target { path, vfs })
+            Ok(Target {
+                path,
+                vfs,
+                foreign_keys: false,
+            })
         };
         Ok(Worker {
             target,
@@ -160,7 +167,8 @@ impl Worker {
         if !self.may_start {
             bail!("background work cannot be started from a background worker's own connection");
         }
-        let target = self.target.clone().map_err(Error::new)?;
+        let mut target = self.target.clone().map_err(Error::new)?;
+        target.foreign_keys = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
         let mode: String = conn.query_row("PRAGMA main.locking_mode", [], |r| r.get(0))?;
         if mode.eq_ignore_ascii_case("exclusive") {
             bail!("background work needs another connection to the database, and this one holds it in exclusive locking mode (PRAGMA locking_mode = EXCLUSIVE)");

@@ -36,6 +36,10 @@ fn open(target: &Target) -> Result<Connection, String> {
     }
     .map_err(|e| format!("cannot open {:?}: {e}", target.path))?;
     let _ = conn.busy_timeout(Duration::from_secs(5));
+    if target.foreign_keys {
+        conn.execute_batch("PRAGMA foreign_keys = ON")
+            .map_err(|e| e.to_string())?;
+    }
     crate::register_background(&conn).map_err(|e| e.to_string())?;
     Ok(conn)
 }

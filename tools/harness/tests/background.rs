@@ -499,3 +499,51 @@ fn a_dispatch_still_queued_when_its_connection_closes_is_recorded_as_cancelled()
         log(&path)
     );
 }
+
+#[test]
+fn the_worker_checks_foreign_keys_when_its_connection_does() {
+    let server = Server::start(&[
+        "--model",
+        r#"{"name": "Project", "fields": {"name": "nullable"}}"#,
+        "--model",
+        r#"{"name": "Task", "fields": {"title": "required", "project_id": "nullable"}}"#,
+    ]);
+    let (_d1, writer_path) = temp_db();
+    let writer = open_loaded(&writer_path);
+    writer
+        .execute_batch(
+            "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, project_id TEXT);
+             SELECT tether_track('tasks');
+             INSERT INTO tasks (title, project_id) VALUES ('orphan', '01JNOSUCHPROJECT000000000');",
+        )
+        .unwrap();
+    set_config(&writer, "server_url", server.url.as_str());
+    json(&writer, "SELECT tether_push()");
+    let (_d2, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+         SELECT tether_track('projects');
+         CREATE UNIQUE INDEX projects_key ON projects (tether_id);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
+                             project_id TEXT REFERENCES projects (tether_id));
+         SELECT tether_track('tasks');",
+    )
+    .unwrap();
+    set_config(&conn, "server_url", server.url.as_str());
+    json(&conn, "SELECT tether_dispatch('pull')");
+    assert!(wait_for(Duration::from_secs(10), || log(&path)
+        .iter()
+        .any(|e| e["finished"] == 1)));
+    assert_eq!(
+        column::<i64>(&conn, "SELECT count(*) FROM tasks"),
+        [0],
+        "the worker wrote a row whose parent is missing"
+    );
+    assert_eq!(
+        json(&conn, "SELECT tether_status()")["quarantine"]["count"],
+        1
+    );
+    json(&conn, "SELECT tether_stop()");
+}
