@@ -151,6 +151,8 @@ pub fn next_batch(
     let (mut ids, mut last_id, mut local_failures) = (Vec::new(), after, Vec::new());
     let mut waiting: HashSet<String> = HashSet::new();
     let blockers = blockers(conn, after, limits.retry_limit)?;
+    let never_had = NeverHad::load(conn, limits.retry_limit)?;
+    let mut nothing_to_send: Vec<i64> = Vec::new();
     while ids.is_empty() {
         crate::queue::assign_identities(conn, limit.min(10_000) as usize)?;
         crate::debug::kill_point("push-identities-given");
@@ -181,7 +183,18 @@ pub fn next_batch(
                     continue;
                 }
                 match unsendable(row)? {
-                    Ok(mutation) => {
+                    Ok(mut mutation) => {
+                        if never_had.server_lacks(conn, &mutation.entity_id, id)? {
+                            // The server never got this row (its create was refused for good):
+                            // a change of it is its create, with the full row; a delete of it
+                            // has nothing to undo there.
+                            if mutation.operation == "delete" {
+                                nothing_to_send.push(id);
+                                last_id = id;
+                                continue;
+                            }
+                            mutation.operation = "create".to_string();
+                        }
                         let text = serde_json::to_string(&mutation)?;
                         let grown = body.len() + text.len() + 3;
                         if !ids.is_empty() && grown as u64 > limits.bytes {
@@ -215,6 +228,7 @@ pub fn next_batch(
             break;
         }
     }
+    settle_unsendable_deletes(conn, &nothing_to_send)?;
     body.push_str("]}");
     // From here the server may have them: a snapshot of their rows that arrives now may be newer
     // or older than what the server applies (see apply::settle_deferred).
@@ -250,6 +264,63 @@ fn blockers(
         .query_map([after], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(found)
+}
+
+/// Rows whose latest create the server refused for good (by log id of that create): the server
+/// never had them. Read once per batch from the index of unsynced mutations.
+struct NeverHad(std::collections::HashMap<String, i64>);
+
+impl NeverHad {
+    fn load(conn: &Connection, retry_limit: u64) -> Result<NeverHad> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT entity_id, max(id) FROM tether_mutation_logs
+              WHERE sync_status <> 'synced' AND sync_status = 'failed' AND operation = 'create'
+                AND (rejection_reason <> 'error' OR retry_count >= {})
+              GROUP BY entity_id",
+            retry_limit.min(i64::MAX as u64)
+        ))?;
+        let found = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(NeverHad(found))
+    }
+
+    /// Whether mutation `id` of `entity` changes a row the server never had: its last create
+    /// before it was refused for good, and since then no create came and no change reached the
+    /// server (an earlier change sent as its create).
+    fn server_lacks(&self, conn: &Connection, entity: &str, id: i64) -> Result<bool> {
+        let Some(&refused) = self.0.get(entity) else {
+            return Ok(false);
+        };
+        if refused >= id {
+            return Ok(false);
+        }
+        let created_since: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs
+                  WHERE id > ?1 AND id < ?2 AND entity_id = ?3
+                    AND (operation = 'create' OR (sync_status = 'synced' AND operation <> 'delete')))",
+            )?
+            .query_row((refused, id, entity), |r| r.get(0))?;
+        Ok(!created_since)
+    }
+}
+
+/// Deletes of rows the server never had: done, with nothing sent.
+fn settle_unsendable_deletes(conn: &Connection, ids: &[i64]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    crate::db::write_txn(conn, |conn| {
+        conn.prepare_cached(
+            "UPDATE tether_mutation_logs SET sync_status = 'synced', synced_at = CURRENT_TIMESTAMP,
+                    rejection_data = json_object('message', 'not sent: the server never had this row (its create was refused)'),
+                    updated_at = CURRENT_TIMESTAMP
+              WHERE id IN (SELECT value FROM json_each(?1)) AND sync_status = 'pending'",
+        )?
+        .execute([serde_json::to_string(ids)?])?;
+        Ok(())
+    })
 }
 
 /// Pending mutations not given identities yet (beyond what one round gives).

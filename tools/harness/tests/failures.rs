@@ -607,3 +607,49 @@ fn a_reference_a_pulled_parent_delete_sets_to_null_on_a_row_with_unsent_changes_
     assert_eq!(payload["project_id"], Value::Null, "{payload}");
     assert_eq!(payload["title"], "edited!");
 }
+
+/// Issue 15: a row whose create the server refused (`validation_failed`) is fixed by editing it;
+/// the edit goes as the row's create, and a delete of such a row sends nothing.
+#[test]
+fn fixing_a_row_whose_create_was_refused_sends_it_as_a_create() {
+    let server = Server::start(&[
+        "--model",
+        r#"{"name": "Task", "fields": {"title": "required|max:20"}, "soft_deletes": true}"#,
+    ]);
+    let (_dir, _path, conn) = synced_client(&server);
+    conn.execute_batch(
+        "INSERT INTO tasks (title) VALUES (''); INSERT INTO tasks (title) VALUES ('');",
+    )
+    .unwrap();
+    let result = json(&conn, "SELECT tether_sync()");
+    assert_eq!(result["failed"], 2, "{result}");
+    conn.execute_batch(
+        "UPDATE tasks SET title = 'fixed title' WHERE id = 1; DELETE FROM tasks WHERE id = 2;",
+    )
+    .unwrap();
+    let result = json(&conn, "SELECT tether_sync()");
+    assert_eq!(result["failed"], 0, "{result}");
+    assert_eq!(result["pushed"], 1, "{result}");
+    assert_eq!(
+        server.field_of_rows(&conn, "title"),
+        [json!("fixed title")],
+        "the server has the fixed row"
+    );
+    // Later edits are ordinary updates of a row the server has now.
+    conn.execute("UPDATE tasks SET title = 'again' WHERE id = 1", [])
+        .unwrap();
+    let result = json(&conn, "SELECT tether_sync()");
+    assert_eq!(
+        (result["pushed"].clone(), result["failed"].clone()),
+        (json!(1), json!(0))
+    );
+    assert_eq!(server.field_of_rows(&conn, "title"), [json!("again")]);
+    let pending: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM tether_mutation_logs WHERE sync_status = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, 0);
+}
