@@ -102,6 +102,8 @@ pub fn status(
         // Server rows this database refused (a constraint, a parent that has not arrived):
         // tried again at the end of every pull.
         "quarantine": crate::engine::quarantine::summary(conn)?,
+        // Why the last pull left snapshots out, by reason and model (from the sync log).
+        "last_pull_errors": last_pull_errors(conn)?,
         "last_sync_cursor": state(conn, "last_sync_cursor")?,
         "last_sync_at": state(conn, "last_sync_at")?,
         "client_id": settings.get("client_id"),
@@ -110,6 +112,23 @@ pub fn status(
         "repair_error": repair_error,
         "version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+fn last_pull_errors(conn: &Connection) -> Result<Json> {
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT json_extract(result, '$.pull_error_reasons') FROM tether_sync_log
+              WHERE kind IN ('pull', 'sync') AND result IS NOT NULL
+                AND json_extract(result, '$.skipped') = 0
+              ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    Ok(text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| json!({})))
 }
 
 /// True when every statement running on the connection only reads: a repair's own transaction

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::bail;
 use crate::debug;
 use crate::engine::lock::Lease;
-use crate::engine::{prune, pull, push, result_json, PushOutcome};
+use crate::engine::{prune, pull, push, result_json, PullTotals, PushOutcome};
 use crate::error::{Error, Result};
 use crate::functions::{self, connection, required_text, Kind};
 use crate::settings::{ConnectionSettings, Settings};
@@ -153,14 +153,14 @@ impl Run<'_> {
         }
     }
 
-    fn pull_all(&self) -> Result<(usize, usize)> {
+    fn pull_all(&self) -> Result<PullTotals> {
         let (url, client) = (url(self.settings, "pull_url")?, client_id(self.settings)?);
         let page_size = self
             .settings
             .get("pull_page_size")
             .and_then(|v| v.parse().ok());
         let retry_limit = self.settings.number("max_retry_attempts");
-        let (mut pulled, mut errors, mut received) = (0, 0, 0);
+        let (mut totals, mut received) = (PullTotals::default(), 0);
         loop {
             self.renew()?;
             let body = pull::request_body(self.conn, client, page_size)?;
@@ -168,8 +168,7 @@ impl Run<'_> {
             self.renew()?;
             let page = pull::apply_page(self.conn, &answer, retry_limit)
                 .map_err(|e| self.http.scrub_error(e))?;
-            pulled += page.pulled + page.recovered;
-            errors += page.pull_errors;
+            totals.add(&page);
             received += page.pulled + page.pull_errors + page.kept_local;
             (self.progress)(Progress {
                 stage: Cycle::Pull,
@@ -177,7 +176,7 @@ impl Run<'_> {
                 total: None,
             });
             if !page.has_more {
-                return Ok((pulled, errors));
+                return Ok(totals);
             }
         }
     }
@@ -293,7 +292,13 @@ fn locked_cycle(
     let lease = if settings.flag("sync_lock") {
         match Lease::acquire(conn, settings.number("timeout_ms") as i64)? {
             Some(lease) => Some(lease),
-            None => return Ok(result_json(&PushOutcome::default(), 0, 0, true)),
+            None => {
+                return Ok(result_json(
+                    &PushOutcome::default(),
+                    &PullTotals::default(),
+                    true,
+                ))
+            }
         }
     } else {
         None
@@ -323,13 +328,13 @@ fn locked_cycle(
         } else {
             run.push_all()?
         };
-        let (pulled, errors) = if kind == Cycle::Push {
-            (0, 0)
+        let pulled = if kind == Cycle::Push {
+            PullTotals::default()
         } else {
             run.pull_all()?
         };
         prune(conn, settings.number("retention_days"))?;
-        Ok(result_json(&pushed, pulled, errors, false))
+        Ok(result_json(&pushed, &pulled, false))
     };
     work()
 }

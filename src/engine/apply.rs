@@ -425,6 +425,45 @@ impl Applier<'_> {
         Ok(Outcome::Quarantined)
     }
 
+    /// Which local row a mutation or snapshot is about, for rejections and errors: model,
+    /// table, sync key and the row's primary key (`null` once the row is gone).
+    pub fn which_row(&self, conn: &Connection, model: &str, entity: &str) -> Result<Value> {
+        let tables = self.tables.borrow();
+        let Some(table) = tables.iter().find(|t| t.model == model) else {
+            return Ok(serde_json::json!({"model": model, "entity_id": entity}));
+        };
+        let columns: Vec<String> = conn
+            .prepare_cached(
+                "SELECT name FROM pragma_table_info(?1, 'main') WHERE pk > 0 ORDER BY pk",
+            )?
+            .query_map([&table.table], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let pairs: Vec<String> = if columns.is_empty() {
+            vec!["'rowid', rowid".to_string()]
+        } else {
+            columns
+                .iter()
+                .map(|c| format!("{}, {}", crate::sql::literal(c), ident(c)))
+                .collect()
+        };
+        let key: Option<String> = conn
+            .prepare_cached(&format!(
+                "SELECT json_object({}) FROM main.{} WHERE {} = ?1",
+                pairs.join(", "),
+                ident(&table.table),
+                ident(&table.sync_key)
+            ))?
+            .query_row([entity], |r| r.get(0))
+            .optional()?;
+        let primary_key = key
+            .and_then(|k| serde_json::from_str::<Value>(&k).ok())
+            .unwrap_or(Value::Null);
+        Ok(
+            serde_json::json!({"model": model, "table": table.table, "entity_id": entity,
+                              "primary_key": primary_key}),
+        )
+    }
+
     fn table_index(&self, model: &str) -> Option<usize> {
         self.tables.borrow().iter().position(|t| t.model == model)
     }

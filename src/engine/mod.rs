@@ -59,26 +59,67 @@ pub struct PullPage {
     pub recovered: usize,
     pub has_more: bool,
     pub cursor: Option<i64>,
+    /// Why snapshots were not applied: reason → model → count.
+    pub error_reasons: ErrorReasons,
 }
+
+/// Pull errors by reason (`unknown model`, `refused by the database`, `not a snapshot`) and
+/// model.
+pub type ErrorReasons =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>>;
 
 impl PullPage {
     /// The result of `tether_pull_response`.
     pub fn to_json(&self) -> Value {
         json!({"pulled": self.pulled + self.recovered, "pull_errors": self.pull_errors,
+               "pull_error_reasons": self.error_reasons,
                "quarantined": self.quarantined, "has_more": self.has_more,
                "new_sync_cursor": self.cursor})
+    }
+
+    /// Counts a snapshot not applied, with why.
+    pub fn error(&mut self, reason: &str, model: &str) {
+        self.pull_errors += 1;
+        *self
+            .error_reasons
+            .entry(reason.to_string())
+            .or_default()
+            .entry(model.to_string())
+            .or_default() += 1;
+    }
+}
+
+/// What the pages of one pull did together.
+#[derive(Default, Debug)]
+pub struct PullTotals {
+    pub pulled: usize,
+    pub pull_errors: usize,
+    pub error_reasons: ErrorReasons,
+}
+
+impl PullTotals {
+    pub fn add(&mut self, page: &PullPage) {
+        self.pulled += page.pulled + page.recovered;
+        self.pull_errors += page.pull_errors;
+        for (reason, models) in &page.error_reasons {
+            let into = self.error_reasons.entry(reason.clone()).or_default();
+            for (model, count) in models {
+                *into.entry(model.clone()).or_default() += count;
+            }
+        }
     }
 }
 
 /// The result JSON of `tether_sync`, `tether_push` and `tether_pull`.
-pub fn result_json(push: &PushOutcome, pulled: usize, pull_errors: usize, skipped: bool) -> Value {
+pub fn result_json(push: &PushOutcome, pull: &PullTotals, skipped: bool) -> Value {
     json!({
         "pushed": push.pushed,
-        "pulled": pulled,
+        "pulled": pull.pulled,
         "conflicts": push.conflicts,
         "failed": push.failed,
         "rejections": push.rejections,
-        "pull_errors": pull_errors,
+        "pull_errors": pull.pull_errors,
+        "pull_error_reasons": pull.error_reasons,
         "skipped": skipped,
     })
 }

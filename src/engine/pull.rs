@@ -287,6 +287,12 @@ pub fn apply_page(conn: &Connection, body: &str, retry_limit: u64) -> Result<Pul
         })?;
         out.pulled += counts.pulled;
         out.pull_errors += counts.pull_errors;
+        for (reason, models) in counts.error_reasons {
+            let into = out.error_reasons.entry(reason).or_default();
+            for (model, count) in models {
+                *into.entry(model).or_default() += count;
+            }
+        }
         out.kept_local += counts.kept_local;
         out.quarantined += counts.quarantined;
         quarantined.extend(entities);
@@ -315,7 +321,10 @@ fn apply_snapshot(
     let model = snapshot.get("model").and_then(Value::as_str);
     let payload = snapshot.get("payload").and_then(apply::payload_object);
     let (Some(entity), Some(model), Some(payload)) = (entity, model, payload) else {
-        out.pull_errors += 1;
+        out.error(
+            "not a snapshot (entity_id, model or payload missing)",
+            model.unwrap_or("?"),
+        );
         return Ok(());
     };
     let operation = match snapshot.get("operation").and_then(Value::as_str) {
@@ -332,9 +341,9 @@ fn apply_snapshot(
     match applier.apply(conn, &row, "pull")? {
         Outcome::Applied => out.pulled += 1,
         Outcome::Deferred => out.kept_local += 1,
-        Outcome::UnknownModel => out.pull_errors += 1,
+        Outcome::UnknownModel => out.error("unknown model", model),
         Outcome::Quarantined => {
-            out.pull_errors += 1;
+            out.error("refused by the database (quarantined)", model);
             out.quarantined += 1;
             quarantined.push(entity.to_string());
         }

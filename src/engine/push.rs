@@ -349,16 +349,21 @@ pub fn fail_locally(
             "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = ?3,
                     rejection_data = ?2, updated_at = CURRENT_TIMESTAMP
               WHERE id = ?1 AND sync_status = 'pending'
-              RETURNING entity_id",
+              RETURNING entity_id, model",
         )?;
         let (mut failures, mut settled) = (Vec::new(), Vec::new());
         for (id, mutation_id, message) in invalid {
             let data = json!({"message": format!("cannot be sent: {message}")});
-            let entity: Option<String> = fail
-                .query_row((id, data.to_string(), reason), |r| r.get(0))
+            let entity: Option<(String, String)> = fail
+                .query_row((id, data.to_string(), reason), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?;
-            if let Some(entity) = entity {
-                failures.push(json!({"mutation_id": mutation_id, "reason": reason, "data": data}));
+            if let Some((entity, model)) = entity {
+                let row = applier.which_row(conn, &model, &entity)?;
+                failures.push(
+                    json!({"mutation_id": mutation_id, "reason": reason, "data": data, "row": row}),
+                );
                 settled.push((*id, entity, Settled::Rejected));
             }
         }
@@ -496,7 +501,7 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
             "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = ?2, rejection_data = ?3,
                     retry_count = retry_count + 1, updated_at = CURRENT_TIMESTAMP
               WHERE mutation_id = ?1 AND sync_status = 'pending'
-              RETURNING id, entity_id",
+              RETURNING id, entity_id, model",
         )?;
         // In queue order, so a row's earlier rejection is recorded before its later ones are
         // judged.
@@ -510,16 +515,17 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                 continue;
             }
             let data = item.get("data").cloned().unwrap_or(Value::Null);
-            let entity: Option<(i64, String)> = failed
+            let entity: Option<(i64, String, String)> = failed
                 .query_row((&id, reason, data.to_string()), |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()?;
-            if let Some((log_id, entity)) = entity {
+            if let Some((log_id, entity, model)) = entity {
+                let row = applier.which_row(conn, &model, &entity)?;
                 settled.push((log_id, entity, Settled::Rejected));
                 out.failed += 1;
                 out.rejections
-                    .push(json!({"mutation_id": id, "reason": reason, "data": data}));
+                    .push(json!({"mutation_id": id, "reason": reason, "data": data, "row": row}));
             }
         }
         apply::settle_deferred(conn, applier, &settled)?;

@@ -35,12 +35,25 @@ pub fn cycle_table(result: &Value) {
             rejections.len()
         );
         for r in rejections {
+            let row = &r["row"];
             eprintln!(
-                "  {} {} {}",
-                r["mutation_id"].as_str().unwrap_or("?"),
+                "  {} row {} ({} {}): {} {}",
+                row["table"].as_str().unwrap_or("?"),
+                row["primary_key"],
+                row["model"].as_str().unwrap_or("?"),
+                row["entity_id"].as_str().unwrap_or("?"),
                 r["reason"].as_str().unwrap_or("?"),
                 r["data"]
             );
+        }
+    }
+    if let Some(reasons) = result["pull_error_reasons"]
+        .as_object()
+        .filter(|r| !r.is_empty())
+    {
+        eprintln!("warning: snapshots not applied:");
+        for (reason, models) in reasons {
+            eprintln!("  {reason}: {models}");
         }
     }
 }

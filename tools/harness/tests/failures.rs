@@ -653,3 +653,47 @@ fn fixing_a_row_whose_create_was_refused_sends_it_as_a_create() {
         .unwrap();
     assert_eq!(pending, 0);
 }
+
+/// Issue 15: every rejection names the table and the row; pull errors say why, per model, in the
+/// result, the sync log and the status.
+#[test]
+fn rejections_name_the_row_and_pull_errors_say_why() {
+    let server = Server::start(&[
+        "--model",
+        r#"{"name": "Task", "fields": {"title": "required|max:20"}, "soft_deletes": true}"#,
+        "--model",
+        r#"{"name": "Note", "fields": {"body": "nullable"}}"#,
+    ]);
+    let (_d1, _p1, other) = synced_client(&server);
+    other
+        .execute_batch(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); SELECT tether_track('notes');
+             INSERT INTO notes (body) VALUES ('a'), ('b');",
+        )
+        .unwrap();
+    json(&other, "SELECT tether_sync()");
+    let (_d2, _p2, conn) = synced_client(&server);
+    conn.execute("INSERT INTO tasks (id, title) VALUES (42, '')", [])
+        .unwrap();
+    let result = json(&conn, "SELECT tether_sync()");
+    let rejection = &result["rejections"][0];
+    assert_eq!(rejection["reason"], "validation_failed", "{result}");
+    assert_eq!(rejection["row"]["table"], "tasks", "{rejection}");
+    assert_eq!(
+        rejection["row"]["primary_key"],
+        json!({"id": 42}),
+        "{rejection}"
+    );
+    assert_eq!(rejection["row"]["entity_id"], key_of(&conn, "tasks", 42));
+    assert_eq!(
+        result["pull_error_reasons"],
+        json!({"unknown model": {"Note": 2}}),
+        "{result}"
+    );
+    let status = json(&conn, "SELECT tether_status()");
+    assert_eq!(
+        status["last_pull_errors"],
+        json!({"unknown model": {"Note": 2}}),
+        "{status}"
+    );
+}
