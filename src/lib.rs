@@ -78,6 +78,12 @@ pub fn register(conn: &Connection) -> Result<()> {
     register_as(conn, true)
 }
 
+/// [`register`] for tools that run their own cycles (the `tether` command line): no background
+/// worker is started on the connection, whatever auto_sync says.
+pub fn register_without_workers(conn: &Connection) -> Result<()> {
+    register_as(conn, false)
+}
+
 /// The same for a background worker's own connection, which never starts workers itself.
 pub(crate) fn register_background(conn: &Connection) -> Result<()> {
     register_as(conn, false)

@@ -112,7 +112,7 @@ pub fn migrate(conn: &Connection) -> Result<()> {
 
 /// Why this connection cannot write its main database, if it cannot: opened read-only (or the
 /// file is), or `PRAGMA query_only` is on.
-fn cannot_write(conn: &Connection) -> Result<Option<&'static str>> {
+pub(crate) fn cannot_write(conn: &Connection) -> Result<Option<&'static str>> {
     if conn.is_readonly(MAIN_DB)? {
         return Ok(Some("it is open read-only"));
     }
@@ -214,6 +214,11 @@ fn applied_version(conn: &Connection) -> Result<u32> {
         .optional()?
         .flatten();
     Ok(version.unwrap_or(0))
+}
+
+/// Whether this connection can write its database (not opened read-only, no `query_only`).
+pub(crate) fn can_write(conn: &Connection) -> Result<bool> {
+    Ok(cannot_write(conn)?.is_none())
 }
 
 #[cfg(test)]

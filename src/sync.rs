@@ -237,8 +237,13 @@ pub fn run_cycle_with_progress(
     session.schema_watch().reconcile(conn, &settings)?;
     let entry = crate::db::write_txn(conn, |conn| {
         conn.execute(
-            "INSERT INTO tether_sync_log (kind, trigger) VALUES (?1, ?2)",
-            (kind.name(), trigger),
+            "INSERT INTO tether_sync_log (kind, trigger, host, pid) VALUES (?1, ?2, ?3, ?4)",
+            (
+                kind.name(),
+                trigger,
+                crate::engine::lock::host_name(),
+                std::process::id(),
+            ),
         )?;
         Ok(conn.last_insert_rowid())
     })?;
@@ -304,16 +309,7 @@ fn locked_cycle(
         None
     };
     if lease.is_some() {
-        // Holding the lock, no other cycle runs: an unfinished row is one whose process ended.
-        crate::db::write_txn(conn, |conn| {
-            conn.execute(
-                "UPDATE tether_sync_log SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
-                        error = 'interrupted: the process ended before the cycle finished'
-                  WHERE finished_at IS NULL AND id < ?1",
-                [entry],
-            )?;
-            Ok(())
-        })?;
+        mark_interrupted(conn, entry)?;
     }
     let run = Run {
         conn,
@@ -337,6 +333,38 @@ fn locked_cycle(
         Ok(result_json(&pushed, &pulled, false))
     };
     work()
+}
+
+/// Rows left unfinished by a process of this machine that is gone: marked interrupted. (A row
+/// of another machine, or of a live process, may be a cycle still running without the lock.)
+fn mark_interrupted(conn: &Connection, entry: i64) -> Result<()> {
+    let Some(host) = crate::engine::lock::host_name() else {
+        return Ok(());
+    };
+    let unfinished: Vec<(i64, i64)> = conn
+        .prepare(
+            "SELECT id, pid FROM tether_sync_log
+              WHERE finished_at IS NULL AND id < ?1 AND host = ?2 AND pid IS NOT NULL",
+        )?
+        .query_map((entry, &host), |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let dead: Vec<i64> = unfinished
+        .into_iter()
+        .filter(|(_, pid)| crate::engine::lock::process_is_gone(*pid))
+        .map(|(id, _)| id)
+        .collect();
+    if dead.is_empty() {
+        return Ok(());
+    }
+    crate::db::write_txn(conn, |conn| {
+        conn.execute(
+            "UPDATE tether_sync_log SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+                    error = 'interrupted: the process ended before the cycle finished'
+              WHERE id IN (SELECT value FROM json_each(?1)) AND finished_at IS NULL",
+            [serde_json::to_string(&dead)?],
+        )?;
+        Ok(())
+    })
 }
 
 /// The lease goes when the cycle ends, however it ends (an error, a panic caught at the FFI).

@@ -32,3 +32,8 @@ ALTER TABLE tether_mutation_logs ADD COLUMN first_sent_at TEXT;
 -- goes back to here, so the row comes again as the server has it now, whichever change is newer.
 ALTER TABLE tether_deferred_snapshots ADD COLUMN cursor_before INTEGER;
 ALTER TABLE tether_deferred_snapshots ADD COLUMN after_send INTEGER NOT NULL DEFAULT 1;
+
+-- Which process runs a cycle: a row left unfinished is marked interrupted only once that process
+-- is gone (a cycle without the sync lock may still be running elsewhere).
+ALTER TABLE tether_sync_log ADD COLUMN host TEXT;
+ALTER TABLE tether_sync_log ADD COLUMN pid INTEGER;

@@ -33,6 +33,8 @@ const STOP_PATIENCE: Duration = Duration::from_secs(5);
 #[derive(Default)]
 struct Orders {
     stop: bool,
+    /// Why queued dispatches are cancelled, for the sync log.
+    stop_reason: &'static str,
     dispatched: std::collections::VecDeque<Cycle>,
     schedule: Option<Schedule>,
 }
@@ -56,6 +58,9 @@ struct Health {
 
 #[derive(Default)]
 struct Control {
+    /// `PRAGMA foreign_keys` of the loading connection at its latest order: the worker's cycles
+    /// follow it.
+    foreign_keys: AtomicBool,
     orders: Mutex<Orders>,
     wake: Condvar,
     health: Mutex<Health>,
@@ -80,9 +85,6 @@ impl Control {
 struct Target {
     path: String,
     vfs: Option<String>,
-    /// `PRAGMA foreign_keys` of the loading connection when the worker started: pulls apply
-    /// with the same checks and actions as a foreground one.
-    foreign_keys: bool,
 }
 
 /// The loading connection's handle on its worker. Dropped when that connection closes.
@@ -93,11 +95,13 @@ pub struct Worker {
     may_start: bool,
     session: Arc<ConnectionSettings>,
     running: Mutex<Option<Arc<Control>>>,
+    /// Why auto_sync could not start a worker, for `tether_status()`.
+    start_error: Mutex<Option<String>>,
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.stop();
+        self.stop(true);
     }
 }
 
@@ -147,17 +151,14 @@ impl Worker {
                     .to_string(),
             )
         } else {
-            Ok(Target {
-                path,
-                vfs,
-                foreign_keys: false,
-            })
+            Ok(Target { path, vfs })
         };
         Ok(Worker {
             target,
             may_start,
             session,
             running: Mutex::new(None),
+            start_error: Mutex::new(None),
         })
     }
 
@@ -167,18 +168,23 @@ impl Worker {
         if !self.may_start {
             bail!("background work cannot be started from a background worker's own connection");
         }
-        let mut target = self.target.clone().map_err(Error::new)?;
-        target.foreign_keys = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+        let target = self.target.clone().map_err(Error::new)?;
         let mode: String = conn.query_row("PRAGMA main.locking_mode", [], |r| r.get(0))?;
         if mode.eq_ignore_ascii_case("exclusive") {
             bail!("background work needs another connection to the database, and this one holds it in exclusive locking mode (PRAGMA locking_mode = EXCLUSIVE)");
         }
+        if !crate::schema::can_write(conn)? {
+            bail!("background work writes (the queue, the sync log), and this connection is read-only (opened read-only or PRAGMA query_only)");
+        }
+        let foreign_keys: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
         let mut running = locked(&self.running);
         if let Some(control) = running.as_ref().filter(|c| c.alive.load(Ordering::SeqCst)) {
+            control.foreign_keys.store(foreign_keys, Ordering::SeqCst);
             return Ok(control.clone());
         }
         let control = Arc::new(Control::default());
         control.alive.store(true, Ordering::SeqCst);
+        control.foreign_keys.store(foreign_keys, Ordering::SeqCst);
         let (ready, started) = std::sync::mpsc::channel();
         let (worker_control, session) = (control.clone(), self.session.clone());
         std::thread::Builder::new()
@@ -198,17 +204,25 @@ impl Worker {
             }
         }
         *running = Some(control.clone());
+        *locked(&self.start_error) = None;
         Ok(control)
     }
 
-    /// Stops the worker: what it was doing, for `tether_stop()`.
-    pub fn stop(&self) -> Value {
+    /// Stops the worker: what it was doing, for `tether_stop()`. `closing`: the loading
+    /// connection closes, and a running cycle gets a few seconds to finish (from SQL the caller
+    /// may hold a lock the cycle waits for: no wait then).
+    pub fn stop(&self, closing: bool) -> Value {
         let Some(control) = locked(&self.running).take() else {
             return json!({"stopped": false});
         };
         let (schedule, cancelled) = {
             let mut orders = control.orders();
             orders.stop = true;
+            orders.stop_reason = if closing {
+                "cancelled: the connection that dispatched it closed before it ran"
+            } else {
+                "cancelled: tether_stop() was called before it ran"
+            };
             let schedule = orders
                 .schedule
                 .take()
@@ -216,22 +230,29 @@ impl Worker {
             (schedule, orders.dispatched.len())
         };
         control.wake.notify_all();
-        // Let a running cycle finish (a bounded wait: the host is closing its connection).
-        let (exited, done) = &control.exited;
-        let guard = locked(exited);
-        let _ = done.wait_timeout_while(guard, STOP_PATIENCE, |exited| !*exited);
+        if closing {
+            // Let a running cycle finish (a bounded wait: the host is closing its connection).
+            let (exited, done) = &control.exited;
+            let guard = locked(exited);
+            let _ = done.wait_timeout_while(guard, STOP_PATIENCE, |exited| !*exited);
+        }
         json!({"stopped": true, "schedule": schedule, "cancelled_dispatches": cancelled})
     }
 
-    /// Starts the worker when the effective settings ask for auto_sync (and a worker can run).
+    /// Starts the worker when the effective settings ask for auto_sync. Where no worker can run
+    /// (read-only, exclusive locking, a database that cannot be opened now) loading and
+    /// `tether_config` still succeed: `tether_status()` says why nothing runs.
     pub fn start_if_auto(
         &self,
         conn: &Connection,
         settings: &crate::settings::Settings,
     ) -> Result<()> {
         if settings.flag("auto_sync") && self.may_start && self.target.is_ok() {
-            // A worker already waiting (for a schedule, say) looks at auto_sync now.
-            self.control(conn)?.wake.notify_all();
+            match self.control(conn) {
+                // A worker already waiting (for a schedule, say) looks at auto_sync now.
+                Ok(control) => control.wake.notify_all(),
+                Err(error) => *locked(&self.start_error) = Some(error.to_string()),
+            }
         }
         Ok(())
     }
@@ -243,7 +264,9 @@ impl Worker {
             .filter(|c| c.alive.load(Ordering::SeqCst))
             .cloned();
         let Some(control) = running else {
-            return json!({"running": false, "unavailable": self.target.as_ref().err()});
+            let why =
+                (self.target.as_ref().err().cloned()).or_else(|| locked(&self.start_error).clone());
+            return json!({"running": false, "unavailable": why});
         };
         let schedule = control.orders().schedule.map(|s| {
             json!({"kind": s.kind.name(), "every": s.every.as_secs_f64(),
@@ -313,6 +336,6 @@ pub fn register(conn: &Connection, worker: Arc<Worker>) -> Result<()> {
         "tether_stop",
         &[0],
         Kind::Writes,
-        move |_: &Context<'_>| Ok(worker.stop().to_string()),
+        move |_: &Context<'_>| Ok(worker.stop(false).to_string()),
     )
 }

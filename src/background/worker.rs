@@ -36,10 +36,6 @@ fn open(target: &Target) -> Result<Connection, String> {
     }
     .map_err(|e| format!("cannot open {:?}: {e}", target.path))?;
     let _ = conn.busy_timeout(Duration::from_secs(5));
-    if target.foreign_keys {
-        conn.execute_batch("PRAGMA foreign_keys = ON")
-            .map_err(|e| e.to_string())?;
-    }
     crate::register_background(&conn).map_err(|e| e.to_string())?;
     Ok(conn)
 }
@@ -73,11 +69,13 @@ pub(super) fn run(
     done.notify_all();
 }
 
-fn pending(conn: &Connection) -> i64 {
+/// Mutations the server has not taken: pending, or failed and awaiting a retry.
+fn unsent(conn: &Connection, retry_limit: u64) -> i64 {
     conn.query_row(
         &format!(
-            "SELECT count(*) FROM tether_mutation_logs WHERE {}",
-            crate::queue::PENDING
+            "SELECT count(*) FROM tether_mutation_logs
+              WHERE sync_status <> 'synced' AND (sync_status = 'pending' OR ({}))",
+            crate::queue::awaiting_retry(retry_limit)
         ),
         [],
         |r| r.get(0),
@@ -85,14 +83,39 @@ fn pending(conn: &Connection) -> i64 {
     .unwrap_or(0)
 }
 
-/// The newest mutation's log id: it grows only when something was captured.
-fn queue_mark(conn: &Connection) -> i64 {
+fn sync_log_mark(conn: &Connection) -> i64 {
     conn.query_row(
-        "SELECT coalesce(max(id), 0) FROM tether_mutation_logs",
+        "SELECT coalesce(max(id), 0) FROM tether_sync_log",
         [],
         |r| r.get(0),
     )
     .unwrap_or(-1)
+}
+
+/// How a cycle ended.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Ran {
+    Ok,
+    Failed,
+    /// Failed before it could even record itself (the database locked for long): the order is
+    /// not done and will be tried again.
+    NotStarted,
+}
+
+/// Changes when something was captured: the newest log id with the number of pending mutations
+/// (an id alone can come back after pruning removed the newest row).
+fn queue_mark(conn: &Connection) -> (i64, i64) {
+    conn.query_row(
+        &format!(
+            "SELECT coalesce(max(id), 0),
+                    (SELECT count(*) FROM tether_mutation_logs WHERE {})
+               FROM tether_mutation_logs",
+            crate::queue::PENDING
+        ),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap_or((-1, -1))
 }
 
 fn data_version(conn: &Connection) -> i64 {
@@ -107,7 +130,15 @@ fn cycle(
     control: &Control,
     kind: Cycle,
     trigger: &str,
-) -> bool {
+) -> Ran {
+    // The loading connection's foreign keys, as they are now.
+    let keys = if control.foreign_keys.load(Ordering::SeqCst) {
+        "PRAGMA foreign_keys = ON"
+    } else {
+        "PRAGMA foreign_keys = OFF"
+    };
+    let _ = conn.execute_batch(keys);
+    let logged_before = sync_log_mark(conn);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_cycle(conn, session, kind, trigger)
     }))
@@ -124,43 +155,58 @@ fn cycle(
             health.failures = 0;
             health.last_cycle = Some(json!({"kind": kind.name(), "trigger": trigger, "at": at,
                                             "result": result}));
-            true
+            Ran::Ok
         }
         Err(error) => {
             health.failures = health.failures.saturating_add(1);
             health.last_error = Some(error.to_string());
             health.last_cycle = Some(json!({"kind": kind.name(), "trigger": trigger, "at": at,
                                             "error": error.to_string()}));
-            false
+            drop(health);
+            if sync_log_mark(conn) == logged_before {
+                Ran::NotStarted
+            } else {
+                Ran::Failed
+            }
         }
     }
 }
 
-/// Dispatches the loading connection closed before they ran: recorded, not silently dropped.
-fn record_cancelled(conn: &Connection, kinds: &[Cycle]) {
+/// Dispatches stopped before they ran: recorded, not silently dropped.
+fn record_cancelled(conn: &Connection, kinds: &[Cycle], reason: &str) {
     for kind in kinds {
         let _ = crate::db::write_txn(conn, |conn| {
             conn.execute(
                 "INSERT INTO tether_sync_log (kind, trigger, finished_at, error)
-                 VALUES (?1, 'dispatch', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
-                         'cancelled: the connection that dispatched it closed before it ran')",
-                [kind.name()],
+                 VALUES (?1, 'dispatch', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?2)",
+                (kind.name(), reason),
             )?;
             Ok(())
         });
     }
 }
 
+/// How many times a dispatch that could not start is tried again.
+const DISPATCH_ATTEMPTS: u32 = 5;
+
 fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
     let mut seen_version = -1;
     // None: not looked yet, so mutations queued before the worker started are pushed.
-    let mut seen_mark: Option<i64> = None;
+    let mut seen_mark: Option<(i64, i64)> = None;
+    // A push owed: the queue grew while throttled or backing off.
+    let mut owed = false;
     let mut last_auto: Option<Instant> = None;
     let mut auto_backoff = Backoff::new(AUTO_RETRY_CAP);
     let mut schedule_backoff = Backoff::new(AUTO_RETRY_CAP);
+    // Dispatches that could not start, with when to try again and how many tries are left.
+    let mut retry_dispatch: Option<(Cycle, Instant, u32)> = None;
+    let mut dispatch_backoff = Backoff::new(Duration::from_secs(60));
     loop {
         let settings = Settings::load(conn, session).ok();
         let auto = settings.as_ref().is_some_and(|s| s.flag("auto_sync"));
+        let retry_limit = settings
+            .as_ref()
+            .map_or(0, |s| s.number("max_retry_attempts"));
         let throttle = Duration::from_secs(
             settings
                 .as_ref()
@@ -169,28 +215,51 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
         let next = {
             let mut orders = control.orders();
             if orders.stop {
-                let cancelled: Vec<Cycle> = orders.dispatched.drain(..).collect();
+                let mut cancelled: Vec<Cycle> = orders.dispatched.drain(..).collect();
+                cancelled.extend(retry_dispatch.map(|(kind, ..)| kind));
+                let reason = orders.stop_reason;
                 drop(orders);
-                record_cancelled(conn, &cancelled);
+                record_cancelled(conn, &cancelled, reason);
                 return;
             }
-            if let Some(kind) = orders.dispatched.pop_front() {
-                Some((kind, "dispatch"))
+            if let Some((kind, _, left)) = retry_dispatch.filter(|(_, at, _)| Instant::now() >= *at)
+            {
+                retry_dispatch = None;
+                Some((kind, "dispatch", left))
+            } else if let Some(kind) = orders.dispatched.pop_front() {
+                Some((kind, "dispatch", DISPATCH_ATTEMPTS))
             } else {
                 match orders.schedule {
                     Some(schedule) if Instant::now() >= schedule.due => {
-                        Some((schedule.kind, "schedule"))
+                        Some((schedule.kind, "schedule", 0))
                     }
                     _ => None,
                 }
             }
         };
-        if let Some((kind, trigger)) = next {
-            let ok = cycle(conn, session, control, kind, trigger);
+        if let Some((kind, trigger, attempts_left)) = next {
+            let schedule_before = control.orders().schedule.map(|s| (s.kind, s.every));
+            let ran = cycle(conn, session, control, kind, trigger);
+            if trigger == "dispatch" {
+                if ran == Ran::NotStarted && attempts_left > 1 {
+                    retry_dispatch = Some((
+                        kind,
+                        Instant::now() + dispatch_backoff.failed(),
+                        attempts_left - 1,
+                    ));
+                } else {
+                    dispatch_backoff.succeeded();
+                }
+            }
             if trigger == "schedule" {
                 let mut orders = control.orders();
-                if let Some(schedule) = orders.schedule.as_mut() {
-                    let wait = if ok {
+                // Only the schedule that ran: one replaced meanwhile keeps its own timing.
+                if let Some(schedule) = orders
+                    .schedule
+                    .as_mut()
+                    .filter(|s| Some((s.kind, s.every)) == schedule_before)
+                {
+                    let wait = if ran == Ran::Ok {
                         schedule_backoff.succeeded();
                         schedule.every
                     } else {
@@ -203,36 +272,40 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
         }
         if auto {
             let version = data_version(conn);
-            let mut want = false;
             if version != seen_version {
                 seen_version = version;
                 let mark = queue_mark(conn);
                 if seen_mark != Some(mark) {
                     seen_mark = Some(mark);
-                    want = true;
+                    owed = true;
                 }
             }
-            let retry_due = locked(&control.health)
-                .auto_retry
-                .is_some_and(|at| Instant::now() >= at);
-            want |= retry_due;
+            let retry_at = locked(&control.health).auto_retry;
+            // While backing off, new writes wait for the retry (the server is likely down).
+            let backing_off = retry_at.is_some_and(|at| Instant::now() < at);
+            let retry_due = retry_at.is_some_and(|at| Instant::now() >= at);
             let throttled = last_auto.is_some_and(|at| at.elapsed() < throttle);
-            if want && !throttled && pending(conn) > 0 {
-                last_auto = Some(Instant::now());
-                let ok = cycle(conn, session, control, Cycle::Push, "auto");
-                // Left pending (the server down, or mutations waiting behind a retry): later.
-                let retry = if ok && pending(conn) == 0 {
-                    auto_backoff.succeeded();
-                    None
-                } else {
-                    Some(Instant::now() + auto_backoff.failed())
-                };
-                locked(&control.health).auto_retry = retry;
-                seen_mark = Some(queue_mark(conn));
-                continue;
-            } else if want && !throttled {
+            if (owed || retry_due) && !throttled && !backing_off {
+                owed = false;
+                if unsent(conn, retry_limit) > 0 {
+                    last_auto = Some(Instant::now());
+                    let ran = cycle(conn, session, control, Cycle::Push, "auto");
+                    // Left unsent (the server down, or waiting behind a retry): later.
+                    let retry = if ran == Ran::Ok && unsent(conn, retry_limit) == 0 {
+                        auto_backoff.succeeded();
+                        None
+                    } else {
+                        Some(Instant::now() + auto_backoff.failed())
+                    };
+                    locked(&control.health).auto_retry = retry;
+                    seen_mark = Some(queue_mark(conn));
+                    continue;
+                }
+                auto_backoff.succeeded();
                 locked(&control.health).auto_retry = None;
             }
+        } else {
+            locked(&control.health).auto_retry = None;
         }
         let orders = control.orders();
         if orders.stop || !orders.dispatched.is_empty() {
@@ -241,6 +314,8 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
         let until_schedule = orders
             .schedule
             .map(|s: Schedule| s.due.saturating_duration_since(Instant::now()));
+        let until_retry =
+            retry_dispatch.map(|(_, at, _)| at.saturating_duration_since(Instant::now()));
         let wait = match (auto, until_schedule) {
             (true, Some(d)) => d.min(POLL),
             (true, None) => POLL,
@@ -248,6 +323,7 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
             // Idle: auto_sync may be turned on by another connection or process.
             (false, None) => IDLE,
         };
+        let wait = until_retry.map_or(wait, |r| wait.min(r));
         let _ = control.wake.wait_timeout(orders, wait);
     }
 }

@@ -73,7 +73,7 @@ fn system_host_name() -> Option<String> {
 
 /// True only when the process `pid` of this machine certainly does not exist.
 #[cfg(unix)]
-fn process_is_gone(pid: i64) -> bool {
+pub(crate) fn process_is_gone(pid: i64) -> bool {
     // 0 and negative ids address process groups: never a holder.
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
@@ -88,7 +88,7 @@ fn process_is_gone(pid: i64) -> bool {
 }
 
 #[cfg(not(unix))]
-fn process_is_gone(_pid: i64) -> bool {
+pub(crate) fn process_is_gone(_pid: i64) -> bool {
     false
 }
 

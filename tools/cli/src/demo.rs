@@ -87,7 +87,7 @@ fn sql(name: &str, conn: &Connection, statement: &str) -> Result<(), String> {
 
 fn client(dir: &std::path::Path, name: &str, url: &str) -> Result<Connection, String> {
     let conn = Connection::open(dir.join(format!("{name}.db"))).map_err(|e| e.to_string())?;
-    tether::register(&conn).map_err(|e| e.to_string())?;
+    tether::register_without_workers(&conn).map_err(|e| e.to_string())?;
     conn.execute_batch("CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT NOT NULL, done INTEGER DEFAULT 0); SELECT tether_track('tasks');")
         .map_err(|e| e.to_string())?;
     conn.query_row("SELECT tether_config('server_url', ?1)", [url], |_| Ok(()))

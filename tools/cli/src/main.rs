@@ -121,7 +121,7 @@ fn open(db: Option<&Path>) -> Result<Connection, String> {
         Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(|e| e.to_string())?;
-    tether::register(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
+    tether::register_without_workers(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(conn)
 }
 

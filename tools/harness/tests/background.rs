@@ -452,15 +452,28 @@ fn status_shows_the_workers_schedule_and_its_last_error() {
 fn the_sync_log_is_pruned_and_rows_of_dead_cycles_are_marked_interrupted() {
     let server = Server::start(&["--model", TASK]);
     let (_dir, path, conn) = synced_client(&server);
+    // A process of this machine that ran a cycle and is gone.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
     conn.execute_batch(
         "INSERT INTO tether_sync_log (kind, trigger, started_at, finished_at, result)
-              VALUES ('push', 'foreground', '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z', '{}');
-         INSERT INTO tether_sync_log (kind, trigger) VALUES ('pull', 'schedule');",
+              VALUES ('push', 'foreground', '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:01.000Z', '{}');",
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO tether_sync_log (kind, trigger, host, pid) VALUES ('pull', 'schedule', ?1, ?2)",
+        (tether::engine::lock::host_name(), gone.id()),
+    )
+    .unwrap();
+    // A cycle of a live process (running without the lock, say) is left alone.
+    conn.execute(
+        "INSERT INTO tether_sync_log (kind, trigger, host, pid) VALUES ('push', 'dispatch', ?1, ?2)",
+        (tether::engine::lock::host_name(), std::process::id()),
     )
     .unwrap();
     json(&conn, "SELECT tether_sync()");
     let entries = log(&path);
-    assert_eq!(entries.len(), 2, "the old row is pruned: {entries:?}");
+    assert_eq!(entries.len(), 3, "the old row is pruned: {entries:?}");
     assert_eq!(entries[0]["kind"], "pull");
     assert!(
         entries[0]["error"]
@@ -468,7 +481,11 @@ fn the_sync_log_is_pruned_and_rows_of_dead_cycles_are_marked_interrupted() {
             .is_some_and(|e| e.starts_with("interrupted")),
         "{entries:?}"
     );
-    assert!(entries.iter().all(|e| e["finished"] == 1), "{entries:?}");
+    assert_eq!(
+        entries[1]["finished"], 0,
+        "a live cycle was marked: {entries:?}"
+    );
+    assert_eq!(entries[2]["finished"], 1, "{entries:?}");
 }
 
 #[test]
