@@ -215,7 +215,7 @@ fn the_demo_runs_and_cleans_up() {
         "Buy almond milk",
         "\"conflicts\": 1",
         "validation_failed",
-        "The title may not be greater than 40 characters.",
+        "The title field must not be greater than 40 characters.",
     ] {
         assert!(
             stdout.contains(expected),

@@ -143,7 +143,7 @@ fn two_clients_converge_through_the_server() {
     assert_eq!(result["rejections"][0]["reason"], "validation_failed");
     assert_eq!(
         result["rejections"][0]["data"]["messages"]["title"],
-        json!(["The title may not be greater than 20 characters."])
+        json!(["The title field must not be greater than 20 characters."])
     );
     assert_eq!(json(&a.conn, "SELECT tether_status()")["failed"], 1);
     sync(&b);
@@ -281,7 +281,7 @@ fn a_held_lock_skips_and_an_expired_one_does_not() {
     let result = sync(&c);
     assert_eq!(
         result,
-        json!({"pushed": 0, "pulled": 0, "conflicts": 0, "failed": 0, "rejections": [], "pull_errors": 0, "skipped": true})
+        json!({"pushed": 0, "pulled": 0, "conflicts": 0, "failed": 0, "rejections": [], "pull_errors": 0, "pull_error_reasons": {}, "skipped": true})
     );
     c.conn
         .execute("UPDATE tether_locks SET expires_at = ?1", [now_ms() - 1])

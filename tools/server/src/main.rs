@@ -44,9 +44,40 @@ struct Args {
     /// Enable /_test/faults and /_test/clock (fault injection, frozen clock). Loopback only.
     #[arg(long)]
     test_controls: bool,
-    /// Do not log a line per request on stderr.
+    /// Do not log a line per request on stderr (failed requests are still reported).
     #[arg(long)]
     quiet: bool,
+    /// Largest request body accepted (bytes, or with a K or M suffix); larger ones get HTTP 413.
+    #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = parse_size)]
+    max_body: usize,
+    /// Seconds a client has to send a request's headers, and then its body (HTTP 408); also how
+    /// long an idle kept-alive connection stays open.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_seconds)]
+    read_timeout: f64,
+}
+
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1024),
+        Some((i, 'M' | 'm')) => (&t[..i], 1024 * 1024),
+        _ => (t, 1),
+    };
+    digits
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a size (e.g. 8M, 512K, 100000)"))
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+        .ok_or_else(|| format!("{text:?} is not a number of seconds (0 < s <= 86400)"))
 }
 
 const AFTER_HELP: &str = "\
@@ -57,7 +88,8 @@ Other model keys: \"table\" (default: snake_case plural of the name), \"soft_del
 
 Test controls (with --test-controls):
   POST /_test/faults  {\"path\": \"/tether/push\", \"times\": 1, \"status\": 500 | \"delay_ms\": 2000 |
-                       \"body\": \"html\" | \"truncated\" | \"drop\"}   (or a list of them)
+                       \"body\": \"html\" | \"truncated\" | \"drop\" |
+                       \"fail\": \"before_commit\" | \"panic\"}   (or a list of them)
   DELETE /_test/faults
   POST /_test/clock   {\"frozen_us\": 1764072000000000 | null}";
 
@@ -135,12 +167,17 @@ fn main() {
         eprintln!("tether-server: cannot open {}: {e}", db.display());
         std::process::exit(2);
     });
+    let read_timeout = std::time::Duration::from_secs_f64(args.read_timeout);
     let server = Arc::new(http::Server::new(
         store,
-        args.token.clone(),
-        strict,
-        args.test_controls,
-        args.quiet,
+        http::Settings {
+            token: args.token.clone(),
+            strict_duplicates: strict,
+            test_controls: args.test_controls,
+            quiet: args.quiet,
+            max_body: args.max_body,
+            read_timeout,
+        },
     ));
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async move {
@@ -163,10 +200,7 @@ fn main() {
                     .expect("SIGTERM handler");
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         };
-        axum::serve(listener, http::router(server))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .expect("serve");
+        http::serve(listener, http::router(server), read_timeout, shutdown).await;
     });
     drop(temp);
 }

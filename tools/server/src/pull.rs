@@ -12,10 +12,12 @@ pub fn pull(
     limit: Option<i64>,
 ) -> rusqlite::Result<Value> {
     let after = cursor.unwrap_or(i64::MIN);
+    // A limit beyond what any page could hold means no limit (and no overflow).
+    let limit = limit.filter(|l| *l < i64::from(u32::MAX));
     let through = match limit {
         Some(limit) => page_end(
-            &store.change_times(client, after, limit + 1)?,
-            limit as usize,
+            &store.change_times(client, after, limit.max(1) + 1)?,
+            limit.max(1) as usize,
         ),
         None => i64::MAX,
     };

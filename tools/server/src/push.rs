@@ -1,7 +1,7 @@
 //! `POST /tether/push`: each mutation in order; one bad mutation never fails the batch.
 use serde_json::{json, Map, Value};
 
-use crate::models::validate;
+use crate::models::{messages_json, validate};
 use crate::store::{iso_time, Store};
 
 /// Outcome of one push request.
@@ -41,34 +41,52 @@ fn error(message: String) -> Outcome {
     Outcome::Rejected("error", json!({ "message": message }))
 }
 
-/// Applies `mutations` (already checked to be objects with a string `mutation_id`), in one
-/// transaction with a savepoint per mutation.
+/// A failure injected by the test controls inside the push transaction.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InjectedFailure {
+    /// Apply every mutation, then fail as a database error would, before COMMIT.
+    BeforeCommit,
+    /// Apply every mutation, then panic before COMMIT.
+    Panic,
+}
+
+/// Applies `mutations` (each with a string `mutation_id`), in one transaction with a savepoint
+/// per mutation. The transaction ends on every path: committed at the end, rolled back by its
+/// guard on any early return or panic.
 pub fn push(
     store: &mut Store,
     client: &str,
-    mutations: &[Value],
+    mutations: &[&Value],
     strict_duplicates: bool,
+    inject: Option<InjectedFailure>,
 ) -> rusqlite::Result<PushOutcome> {
     let mut out = PushOutcome::default();
-    store.conn.execute_batch("BEGIN IMMEDIATE")?;
+    let mut tx = store.begin()?;
     for mutation in mutations {
         let id = mutation["mutation_id"].as_str().unwrap_or_default();
-        store.conn.execute_batch("SAVEPOINT mutation")?;
-        let outcome = match apply_one(store, client, id, mutation, strict_duplicates) {
-            Ok(outcome) => {
-                store.conn.execute_batch("RELEASE mutation")?;
-                outcome
-            }
+        let outcome = match tx
+            .savepoint(|store| apply_one(store, client, id, mutation, strict_duplicates))?
+        {
+            Ok(outcome) => outcome,
             Err(e) => {
-                store
-                    .conn
-                    .execute_batch("ROLLBACK TO mutation; RELEASE mutation")?;
-                error(format!("could not apply: {e}"))
+                // The reason goes to the log, not to the client.
+                eprintln!("tether-server: mutation {id:?} could not be applied: {e}");
+                error("The mutation could not be applied.".into())
             }
         };
         out.add(id, outcome);
     }
-    store.conn.execute_batch("COMMIT")?;
+    match inject {
+        Some(InjectedFailure::BeforeCommit) => {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                Some("injected failure before COMMIT (test controls)".into()),
+            ))
+        }
+        Some(InjectedFailure::Panic) => panic!("injected panic before COMMIT (test controls)"),
+        None => {}
+    }
+    tx.commit()?;
     Ok(out)
 }
 
@@ -142,7 +160,7 @@ fn apply_one(
         other => return Ok(error(format!("Unknown operation [{other}]."))),
     }
     if let Err(messages) = validate(&model, &payload) {
-        return Ok(invalid(Value::Object(messages)));
+        return Ok(invalid(messages_json(&messages)));
     }
     store.upsert(&model, entity, &payload, Some(client), at_us)?;
     store.record_applied(id, client, &model.name, entity)?;

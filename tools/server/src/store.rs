@@ -11,8 +11,70 @@ use crate::models::{Model, Rule};
 
 pub type Result<T> = std::result::Result<T, rusqlite::Error>;
 
+/// How long a statement waits for a lock another connection holds before failing.
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// An open transaction on the store; rolled back when dropped without [`Transaction::commit`].
+pub struct Transaction<'a> {
+    store: &'a mut Store,
+    open: bool,
+}
+
+impl Transaction<'_> {
+    pub fn commit(mut self) -> Result<()> {
+        // If COMMIT fails the transaction is still open: dropping `self` rolls it back.
+        self.store.conn.execute_batch("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+
+    /// Runs `f` inside a savepoint: kept when `f` returns `Ok`, undone when it returns `Err`
+    /// (the error is then returned).
+    pub fn savepoint<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<T>,
+    ) -> Result<std::result::Result<T, rusqlite::Error>> {
+        self.store.conn.execute_batch("SAVEPOINT mutation")?;
+        match f(self.store) {
+            Ok(value) => {
+                self.store.conn.execute_batch("RELEASE mutation")?;
+                Ok(Ok(value))
+            }
+            Err(e) => {
+                self.store
+                    .conn
+                    .execute_batch("ROLLBACK TO mutation; RELEASE mutation")?;
+                Ok(Err(e))
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Transaction<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        self.store
+    }
+}
+
+impl std::ops::DerefMut for Transaction<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        self.store
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.store.conn.is_autocommit() {
+            if let Err(e) = self.store.conn.execute_batch("ROLLBACK") {
+                eprintln!("tether-server: could not roll back a transaction: {e}");
+            }
+        }
+    }
 }
 
 /// A stored row of a model table.
@@ -36,6 +98,9 @@ pub struct Store {
 impl Store {
     pub fn open(path: &std::path::Path, models: Vec<Model>) -> Result<Store> {
         let conn = Connection::open(path)?;
+        // Another process reading or writing the file (a database browser, a backup) makes us
+        // wait a little instead of failing the request.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
              CREATE TABLE IF NOT EXISTS tether_applied_mutations (
@@ -62,24 +127,74 @@ impl Store {
                 columns = columns.join(", "),
                 index = quote(&format!("{}_changed", model.table)),
             ))?;
+            // A database made with an earlier config: fields added since become columns (null in
+            // the rows already there); fields since removed stay in the table, unused.
+            let existing: Vec<String> = conn
+                .prepare("SELECT name FROM pragma_table_info(?1)")?
+                .query_map([&model.table], |r| r.get(0))?
+                .collect::<Result<_>>()?;
+            let wanted = model
+                .fields
+                .iter()
+                .map(|f| (f.name.as_str(), ""))
+                .chain(model.scope.as_deref().map(|s| (s, " TEXT")));
+            for (column, kind) in wanted {
+                if !existing.iter().any(|e| e.eq_ignore_ascii_case(column)) {
+                    conn.execute_batch(&format!(
+                        "ALTER TABLE {table} ADD COLUMN {}{kind}",
+                        quote(column)
+                    ))?;
+                }
+            }
+        }
+        // The clock restarts from the latest apply time on record: cursors already handed out
+        // are apply times, so a clock stepped back (or a restart on another machine) must not
+        // give new changes an earlier one, or the clients holding those cursors skip them.
+        let mut sources: Vec<String> = models
+            .iter()
+            .map(|m| format!("SELECT max(changed_us) FROM {}", quote(&m.table)))
+            .collect();
+        sources.push("SELECT max(changed_us) FROM tether_tombstones".into());
+        sources.push("SELECT max(applied_us) FROM tether_applied_mutations".into());
+        let mut last_us = 0;
+        for sql in &sources {
+            let latest: Option<i64> = conn.query_row(sql, [], |r| r.get(0))?;
+            last_us = last_us.max(latest.unwrap_or(0));
         }
         Ok(Store {
             conn,
             models,
             frozen_us: None,
-            last_us: 0,
+            last_us,
         })
     }
 
-    /// Microseconds since the epoch, never going backwards; fixed while a test froze it.
+    /// Opens a transaction (`BEGIN IMMEDIATE`) that ends on every path: committed by
+    /// [`Transaction::commit`], rolled back when dropped otherwise (an early return, an error,
+    /// a panic).
+    pub fn begin(&mut self) -> Result<Transaction<'_>> {
+        if !self.conn.is_autocommit() {
+            // Never expected; but a transaction left open would fail every later request.
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(Transaction {
+            store: self,
+            open: true,
+        })
+    }
+
+    /// Microseconds since the epoch, always later than any time it gave before (in this process
+    /// or, through the database, an earlier one); fixed while a test froze it.
     pub fn now_us(&mut self) -> i64 {
         if let Some(frozen) = self.frozen_us {
+            self.last_us = self.last_us.max(frozen);
             return frozen;
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
-        self.last_us = self.last_us.max(now);
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        self.last_us = now.max(self.last_us.saturating_add(1));
         self.last_us
     }
 
@@ -247,7 +362,9 @@ impl Store {
         Ok(())
     }
 
-    /// The row as the Laravel server serialises a model: every attribute, sync key included.
+    /// The row as the Laravel server serialises a model (`toArray()`): every column of its table
+    /// — `id`, the sync key, the fields, the scope column, `created_at`, `updated_at`, and
+    /// `deleted_at` only with soft deletes — with the casts the rules imply (booleans, arrays).
     pub fn payload(model: &Model, row: &Row) -> Value {
         let mut out = Map::new();
         out.insert("id".into(), json!(row.id));
@@ -260,7 +377,10 @@ impl Store {
         }
         out.insert("created_at".into(), json!(model_time(row.created_us)));
         out.insert("updated_at".into(), json!(model_time(row.updated_us)));
-        out.insert("deleted_at".into(), json!(row.deleted_us.map(model_time)));
+        // Only a model with soft deletes has the column (and so the attribute).
+        if model.soft_deletes {
+            out.insert("deleted_at".into(), json!(row.deleted_us.map(model_time)));
+        }
         Value::Object(out)
     }
 

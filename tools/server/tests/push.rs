@@ -33,11 +33,11 @@ fn each_rejection_reason_and_applied() {
     assert_eq!(rejected[0]["reason"], "validation_failed");
     assert_eq!(
         rejected[0]["data"]["messages"]["title"],
-        json!(["The title may not be greater than 10 characters."])
+        json!(["The title field must not be greater than 10 characters."])
     );
     assert_eq!(
         rejected[0]["data"]["messages"]["priority"],
-        json!(["The priority must be an integer."])
+        json!(["The priority field must be an integer."])
     );
     assert_eq!(
         (
@@ -211,7 +211,8 @@ fn malformed_requests_get_422_json_and_unknown_routes_json() {
 #[test]
 fn a_configured_token_is_required() {
     let server = TestServer::start(&["--token", "s3cret"]);
-    let body = json!({"client_id": "c", "mutations": []}).to_string();
+    let create = mutation("create", "Task", &id(), json!({"title": "t"}), now_ms());
+    let body = json!({"client_id": "c", "mutations": [create]}).to_string();
     let (status, text) = server.post_raw("/tether/push", &body, None);
     assert_eq!(
         (status, text.as_str()),

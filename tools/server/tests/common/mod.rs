@@ -8,6 +8,15 @@ pub struct TestServer {
     child: Child,
     pub url: String,
     agent: ureq::Agent,
+    /// Where stderr goes, for servers started with [`TestServer::start_logged`].
+    log: Option<(tempfile::TempDir, std::path::PathBuf)>,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
 impl TestServer {
@@ -18,11 +27,52 @@ impl TestServer {
             std::path::Path::new(env!("CARGO_BIN_EXE_tether-server")),
             &all,
         );
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        TestServer { child, url, agent }
+        TestServer {
+            child,
+            url,
+            agent: agent(),
+            log: None,
+        }
+    }
+
+    /// Starts a server that logs a line per request (stderr kept in a file, see [`Self::log`]).
+    pub fn start_logged(args: &[&str]) -> TestServer {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stderr.log");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tether-server"))
+            .args(["--listen", "127.0.0.1:0", "--test-controls"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&path).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        TestServer {
+            child,
+            url,
+            agent: agent(),
+            log: Some((dir, path)),
+        }
+    }
+
+    /// What the server wrote on stderr so far.
+    pub fn log(&self) -> String {
+        let (_, path) = self.log.as_ref().expect("started with start_logged");
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// `127.0.0.1:PORT`, for raw connections.
+    pub fn address(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
     }
 
     /// POSTs a raw body; returns the status and the body text.
