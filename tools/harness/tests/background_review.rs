@@ -303,7 +303,7 @@ fn the_worker_follows_foreign_keys_turned_on_after_it_started() {
         &[
             "PRAGMA foreign_keys = ON;",
             "SELECT tether_dispatch('pull') IS NOT NULL;",
-            ".shell sleep 3",
+            ".shell sleep 6",
             "PRAGMA foreign_keys;",
             "SELECT count(*) FROM tasks;",
             "SELECT count(*) FROM pragma_foreign_key_check;",
@@ -756,7 +756,7 @@ fn auto_sync_in_two_processes_with_the_server_down_then_up() {
             )
             .unwrap();
     }
-    let mut shells: Vec<Child> = (0..2).map(|_| shell(&path, &[".shell sleep 30"])).collect();
+    let mut shells: Vec<Child> = (0..2).map(|_| shell(&path, &[".shell sleep 90"])).collect();
     std::thread::sleep(Duration::from_millis(800));
     for title in ["a", "b", "c"] {
         insert(&path, title);
@@ -770,7 +770,8 @@ fn auto_sync_in_two_processes_with_the_server_down_then_up() {
         server_binary(),
         &["--listen", &listen, "--quiet", "--model", TASK],
     );
-    let pushed = wait_for(Duration::from_secs(20), || pending(&path) == 0);
+    // The retry comes after the backoff (up to 2^n s after n failures): allow for a slow machine.
+    let pushed = wait_for(Duration::from_secs(60), || pending(&path) == 0);
     let entries = log(&path);
     for shell in &mut shells {
         let _ = shell.kill();

@@ -169,10 +169,14 @@ fn authorized(server: &Server, headers: &HeaderMap) -> bool {
     let Some(token) = &server.settings.token else {
         return true;
     };
+    // Like Laravel's Request::bearerToken(): the scheme in any case, the token up to a comma.
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| {
+            let at = v.to_ascii_lowercase().rfind("bearer ")?;
+            Some(v[at + 7..].split(',').next().unwrap_or_default().trim())
+        });
     // Compare without an early exit, so timing says nothing about the token.
     given.is_some_and(|g| {
         g.len() == token.len()
@@ -230,8 +234,47 @@ impl Checks {
 /// a list, a number) is an empty input, so validation then reports the missing fields.
 fn input(body: &Bytes) -> Map<String, Value> {
     match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => map,
+        Ok(Value::Object(map)) => match laravel_middleware(Value::Object(map)) {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        },
         _ => Map::new(),
+    }
+}
+
+/// What a default Laravel app's global middleware does to every input before validation:
+/// TrimStrings (whitespace, and U+FEFF, U+200B, U+200E at either end) then
+/// ConvertEmptyStringsToNull, through nested arrays and objects.
+fn laravel_middleware(value: Value) -> Value {
+    match value {
+        Value::String(text) => {
+            let trimmed = text.trim_matches(|c: char| {
+                // PCRE's \s (ASCII whitespace) and the three marks Laravel names.
+                matches!(
+                    c,
+                    ' ' | '\t'
+                        | '\n'
+                        | '\r'
+                        | '\u{0B}'
+                        | '\u{0C}'
+                        | '\u{FEFF}'
+                        | '\u{200B}'
+                        | '\u{200E}'
+                )
+            });
+            if trimmed.is_empty() {
+                Value::Null
+            } else {
+                Value::String(trimmed.to_string())
+            }
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(laravel_middleware).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, laravel_middleware(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 

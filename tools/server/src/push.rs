@@ -117,6 +117,14 @@ fn apply_one(
             "timestamp must be an integer of milliseconds.".into(),
         ));
     };
+    // A date Laravel can store (years 1970 to 9999): a timestamp in microseconds by mistake
+    // would otherwise make the row newer than any correct change, for ever.
+    const LATEST_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    if !(0..=LATEST_MS).contains(&timestamp_ms) {
+        return Ok(error(format!(
+            "timestamp {timestamp_ms} is not a date in milliseconds since 1970 (up to year 9999)."
+        )));
+    }
     // PHP encodes an empty payload as []; anything else that is not an object is empty too.
     let payload: Map<String, Value> = m["payload"].as_object().cloned().unwrap_or_default();
     let invalid =
