@@ -30,6 +30,9 @@ pub struct Settings {
     pub max_body: usize,
     /// Time allowed to send a request's headers, and then its body.
     pub read_timeout: Duration,
+    /// Trim strings and turn empty ones into null before validating, as a default Laravel app's
+    /// global middleware does.
+    pub trim_strings: bool,
 }
 
 pub struct Server {
@@ -232,12 +235,13 @@ impl Checks {
 
 /// The body as Laravel's `$request->json()` sees it: anything but a JSON object (not JSON at all,
 /// a list, a number) is an empty input, so validation then reports the missing fields.
-fn input(body: &Bytes) -> Map<String, Value> {
+fn input(body: &Bytes, trim_strings: bool) -> Map<String, Value> {
     match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => match laravel_middleware(Value::Object(map)) {
+        Ok(Value::Object(map)) if trim_strings => match laravel_middleware(Value::Object(map)) {
             Value::Object(map) => map,
             _ => Map::new(),
         },
+        Ok(Value::Object(map)) => map,
         _ => Map::new(),
     }
 }
@@ -588,7 +592,7 @@ async fn handle(
     let inject = fault.as_ref().and_then(Fault::injected_failure);
     let worker = server.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<(Value, String), Failure> {
-        let map = input(&body);
+        let map = input(&body, worker.settings.trim_strings);
         let client = map
             .get("client_id")
             .and_then(Value::as_str)

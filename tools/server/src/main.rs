@@ -54,6 +54,10 @@ struct Args {
     /// long an idle kept-alive connection stays open.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = parse_seconds)]
     read_timeout: f64,
+    /// Trim every string and turn empty ones into null before validating, as a default Laravel
+    /// app's global middleware (TrimStrings, ConvertEmptyStringsToNull) does.
+    #[arg(long)]
+    trim_strings: bool,
 }
 
 fn parse_size(text: &str) -> Result<usize, String> {
@@ -177,6 +181,7 @@ fn main() {
             quiet: args.quiet,
             max_body: args.max_body,
             read_timeout,
+            trim_strings: args.trim_strings,
         },
     ));
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");

@@ -23,6 +23,7 @@ fn task_payloads(server: &TestServer, client: &str) -> Vec<Value> {
 #[test]
 fn strings_are_trimmed_and_blank_strings_become_null_like_laravels_global_middleware() {
     let server = TestServer::start(&[
+        "--trim-strings",
         "--model",
         r#"{"name": "Task", "fields": {"title": "required|max:5", "priority": "nullable|integer", "note": "nullable"}, "soft_deletes": true}"#,
     ]);
@@ -54,6 +55,7 @@ fn strings_are_trimmed_and_blank_strings_become_null_like_laravels_global_middle
 #[test]
 fn a_blank_string_for_a_non_nullable_integer_fails_like_laravel() {
     let server = TestServer::start(&[
+        "--trim-strings",
         "--model",
         r#"{"name": "Task", "fields": {"title": "required", "n": "integer"}}"#,
     ]);
