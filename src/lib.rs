@@ -89,7 +89,37 @@ pub(crate) fn register_background(conn: &Connection) -> Result<()> {
     register_as(conn, false)
 }
 
+/// While loading reads and maybe migrates the internal tables: wait for other connections'
+/// brief locks (a worker's commit, a checkpoint) instead of failing at once on a connection
+/// without a busy timeout. The host's own setting is put back.
+struct PatientWhileLoading<'a> {
+    conn: &'a Connection,
+    before: Option<i64>,
+}
+
+impl<'a> PatientWhileLoading<'a> {
+    fn new(conn: &'a Connection) -> Self {
+        let before: Option<i64> = conn
+            .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+            .ok()
+            .filter(|ms| *ms == 0);
+        if before.is_some() {
+            let _ = conn.execute_batch("PRAGMA busy_timeout = 5000");
+        }
+        PatientWhileLoading { conn, before }
+    }
+}
+
+impl Drop for PatientWhileLoading<'_> {
+    fn drop(&mut self) {
+        if let Some(ms) = self.before {
+            let _ = self.conn.execute_batch(&format!("PRAGMA busy_timeout = {ms}"));
+        }
+    }
+}
+
 fn register_as(conn: &Connection, may_start_workers: bool) -> Result<()> {
+    let _patient = PatientWhileLoading::new(conn);
     // Everything that can refuse loading comes first, while nothing of ours is registered on the
     // connection: SQLite unloads the library when loading fails, and a function registered
     // before that would point into unmapped code and crash the host when the connection closes.
