@@ -113,7 +113,9 @@ impl<'a> PatientWhileLoading<'a> {
 impl Drop for PatientWhileLoading<'_> {
     fn drop(&mut self) {
         if let Some(ms) = self.before {
-            let _ = self.conn.execute_batch(&format!("PRAGMA busy_timeout = {ms}"));
+            let _ = self
+                .conn
+                .execute_batch(&format!("PRAGMA busy_timeout = {ms}"));
         }
     }
 }
