@@ -64,6 +64,15 @@ pub fn awaiting_retry(retry_limit: u64) -> String {
     )
 }
 
+/// The condition for mutations the server has not taken yet: pending, or failed and awaiting a
+/// retry. Written so SQLite uses the partial index of unsynced rows.
+pub fn unsent(retry_limit: u64) -> String {
+    format!(
+        "sync_status <> 'synced' AND (sync_status = 'pending' OR ({}))",
+        awaiting_retry(retry_limit)
+    )
+}
+
 /// Entities with a mutation the server has not taken yet: pending, or failed and awaiting a
 /// retry. A pulled snapshot of one of them must not overwrite the local row. The flag: one of
 /// those mutations has already gone into a request (the server may have it).
@@ -73,9 +82,8 @@ pub fn unsent_entities(
 ) -> Result<std::collections::HashMap<String, bool>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT entity_id, max(first_sent_at IS NOT NULL) FROM tether_mutation_logs
-          WHERE sync_status <> 'synced' AND (sync_status = 'pending' OR ({}))
-          GROUP BY entity_id",
-        awaiting_retry(retry_limit)
+          WHERE {} GROUP BY entity_id",
+        unsent(retry_limit)
     ))?;
     let entities = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?

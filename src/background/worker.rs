@@ -73,9 +73,8 @@ pub(super) fn run(
 fn unsent(conn: &Connection, retry_limit: u64) -> i64 {
     conn.query_row(
         &format!(
-            "SELECT count(*) FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND (sync_status = 'pending' OR ({}))",
-            crate::queue::awaiting_retry(retry_limit)
+            "SELECT count(*) FROM tether_mutation_logs WHERE {}",
+            crate::queue::unsent(retry_limit)
         ),
         [],
         |r| r.get(0),

@@ -613,10 +613,8 @@ pub fn settle_deferred(
     let still_unsent = |entity: &str| -> Result<bool> {
         Ok(conn
             .prepare_cached(&format!(
-                "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs
-                  WHERE entity_id = ?1 AND sync_status <> 'synced'
-                    AND (sync_status = 'pending' OR ({})))",
-                crate::queue::awaiting_retry(applier.retry_limit)
+                "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs WHERE entity_id = ?1 AND {})",
+                crate::queue::unsent(applier.retry_limit)
             ))?
             .query_row([entity], |r| r.get(0))?)
     };

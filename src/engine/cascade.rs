@@ -182,7 +182,7 @@ impl Actions {
             .execute((
                 serde_json::to_string(keys)?,
                 &tables[*child].model,
-                now_ms(),
+                crate::engine::lock::now_ms(),
             ))?;
         }
         Ok(())
@@ -203,7 +203,7 @@ impl Actions {
                 name = ident(&table.table),
             );
             conn.prepare_cached(&sql)?
-                .execute((serde_json::to_string(keys)?, now_ms()))?;
+                .execute((serde_json::to_string(keys)?, crate::engine::lock::now_ms()))?;
         }
         Ok(())
     }
@@ -217,10 +217,4 @@ fn primary_key(conn: &Connection, table: &str) -> Result<Vec<String>> {
         .query_map([table], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(names)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -101,11 +101,16 @@ impl PullTotals {
     pub fn add(&mut self, page: &PullPage) {
         self.pulled += page.pulled + page.recovered;
         self.pull_errors += page.pull_errors;
-        for (reason, models) in &page.error_reasons {
-            let into = self.error_reasons.entry(reason.clone()).or_default();
-            for (model, count) in models {
-                *into.entry(model.clone()).or_default() += count;
-            }
+        add_reasons(&mut self.error_reasons, &page.error_reasons);
+    }
+}
+
+/// Adds the counts of `more` to `into`.
+pub fn add_reasons(into: &mut ErrorReasons, more: &ErrorReasons) {
+    for (reason, models) in more {
+        let into = into.entry(reason.clone()).or_default();
+        for (model, count) in models {
+            *into.entry(model.clone()).or_default() += count;
         }
     }
 }

@@ -287,12 +287,7 @@ pub fn apply_page(conn: &Connection, body: &str, retry_limit: u64) -> Result<Pul
         })?;
         out.pulled += counts.pulled;
         out.pull_errors += counts.pull_errors;
-        for (reason, models) in counts.error_reasons {
-            let into = out.error_reasons.entry(reason).or_default();
-            for (model, count) in models {
-                *into.entry(model).or_default() += count;
-            }
-        }
+        crate::engine::add_reasons(&mut out.error_reasons, &counts.error_reasons);
         out.kept_local += counts.kept_local;
         out.quarantined += counts.quarantined;
         quarantined.extend(entities);

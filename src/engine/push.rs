@@ -569,12 +569,12 @@ fn judged_without_predecessor(
 ) -> Result<bool> {
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs AS f, tether_mutation_logs AS m
-                             WHERE m.mutation_id = ?1 AND f.entity_id = m.entity_id AND f.id < m.id
-                               AND f.sync_status <> 'synced'
-                               AND (f.sync_status = 'pending' OR (f.sync_status = 'failed'
-                                    AND f.rejection_reason = 'error' AND f.retry_count < {})))",
-            retry_limit.min(i64::MAX as u64)
+            "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs
+                             WHERE {} AND id < (
+                                   SELECT id FROM tether_mutation_logs WHERE mutation_id = ?1)
+                               AND entity_id = (
+                                   SELECT entity_id FROM tether_mutation_logs WHERE mutation_id = ?1))",
+            crate::queue::unsent(retry_limit)
         ))?
         .query_row([mutation_id], |r| r.get(0))?)
 }
