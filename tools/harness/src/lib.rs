@@ -463,3 +463,27 @@ pub fn mutation_ids(body: &Value) -> Vec<String> {
         .map(|m| m["mutation_id"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Rows of `tether_sync_log` as JSON, oldest first (`finished` is 1 or 0).
+pub fn sync_log(path: &Path) -> Vec<Value> {
+    let conn = open_plain(path);
+    let rows = json(
+        &conn,
+        "SELECT json_group_array(json_object('id', id, 'kind', kind, 'trigger', trigger,
+                'finished', finished_at IS NOT NULL, 'result', json(result), 'error', error))
+           FROM (SELECT * FROM tether_sync_log ORDER BY id)",
+    );
+    rows.as_array().unwrap().clone()
+}
+
+/// Waits until `done` holds, at most `limit`; whether it did.
+pub fn wait_for(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    done()
+}

@@ -2,34 +2,11 @@
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use serde_json::{json, Value};
+use serde_json::json;
 use tether_harness::*;
 
 const TASK: &str =
     r#"{"name": "Task", "fields": {"title": "required|max:40"}, "soft_deletes": true}"#;
-
-/// Rows of tether_sync_log as JSON, oldest first.
-fn log(path: &std::path::Path) -> Vec<Value> {
-    let conn = open_plain(path);
-    let rows = json(
-        &conn,
-        "SELECT json_group_array(json_object('kind', kind, 'trigger', trigger, 'finished', finished_at IS NOT NULL,
-                'result', json(result), 'error', error)) FROM (SELECT * FROM tether_sync_log ORDER BY id)",
-    );
-    rows.as_array().unwrap().clone()
-}
-
-/// Waits until `done` holds, at most `limit`.
-fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
 
 #[test]
 fn dispatch_returns_at_once_and_the_cycle_completes() {
@@ -49,13 +26,13 @@ fn dispatch_returns_at_once_and_the_cycle_completes() {
     );
     assert_eq!(answer, json!({"dispatched": "sync"}));
     assert!(
-        wait_for(Duration::from_secs(10), || log(&path)
+        wait_for(Duration::from_secs(10), || sync_log(&path)
             .iter()
             .any(|r| r["finished"] == 1)),
         "{:?}",
-        log(&path)
+        sync_log(&path)
     );
-    let entry = &log(&path)[0];
+    let entry = &sync_log(&path)[0];
     assert_eq!(
         (entry["kind"].as_str(), entry["trigger"].as_str()),
         (Some("sync"), Some("dispatch"))
@@ -77,11 +54,11 @@ fn a_schedule_repeats_survives_errors_and_stops() {
         json!({"scheduled": "pull", "every": 1.0})
     );
     assert!(
-        wait_for(Duration::from_secs(10), || log(&path).len() >= 3),
+        wait_for(Duration::from_secs(10), || sync_log(&path).len() >= 3),
         "{:?}",
-        log(&path)
+        sync_log(&path)
     );
-    let entries = log(&path);
+    let entries = sync_log(&path);
     assert!(
         entries[0]["error"]
             .as_str()
@@ -98,10 +75,10 @@ fn a_schedule_repeats_survives_errors_and_stops() {
     assert_eq!(stopped["stopped"], true, "{stopped}");
     assert_eq!(stopped["schedule"]["kind"], "pull", "{stopped}");
     std::thread::sleep(Duration::from_millis(200));
-    let after_stop = log(&path).len();
+    let after_stop = sync_log(&path).len();
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
-        log(&path).len(),
+        sync_log(&path).len(),
         after_stop,
         "no cycles after tether_stop()"
     );
@@ -124,7 +101,7 @@ fn auto_sync_pushes_writes_from_other_connections() {
         wait_for(Duration::from_secs(10), || server.rows("x").len() == 1),
         "auto_sync pushed the other connection's write"
     );
-    let entries = log(&path);
+    let entries = sync_log(&path);
     assert!(
         entries
             .iter()
@@ -136,7 +113,10 @@ fn auto_sync_pushes_writes_from_other_connections() {
     json(&conn, "SELECT tether_pull()");
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(
-        log(&path).iter().filter(|e| e["trigger"] == "auto").count(),
+        sync_log(&path)
+            .iter()
+            .filter(|e| e["trigger"] == "auto")
+            .count(),
         before,
         "pulled snapshots trigger nothing"
     );
@@ -148,13 +128,13 @@ fn closing_the_starting_connection_stops_the_worker() {
     let server = Server::start(&["--model", TASK]);
     let (_dir, path, conn) = synced_client(&server);
     json(&conn, "SELECT tether_schedule('pull', 1)");
-    assert!(wait_for(Duration::from_secs(10), || !log(&path).is_empty()));
+    assert!(wait_for(Duration::from_secs(10), || !sync_log(&path).is_empty()));
     drop(conn);
     std::thread::sleep(Duration::from_millis(500));
-    let after_close = log(&path).len();
+    let after_close = sync_log(&path).len();
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
-        log(&path).len(),
+        sync_log(&path).len(),
         after_close,
         "the worker stopped with its connection"
     );
@@ -177,12 +157,12 @@ fn no_background_cycle_overlaps_a_foreground_one() {
     json(&conn, "SELECT tether_dispatch('sync')");
     let result = foreground.join().unwrap();
     assert_eq!(result["pushed"], 1);
-    assert!(wait_for(Duration::from_secs(10), || log(&path)
+    assert!(wait_for(Duration::from_secs(10), || sync_log(&path)
         .iter()
         .filter(|r| r["finished"] == 1)
         .count()
         == 2));
-    let background = log(&path)
+    let background = sync_log(&path)
         .into_iter()
         .find(|e| e["trigger"] == "dispatch")
         .unwrap();
@@ -246,14 +226,14 @@ fn workers_on_one_file_with_the_server_down_back_off_and_push_once_it_is_back() 
         .execute("INSERT INTO tasks (title) VALUES ('offline')", [])
         .unwrap();
     std::thread::sleep(Duration::from_secs(5));
-    let rows = log(&path).len();
+    let rows = sync_log(&path).len();
     // Each worker's log row changes the others' data_version: before, this grew by ~8 rows a
     // second. Now: a first try, then retries after 2 s and 4 s (one worker runs, the others find
     // the lock held and keep no row).
     assert!(
         rows <= 9,
         "{rows} log rows in 5 s while the server is down: {:?}",
-        log(&path)
+        sync_log(&path)
     );
     assert!(
         json(&first, "SELECT tether_status()")["worker"]["last_error"]
@@ -274,7 +254,7 @@ fn workers_on_one_file_with_the_server_down_back_off_and_push_once_it_is_back() 
     assert!(
         pushed,
         "still pending after the server came back: {:?}",
-        log(&path)
+        sync_log(&path)
     );
     for c in [&first, &second, &third] {
         json(c, "SELECT tether_stop()");
@@ -309,7 +289,7 @@ fn background_work_uses_the_connections_own_url_and_token() {
     assert!(
         wait_for(Duration::from_secs(10), || pending(&path) == 0),
         "dispatch: {:?}",
-        log(&path)
+        sync_log(&path)
     );
     conn.query_row(
         "SELECT tether_config('auto_sync', 'true', 'connection')",
@@ -323,7 +303,7 @@ fn background_work_uses_the_connections_own_url_and_token() {
     assert!(
         wait_for(Duration::from_secs(10), || pending(&path) == 0),
         "auto_sync: {:?}",
-        log(&path)
+        sync_log(&path)
     );
     conn.query_row(
         "SELECT tether_config('auto_sync', 'false', 'connection')",
@@ -338,12 +318,12 @@ fn background_work_uses_the_connections_own_url_and_token() {
     assert!(
         wait_for(Duration::from_secs(10), || pending(&path) == 0),
         "schedule: {:?}",
-        log(&path)
+        sync_log(&path)
     );
     assert!(
-        log(&path).iter().all(|e| e["error"].is_null()),
+        sync_log(&path).iter().all(|e| e["error"].is_null()),
         "{:?}",
-        log(&path)
+        sync_log(&path)
     );
     assert_eq!(server.field_of_rows(&conn, "title").len(), 3);
     json(&conn, "SELECT tether_stop()");
@@ -410,11 +390,11 @@ fn a_worker_that_cannot_start_says_why_and_the_next_dispatch_starts_one() {
         "pull"
     );
     assert!(
-        wait_for(Duration::from_secs(10), || log(&path)
+        wait_for(Duration::from_secs(10), || sync_log(&path)
             .iter()
             .any(|e| e["trigger"] == "dispatch" && e["finished"] == 1)),
         "the new worker ran nothing: {:?}",
-        log(&path)
+        sync_log(&path)
     );
     json(&conn, "SELECT tether_stop()");
 }
@@ -428,7 +408,7 @@ fn status_shows_the_workers_schedule_and_its_last_error() {
         &json!({"path": "/tether/pull", "status": 500, "times": 100}),
     );
     json(&conn, "SELECT tether_schedule('pull', 1)");
-    assert!(wait_for(Duration::from_secs(10), || !log(&path).is_empty()));
+    assert!(wait_for(Duration::from_secs(10), || !sync_log(&path).is_empty()));
     let worker = json(&conn, "SELECT tether_status()")["worker"].clone();
     assert_eq!(worker["running"], true, "{worker}");
     assert_eq!(worker["schedule"]["kind"], "pull", "{worker}");
@@ -472,7 +452,7 @@ fn the_sync_log_is_pruned_and_rows_of_dead_cycles_are_marked_interrupted() {
     )
     .unwrap();
     json(&conn, "SELECT tether_sync()");
-    let entries = log(&path);
+    let entries = sync_log(&path);
     assert_eq!(entries.len(), 3, "the old row is pruned: {entries:?}");
     assert_eq!(entries[0]["kind"], "pull");
     assert!(
@@ -506,14 +486,14 @@ fn a_dispatch_still_queued_when_its_connection_closes_is_recorded_as_cancelled()
         "closing waited for the whole cycle"
     );
     assert!(
-        wait_for(Duration::from_secs(15), || log(&path).iter().any(|e| e
-            ["kind"]
-            == "push"
-            && e["error"]
-                .as_str()
-                .is_some_and(|e| e.starts_with("cancelled")))),
+        wait_for(Duration::from_secs(15), || sync_log(&path).iter().any(
+            |e| e["kind"] == "push"
+                && e["error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("cancelled"))
+        )),
         "{:?}",
-        log(&path)
+        sync_log(&path)
     );
 }
 
@@ -550,7 +530,7 @@ fn the_worker_checks_foreign_keys_when_its_connection_does() {
     .unwrap();
     set_config(&conn, "server_url", server.url.as_str());
     json(&conn, "SELECT tether_dispatch('pull')");
-    assert!(wait_for(Duration::from_secs(10), || log(&path)
+    assert!(wait_for(Duration::from_secs(10), || sync_log(&path)
         .iter()
         .any(|e| e["finished"] == 1)));
     assert_eq!(

@@ -13,30 +13,6 @@ use tether_harness::*;
 const TASK: &str =
     r#"{"name": "Task", "fields": {"title": "required|max:40"}, "soft_deletes": true}"#;
 
-/// Rows of tether_sync_log as JSON, oldest first.
-fn log(path: &Path) -> Vec<Value> {
-    let conn = open_plain(path);
-    let rows = json(
-        &conn,
-        "SELECT json_group_array(json_object('id', id, 'kind', kind, 'trigger', trigger,
-                'finished', finished_at IS NOT NULL, 'result', json(result), 'error', error))
-           FROM (SELECT * FROM tether_sync_log ORDER BY id)",
-    );
-    rows.as_array().unwrap().clone()
-}
-
-/// Waits until `done` holds, at most `limit`.
-fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
-}
-
 fn pending(path: &Path) -> i64 {
     open_plain(path)
         .query_row(
@@ -116,7 +92,7 @@ fn a_write_inside_the_throttle_window_is_pushed_once_it_ends() {
     assert!(
         wait_for(Duration::from_secs(5), || pending(&path) == 0),
         "the first write was pushed: {:?}",
-        log(&path)
+        sync_log(&path)
     );
     // Inside the 2 s window that push opened.
     insert(&path, "second");
@@ -126,7 +102,7 @@ fn a_write_inside_the_throttle_window_is_pushed_once_it_ends() {
         pushed,
         "a write made during the throttle window is still pending 6 s later (the window was 2 s): \
          log {:?}, worker {}",
-        log(&path),
+        sync_log(&path),
         json(&conn, "SELECT tether_status()")["worker"]
     );
 }
@@ -159,7 +135,7 @@ fn auto_sync_retries_a_mutation_the_server_failed_with_a_transient_error() {
     assert!(
         wait_for(Duration::from_secs(5), || retries() >= 1),
         "first push: {:?}",
-        log(&path)
+        sync_log(&path)
     );
     // Backoff: 2 s (±20%), then 4 s. Two more attempts fit in 7.5 s.
     let retried = wait_for(Duration::from_secs(8), || retries() >= 3);
@@ -168,7 +144,7 @@ fn auto_sync_retries_a_mutation_the_server_failed_with_a_transient_error() {
         retried,
         "retry_count {} after 8 s: a transiently failed mutation waits for the next write; log {:?}",
         retries(),
-        log(&path)
+        sync_log(&path)
     );
 }
 
@@ -201,7 +177,10 @@ fn writes_during_an_outage_do_not_skip_the_backoff() {
         std::thread::sleep(Duration::from_millis(250));
     }
     let elapsed = started.elapsed();
-    let attempts = log(&path).iter().filter(|e| e["trigger"] == "auto").count();
+    let attempts = sync_log(&path)
+        .iter()
+        .filter(|e| e["trigger"] == "auto")
+        .count();
     json(&conn, "SELECT tether_stop()");
     // A first try, then retries after ~2 s and ~4 s more: 3 in 5 s; allow 6.
     assert!(
@@ -310,11 +289,11 @@ fn the_worker_follows_foreign_keys_turned_on_after_it_started() {
         ],
     ));
     assert!(
-        log(&path)
+        sync_log(&path)
             .iter()
             .any(|e| e["trigger"] == "dispatch" && e["finished"] == 1),
         "{out} {:?}",
-        log(&path)
+        sync_log(&path)
     );
     let lines: Vec<&str> = out.lines().map(str::trim).collect();
     assert_eq!(
@@ -362,7 +341,7 @@ fn the_worker_follows_foreign_keys_turned_off() {
     set_config(&conn, "server_url", server.url.as_str());
     assert_eq!(column::<i64>(&conn, "PRAGMA foreign_keys"), [0]);
     json(&conn, "SELECT tether_dispatch('pull')");
-    assert!(wait_for(Duration::from_secs(10), || log(&path)
+    assert!(wait_for(Duration::from_secs(10), || sync_log(&path)
         .iter()
         .any(|e| e["finished"] == 1)));
     let background = column::<i64>(&conn, "SELECT count(*) FROM tasks")[0];
@@ -424,7 +403,7 @@ fn a_read_only_connection_starts_no_worker_that_writes() {
     std::thread::sleep(Duration::from_secs(2));
     let worker = json(&reader, "SELECT tether_status()")["worker"].clone();
     assert_eq!(
-        (pending(&path), log(&path).len()),
+        (pending(&path), sync_log(&path).len()),
         (1, 0),
         "a read-only connection's worker wrote the database: {worker}"
     );
@@ -447,7 +426,7 @@ fn a_dispatch_that_meets_a_long_write_transaction_is_not_lost() {
     std::thread::sleep(Duration::from_millis(11_500));
     conn.execute_batch("COMMIT").unwrap();
     let done = wait_for(Duration::from_secs(3), || {
-        pending(&path) == 0 || log(&path).iter().any(|e| e["trigger"] == "dispatch")
+        pending(&path) == 0 || sync_log(&path).iter().any(|e| e["trigger"] == "dispatch")
     });
     let worker = json(&conn, "SELECT tether_status()")["worker"].clone();
     json(&conn, "SELECT tether_stop()");
@@ -480,7 +459,7 @@ fn tether_stop_inside_a_write_transaction_does_not_wait_for_the_worker_it_blocks
         "tether_stop() blocked the host's connection {:.1}s (a deadlock with its own worker, \
          broken by the 5 s timeout); log {:?}",
         waited.as_secs_f64(),
-        log(&path)
+        sync_log(&path)
     );
 }
 
@@ -496,11 +475,11 @@ fn a_schedule_replaced_during_a_failing_cycle_keeps_its_new_interval() {
     );
     json(&conn, "SELECT tether_schedule('pull', 1)");
     // The first tick (at 1 s) is in flight until 2.5 s.
-    assert!(wait_for(Duration::from_secs(5), || !log(&path).is_empty()));
+    assert!(wait_for(Duration::from_secs(5), || !sync_log(&path).is_empty()));
     std::thread::sleep(Duration::from_millis(300));
     json(&conn, "SELECT tether_schedule('pull', 3600)");
     std::thread::sleep(Duration::from_millis(4500));
-    let entries = log(&path);
+    let entries = sync_log(&path);
     let worker = json(&conn, "SELECT tether_status()")["worker"].clone();
     json(&conn, "SELECT tether_stop()");
     assert_eq!(
@@ -529,12 +508,12 @@ fn status_announces_no_auto_retry_once_auto_sync_is_off() {
     );
     set_config(&conn, "auto_sync", "true");
     insert(&path, "x");
-    assert!(wait_for(Duration::from_secs(5), || !log(&path).is_empty()));
+    assert!(wait_for(Duration::from_secs(5), || !sync_log(&path).is_empty()));
     std::thread::sleep(Duration::from_millis(300));
     set_config(&conn, "auto_sync", "false");
     std::thread::sleep(Duration::from_secs(3));
     let worker = json(&conn, "SELECT tether_status()")["worker"].clone();
-    let attempts = log(&path).len();
+    let attempts = sync_log(&path).len();
     json(&conn, "SELECT tether_stop()");
     assert_eq!(attempts, 1, "no retry with auto_sync off");
     assert!(
@@ -577,10 +556,10 @@ fn closing_while_the_worker_holds_the_lock_leaves_neither_lock_nor_open_row() {
     );
     // The lease goes first, the log row is finished right after it.
     let finished = wait_for(Duration::from_secs(5), || {
-        let entries = log(&path);
+        let entries = sync_log(&path);
         entries.len() == 1 && entries[0]["finished"] == 1 && entries[0]["error"].is_null()
     });
-    assert!(finished, "{:?}", log(&path));
+    assert!(finished, "{:?}", sync_log(&path));
     insert(&path, "after");
     let result = json(&open_loaded(&path), "SELECT tether_sync()");
     assert_eq!(
@@ -604,8 +583,8 @@ fn a_dispatch_cancelled_by_tether_stop_says_so() {
     std::thread::sleep(Duration::from_millis(300));
     let stopped = json(&conn, "SELECT tether_stop()");
     assert_eq!(stopped["cancelled_dispatches"], 1, "{stopped}");
-    assert!(wait_for(Duration::from_secs(3), || log(&path).len() == 2));
-    let push = log(&path)
+    assert!(wait_for(Duration::from_secs(3), || sync_log(&path).len() == 2));
+    let push = sync_log(&path)
         .into_iter()
         .find(|e| e["kind"] == "push")
         .unwrap();
@@ -646,14 +625,14 @@ fn a_live_cycle_is_never_marked_interrupted_or_pruned() {
             .unwrap();
             json(&c, "SELECT tether_pull()")
         });
-        assert!(wait_for(Duration::from_secs(5), || !log(&path).is_empty()));
+        assert!(wait_for(Duration::from_secs(5), || !sync_log(&path).is_empty()));
         std::thread::sleep(Duration::from_millis(300));
         // A cycle that takes the lock while the unlocked pull is in flight.
         json(&conn, "SELECT tether_push()");
-        let during = log(&path);
+        let during = sync_log(&path);
         let result = unlocked.join().unwrap();
         assert_eq!(result["skipped"], false, "{result}");
-        let after = log(&path);
+        let after = sync_log(&path);
         if during.iter().any(|e| {
             e["error"]
                 .as_str()
@@ -715,7 +694,7 @@ fn tether_status_neither_pushes_nor_waits_nor_leaves_an_interrupted_cycle() {
     let took = started.elapsed();
     assert!(out.status.success(), "{out:?}");
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let entries = log(&path);
+    let entries = sync_log(&path);
     assert!(
         status["worker"]["running"] == false && took < Duration::from_secs(3) && entries.is_empty(),
         "`tether status` started a worker ({}), took {:.1}s and left {entries:?}",
@@ -764,7 +743,7 @@ fn auto_sync_in_two_processes_with_the_server_down_then_up() {
         std::thread::sleep(Duration::from_millis(300));
     }
     std::thread::sleep(Duration::from_secs(4));
-    let rows_down = log(&path).len();
+    let rows_down = sync_log(&path).len();
     eprintln!("log rows while the server was down: {rows_down}");
     let listen = format!("127.0.0.1:{port}");
     let (mut server, _url) = start_server(
@@ -773,7 +752,7 @@ fn auto_sync_in_two_processes_with_the_server_down_then_up() {
     );
     // The retry comes after the backoff (up to 2^n s after n failures): allow for a slow machine.
     let pushed = wait_for(Duration::from_secs(60), || pending(&path) == 0);
-    let entries = log(&path);
+    let entries = sync_log(&path);
     for shell in &mut shells {
         let _ = shell.kill();
         let _ = shell.wait();
@@ -813,9 +792,9 @@ fn auto_sync_turned_on_in_another_process_reaches_an_idle_worker() {
     insert(&path, "x");
     let pushed = wait_for(Duration::from_secs(5), || pending(&path) == 0);
     json(&conn, "SELECT tether_stop()");
-    assert!(pushed, "{:?}", log(&path));
+    assert!(pushed, "{:?}", sync_log(&path));
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(log(&path)
+    assert!(sync_log(&path)
         .iter()
         .any(|e| e["trigger"] == "auto" && e["result"]["pushed"] == 1));
 }

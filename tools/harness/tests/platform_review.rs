@@ -818,18 +818,6 @@ fn loading_twice_through_sql_on_one_connection_works() {
 // ---------------------------------------------------------------------------------------------
 // Background worker liveness
 
-/// Waits up to `limit` for `done`.
-fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
-}
-
 fn finished_cycles(path: &Path, trigger: &str) -> i64 {
     open_plain(path)
         .query_row(
