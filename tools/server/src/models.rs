@@ -142,6 +142,33 @@ impl Model {
     }
 }
 
+impl Model {
+    /// Whether `name` is an attribute of the model's rows, as a pull returns them
+    /// ([`crate::store::Store::payload`]): `id`, the sync key `tether_id`, the writable fields,
+    /// the scope column, `created_at`, `updated_at`, and `deleted_at` with soft deletes.
+    pub fn has_attribute(&self, name: &str) -> bool {
+        matches!(name, "id" | "tether_id" | "created_at" | "updated_at")
+            || (self.soft_deletes && name == "deleted_at")
+            || self.scope.as_deref() == Some(name)
+            || self.fields.iter().any(|f| f.name == name)
+    }
+
+    /// The keys of a create or update `payload` the server drops without a trace, sorted: those
+    /// that are not attributes of the model ([`Model::has_attribute`]). Applying takes only the
+    /// writable fields, compared exactly (`Title` is not `title`); the other attributes (the sync
+    /// key, `id`, the timestamps, the scope) the server sets itself and sends back in every pull,
+    /// and none of them can be made writable, so they are not reported.
+    pub fn ignored_fields(&self, payload: &Map<String, Value>) -> Vec<String> {
+        let mut ignored: Vec<String> = payload
+            .keys()
+            .filter(|key| !self.has_attribute(key))
+            .cloned()
+            .collect();
+        ignored.sort();
+        ignored
+    }
+}
+
 /// `Task` → `tasks`, `OrderItem` → `order_items`, `Category` → `categories`.
 fn default_table(model: &str) -> String {
     let mut snake = String::new();
@@ -632,6 +659,29 @@ mod tests {
         let m = Model::from_config(serde_json::from_str(config).unwrap()).unwrap();
         let names: Vec<&str> = m.fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["z", "a", "m"]);
+    }
+
+    #[test]
+    fn ignored_fields_are_what_applying_drops() {
+        let config = json!({"name": "Task", "fields": {"title": "", "done": ""}, "scope": "owner"});
+        let m = Model::from_config(serde_json::from_value(config).unwrap()).unwrap();
+        let payload = json!({
+            "title": "t", "done": true, "tether_id": "x", "id": 1, "owner": "c",
+            "created_at": "", "updated_at": "", "deleted_at": null,
+            "size": 1, "Title": "t", "color": "red", "changed_us": 5,
+        });
+        assert_eq!(
+            m.ignored_fields(payload.as_object().unwrap()),
+            ["Title", "changed_us", "color", "deleted_at", "size"],
+            "sorted; deleted_at is not an attribute without soft deletes"
+        );
+        let soft = model(json!({"title": ""}));
+        let soft = Model {
+            soft_deletes: true,
+            ..soft
+        };
+        let payload = json!({"title": "t", "deleted_at": null, "tether_id": "x"});
+        assert!(soft.ignored_fields(payload.as_object().unwrap()).is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `POST /tether/push`: each mutation in order; one bad mutation never fails the batch.
 use serde_json::{json, Map, Value};
 
+use crate::http::shown;
 use crate::models::{messages_json, validate};
 use crate::store::{iso_time, Store};
 
@@ -10,11 +11,21 @@ pub struct PushOutcome {
     pub applied: Vec<Value>,
     pub rejected: Vec<Value>,
     pub conflicts: Vec<Value>,
+    /// An extension of the protocol: the Laravel server sends no such key, and clients may
+    /// ignore it. One entry per create or update whose payload carried fields the model does not
+    /// list (which the server drops, as Laravel's does), whatever became of the mutation:
+    /// `{"mutation_id", "reason": "ignored_fields", "model", "fields": [sorted names],
+    /// "message"}`. The answer has a `warnings` key only when there is at least one.
+    pub warnings: Vec<Value>,
 }
 
 impl PushOutcome {
     pub fn to_json(&self) -> Value {
-        json!({"applied": self.applied, "rejected": self.rejected, "conflicts": self.conflicts})
+        let mut answer = json!({"applied": self.applied, "rejected": self.rejected, "conflicts": self.conflicts});
+        if !self.warnings.is_empty() {
+            answer["warnings"] = json!(self.warnings);
+        }
+        answer
     }
 
     fn add(&mut self, id: &str, outcome: Outcome) {
@@ -75,6 +86,9 @@ pub fn push(
             }
         };
         out.add(id, outcome);
+        if let Some(warning) = ignored_fields(&tx, id, mutation) {
+            out.warnings.push(warning);
+        }
     }
     match inject {
         Some(InjectedFailure::BeforeCommit) => {
@@ -87,7 +101,57 @@ pub fn push(
         None => {}
     }
     tx.commit()?;
+    for warning in &out.warnings {
+        log_ignored(warning);
+    }
     Ok(out)
+}
+
+/// The `ignored_fields` warning of a create or update whose payload has keys the model does not
+/// list (see [`crate::models::Model::ignored_fields`]); `None` for other mutations, and for
+/// those of an unknown model.
+fn ignored_fields(store: &Store, id: &str, m: &Value) -> Option<Value> {
+    if !matches!(m["operation"].as_str(), Some("create" | "update")) {
+        return None;
+    }
+    let model = &store.models[store.model_index(m["model"].as_str()?)?];
+    let fields = model.ignored_fields(m["payload"].as_object()?);
+    if fields.is_empty() {
+        return None;
+    }
+    let message = format!(
+        "{} does not list {}: the server ignored {}",
+        model.name,
+        fields.join(", "),
+        if fields.len() == 1 { "it" } else { "them" }
+    );
+    Some(json!({
+        "mutation_id": id,
+        "reason": "ignored_fields",
+        "model": model.name,
+        "fields": fields,
+        "message": message,
+    }))
+}
+
+/// The most field names one log line shows.
+const LOGGED_FIELDS: usize = 10;
+
+/// One log line per warning, like the other per-mutation lines (and, like them, also with
+/// `--quiet`); every name is escaped as the request log escapes client text.
+fn log_ignored(warning: &Value) {
+    let text = |v: &Value| shown(v.as_str().unwrap_or_default());
+    let fields = warning["fields"].as_array().map_or(&[][..], Vec::as_slice);
+    let mut names: Vec<String> = fields.iter().take(LOGGED_FIELDS).map(text).collect();
+    if fields.len() > LOGGED_FIELDS {
+        names.push(format!("and {} more", fields.len() - LOGGED_FIELDS));
+    }
+    eprintln!(
+        "tether-server: mutation {} of model {}: ignored fields the model does not list: {}",
+        text(&warning["mutation_id"]),
+        text(&warning["model"]),
+        names.join(", ")
+    );
 }
 
 fn apply_one(

@@ -542,3 +542,38 @@ fn to_json(value: &Sql, field: &crate::models::Field) -> Value {
         Sql::Blob(b) => json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ModelConfig;
+
+    /// What a push reports as ignored is decided by `Model::has_attribute`: it must name every
+    /// attribute a pull returns, with and without soft deletes and a scope.
+    #[test]
+    fn every_attribute_of_a_payload_is_one_the_model_has() {
+        for config in [
+            json!({"name": "Task", "fields": {"title": "", "done": "boolean"}}),
+            json!({"name": "Task", "fields": {"title": ""}, "soft_deletes": true, "scope": "owner"}),
+        ] {
+            let config: ModelConfig = serde_json::from_value(config).unwrap();
+            let model = Model::from_config(config).unwrap();
+            let row = Row {
+                id: 1,
+                tether_id: "x".into(),
+                owner: Some("c".into()),
+                values: model.fields.iter().map(|_| Sql::Null).collect(),
+                created_us: 0,
+                updated_us: 0,
+                deleted_us: None,
+            };
+            let payload = Store::payload(&model, &row);
+            let payload = payload.as_object().unwrap();
+            assert!(
+                payload.keys().all(|k| model.has_attribute(k)),
+                "{payload:?}"
+            );
+            assert!(model.ignored_fields(payload).is_empty());
+        }
+    }
+}
