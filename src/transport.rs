@@ -19,6 +19,25 @@ pub struct Http {
     secrets: Vec<String>,
     debug_level: u64,
     max_response_bytes: u64,
+    /// Where the URLs came from, for errors that say what to change: `server_url` (without a
+    /// trailing '/'), the effective `push_url` and `pull_url`, and whether a token is set.
+    origin: Origin,
+}
+
+#[derive(Default)]
+struct Origin {
+    server_url: Option<String>,
+    push_url: Option<String>,
+    pull_url: Option<String>,
+    has_token: bool,
+}
+
+/// The setting a request URL comes from: `server_url` with a route appended, or a URL set
+/// whole (`push_url`, `pull_url`).
+enum Source {
+    Server { route: &'static str },
+    Whole { key: &'static str },
+    Unknown,
 }
 
 /// Sent as `X-Tether-Client-Version`.
@@ -102,6 +121,14 @@ impl Http {
             secrets: spellings(secrets),
             debug_level: settings.number("debug_level"),
             max_response_bytes: settings.number("max_response_bytes").max(1),
+            origin: Origin {
+                server_url: settings
+                    .get("server_url")
+                    .map(|u| u.trim_end_matches('/').to_string()),
+                push_url: settings.get("push_url").map(str::to_string),
+                pull_url: settings.get("pull_url").map(str::to_string),
+                has_token: settings.get("auth_token").is_some(),
+            },
         })
     }
 
@@ -141,9 +168,13 @@ impl Http {
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
-        let mut response = request
-            .send(body)
-            .map_err(|e| Error::new(format!("POST {shown} failed: {}", describe(&e))))?;
+        let mut response = request.send(body).map_err(|e| {
+            let cause = describe(&e);
+            Error::new(format!(
+                "POST {shown} failed: {cause}{}",
+                self.send_hint(url, &cause)
+            ))
+        })?;
         let status = response.status().as_u16();
         if (300..400).contains(&status) && !REDIRECTS.contains(&status) {
             // 304 Not Modified and the rest: no redirect, no address to go to.
@@ -186,7 +217,10 @@ impl Http {
                 }
             };
             return Err(Error::with_cause(
-                format!("POST {shown} answered HTTP {status}: {text}"),
+                format!(
+                    "POST {shown} answered HTTP {status}: {text}{}",
+                    self.status_hint(url, status)
+                ),
                 Cause::Http(status),
             ));
         }
@@ -230,6 +264,106 @@ impl Http {
 }
 
 impl Http {
+    /// Which setting `url` comes from.
+    fn source(&self, url: &str) -> Source {
+        let origin = &self.origin;
+        if let Some(server) = &origin.server_url {
+            for route in ["/tether/push", "/tether/pull"] {
+                if url == format!("{server}{route}") {
+                    return Source::Server { route };
+                }
+            }
+        }
+        if origin.push_url.as_deref() == Some(url) {
+            Source::Whole { key: "push_url" }
+        } else if origin.pull_url.as_deref() == Some(url) {
+            Source::Whole { key: "pull_url" }
+        } else {
+            Source::Unknown
+        }
+    }
+
+    /// What to do about an answer with an error status, said after the answer's excerpt; empty
+    /// when there is nothing better to say than the status. Names settings and shows URLs
+    /// without credentials, never a secret.
+    fn status_hint(&self, url: &str, status: u16) -> String {
+        let set_token = "set it with SELECT tether_config('auth_token', 'TOKEN') or the \
+                         environment variable TETHER_AUTH_TOKEN";
+        match status {
+            401 if self.origin.has_token => format!(
+                "; the server refused the auth_token sent (as an `Authorization: Bearer` \
+                 header): check the token, and {set_token}"
+            ),
+            401 => format!("; the server wants a token and no auth_token is set: {set_token}"),
+            403 if self.origin.has_token => format!(
+                "; the server refused access with the auth_token sent: check that the token is \
+                 the one for this server and allowed to sync, and {set_token}"
+            ),
+            403 => format!("; the server refused access and no auth_token is set: {set_token}"),
+            404 | 405 => {
+                let tried = self.scrub(&redact_url(url));
+                match self.source(url) {
+                    Source::Server { route } => {
+                        let server = self.origin.server_url.as_deref().unwrap_or_default();
+                        // A server_url that already ends with a route: the same without it.
+                        let fixed = ["/tether/push", "/tether/pull", "/tether"]
+                            .iter()
+                            .find_map(|tail| server.strip_suffix(tail))
+                            .filter(|s| s.contains("://"))
+                            .map(|s| self.scrub(&redact_url(s)))
+                            .unwrap_or_else(|| "https://your-server.example".to_string());
+                        format!(
+                            "; no Tether route there: tether appends {route} to server_url \
+                             ({}), so the URL tried was {tried}; set server_url to the address \
+                             the Tether routes live under, without /tether/push or \
+                             /tether/pull: SELECT tether_config('server_url', '{fixed}')",
+                            self.scrub(&redact_url(server))
+                        )
+                    }
+                    Source::Whole { key } => format!(
+                        "; no Tether route there: the URL tried was {tried}, set whole by {key}; \
+                         check {key}, or remove it (SELECT tether_config('{key}', NULL)) to use \
+                         server_url with {} appended",
+                        if key == "push_url" {
+                            "/tether/push"
+                        } else {
+                            "/tether/pull"
+                        }
+                    ),
+                    Source::Unknown => format!("; no Tether route there (URL tried: {tried})"),
+                }
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// What to do when no answer came, said after the cause; empty when the cause says it.
+    fn send_hint(&self, url: &str, cause: &str) -> String {
+        // rustls's words for a first answer that is not a TLS record: plain HTTP, most often.
+        let plain_answer =
+            cause.contains("InvalidContentType") || cause.contains("received corrupt message");
+        if !(plain_answer && url.starts_with("https://")) {
+            return String::new();
+        }
+        let (key, value) = match self.source(url) {
+            Source::Server { .. } => (
+                "server_url",
+                self.origin.server_url.clone().unwrap_or_default(),
+            ),
+            Source::Whole { key } => (key, url.to_string()),
+            Source::Unknown => ("server_url", url.to_string()),
+        };
+        let plain = format!(
+            "http://{}",
+            value.strip_prefix("https://").unwrap_or(&value)
+        );
+        format!(
+            " — the server seems to speak plain HTTP, not HTTPS: if it has no TLS, use an \
+             http:// URL: SELECT tether_config('{key}', '{}')",
+            self.scrub(&redact_url(&plain))
+        )
+    }
+
     /// `text` with every secret replaced by `***`: as it is, with '/' escaped as JSON encoders
     /// often do, and as `excerpt` escapes each of those; a secret that an excerpt cut short
     /// (its start just before the closing `…`) goes too. Auth layers quote what they refused.
@@ -449,6 +583,7 @@ mod tests {
             secrets: spellings(secrets.iter().map(|s| s.to_string()).collect()),
             debug_level: 0,
             max_response_bytes: 1,
+            origin: Origin::default(),
         }
     }
 

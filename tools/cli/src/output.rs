@@ -1,42 +1,129 @@
-//! What the command line prints: small tables for people, JSON on request, progress bars only
-//! on a terminal (indicatif hides them when stderr is piped).
+//! What the command line prints: small tables for people, JSON on request (`--json`, one line),
+//! progress bars only on a terminal (indicatif hides them when stderr is piped), colour only on
+//! a terminal and never with NO_COLOR. `-q` leaves only errors.
 use std::cell::RefCell;
+use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use tether::sync::{Cycle, Progress};
 
-fn row(key: &str, value: impl std::fmt::Display) {
-    println!("  {key:<18} {value}");
+/// How this run prints.
+#[derive(Clone, Copy, Default)]
+pub struct Out {
+    /// `-q`: errors only.
+    pub quiet: bool,
+    /// `--json`: JSON on stdout, nothing else there.
+    pub json: bool,
+    /// `-v`, `-vv`, `-vvv`: the debug level of this run.
+    pub verbose: u8,
 }
 
-/// Pushed / Failed / Pulled…, and a warning naming each rejected mutation.
-pub fn cycle_table(result: &Value) {
-    if result["skipped"] == true {
-        println!("skipped: another sync holds the lock");
-        return;
+impl Out {
+    /// A line of the human output (stdout), unless `-q`.
+    pub fn line(&self, text: impl std::fmt::Display) {
+        if !self.quiet {
+            println!("{text}");
+        }
     }
-    for (key, field) in [
+
+    /// A table row (stdout), unless `-q`.
+    pub fn row(&self, key: &str, value: impl std::fmt::Display) {
+        self.line(format!("  {key:<18} {value}"));
+    }
+
+    /// The JSON result of a command: one line on stdout.
+    pub fn json(&self, value: &Value) {
+        println!("{value}");
+    }
+
+    /// A note for people on stderr ("(not set)", "stopped"), unless `-q`.
+    pub fn note(&self, text: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// `warning: …` on stderr, unless `-q`.
+    pub fn warn(&self, text: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{} {text}", paint("warning:", YELLOW));
+        }
+    }
+
+    /// Whether progress bars may show (they still only do on a terminal).
+    pub fn bars(&self) -> bool {
+        !self.quiet && self.verbose == 0
+    }
+}
+
+const RED: &str = "\x1b[1;31m";
+const YELLOW: &str = "\x1b[33m";
+
+/// Colour for stderr: only on a terminal, never with NO_COLOR (any non-empty value) or
+/// TERM=dumb.
+pub fn color() -> bool {
+    std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+}
+
+fn paint(text: &str, code: &str) -> String {
+    if color() {
+        format!("{code}{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// An error on stderr: `tether: …` (the prefix red on a colour terminal).
+pub fn error(message: &str) {
+    eprintln!("{} {message}", paint("tether:", RED));
+}
+
+/// The figures a cycle of `kind` prints: a push has no pull figures and a pull no push ones.
+fn figures(kind: Cycle) -> &'static [(&'static str, &'static str)] {
+    const PUSH: &[(&str, &str)] = &[
+        ("Pushed", "pushed"),
+        ("Failed", "failed"),
+        ("Conflicts", "conflicts"),
+    ];
+    const PULL: &[(&str, &str)] = &[("Pulled", "pulled"), ("Pull errors", "pull_errors")];
+    const SYNC: &[(&str, &str)] = &[
         ("Pushed", "pushed"),
         ("Failed", "failed"),
         ("Conflicts", "conflicts"),
         ("Pulled", "pulled"),
         ("Pull errors", "pull_errors"),
-    ] {
-        row(key, &result[field]);
+    ];
+    match kind {
+        Cycle::Push => PUSH,
+        Cycle::Pull => PULL,
+        Cycle::Sync => SYNC,
+    }
+}
+
+/// Pushed / Failed / Pulled… (what `kind` does), and a warning naming each rejected mutation.
+pub fn cycle_table(out: &Out, result: &Value, kind: Cycle) {
+    if result["skipped"] == true {
+        out.line("skipped: another sync holds the lock");
+        return;
+    }
+    for (key, field) in figures(kind) {
+        out.row(key, &result[*field]);
     }
     let rejections = result["rejections"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default();
     if !rejections.is_empty() {
-        eprintln!(
-            "warning: {} mutation(s) rejected by the server:",
+        out.warn(format!(
+            "{} mutation(s) rejected by the server:",
             rejections.len()
-        );
+        ));
         for r in rejections {
             let row = &r["row"];
-            eprintln!(
+            out.note(format!(
                 "  {} row {} ({} {}): {} {}",
                 row["table"].as_str().unwrap_or("?"),
                 row["primary_key"],
@@ -44,36 +131,82 @@ pub fn cycle_table(result: &Value) {
                 row["entity_id"].as_str().unwrap_or("?"),
                 r["reason"].as_str().unwrap_or("?"),
                 r["data"]
-            );
+            ));
         }
+    }
+    for warning in result["warnings"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        out.warn(format!("the server says: {warning}"));
     }
     if let Some(reasons) = result["pull_error_reasons"]
         .as_object()
         .filter(|r| !r.is_empty())
     {
-        eprintln!("warning: snapshots not applied:");
+        out.warn("snapshots not applied:");
         for (reason, models) in reasons {
-            eprintln!("  {reason}: {models}");
+            out.note(format!("  {reason}: {models}"));
         }
     }
 }
 
 /// One line per cycle, for `watch`.
-pub fn cycle_line(result: &Value) -> String {
+pub fn cycle_line(result: &Value, kind: Cycle) -> String {
     if result["skipped"] == true {
         return "skipped (another sync holds the lock)".into();
     }
-    format!(
-        "pushed {} failed {} conflicts {} pulled {} pull_errors {}",
-        result["pushed"],
-        result["failed"],
-        result["conflicts"],
-        result["pulled"],
-        result["pull_errors"]
-    )
+    figures(kind)
+        .iter()
+        .map(|(_, field)| format!("{field} {}", result[*field]))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-pub fn status_table(status: &Value) {
+/// `tether track`: what is tracked now, and the shape warnings.
+pub fn track_summary(out: &Out, result: &Value) {
+    out.line(format!(
+        "tracking {} as model {} (sync key {})",
+        shown(&result["table"]),
+        shown(&result["model"]),
+        shown(&result["sync_key"])
+    ));
+    out.row("columns", list(&result["columns"]));
+    if result["json_columns"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty())
+    {
+        out.row("json columns", list(&result["json_columns"]));
+    }
+    out.row(
+        "queued",
+        format!(
+            "{} create(s), {} update(s), {} delete(s)",
+            result["queued_creates"], result["queued_updates"], result["queued_deletes"]
+        ),
+    );
+    for warning in result["warnings"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        out.warn(
+            warning["message"]
+                .as_str()
+                .map_or_else(|| warning.to_string(), str::to_string),
+        );
+    }
+}
+
+fn list(value: &Value) -> String {
+    value
+        .as_array()
+        .map(|items| items.iter().map(shown).collect::<Vec<_>>().join(", "))
+        .unwrap_or_else(|| shown(value))
+}
+
+pub fn status_table(out: &Out, status: &Value) {
     for key in [
         "pending",
         "failed",
@@ -84,7 +217,7 @@ pub fn status_table(status: &Value) {
         "server_url",
         "version",
     ] {
-        row(key, shown(&status[key]));
+        out.row(key, shown(&status[key]));
     }
     for table in status["tables"]
         .as_array()
@@ -107,19 +240,19 @@ pub fn status_table(status: &Value) {
         if table["triggers_installed"] != true {
             state.push_str(", capture triggers missing");
         }
-        row(&format!("table {}", shown(&table["table"])), state);
+        out.row(&format!("table {}", shown(&table["table"])), state);
     }
 }
 
-pub fn key_values(values: &Value) {
+pub fn key_values(out: &Out, values: &Value) {
     if let Some(map) = values.as_object() {
         for (key, value) in map {
-            row(key, shown(value));
+            out.row(key, shown(value));
         }
     }
 }
 
-fn shown(value: &Value) -> String {
+pub fn shown(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),

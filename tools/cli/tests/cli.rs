@@ -1,46 +1,10 @@
 //! The real `tether` binary against tether-server: output, exit codes, databases.
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::process::Stdio;
+
+use common::*;
 use serde_json::Value;
-use tether_harness::*;
-
-const TASK: &str =
-    r#"{"name": "Task", "fields": {"title": "required|max:20"}, "soft_deletes": true}"#;
-
-fn tether(db: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tether"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("TETHER_DB")
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn database(server: &Server) -> (tempfile::TempDir, std::path::PathBuf) {
-    let (dir, path) = temp_db();
-    let conn = open_plain(&path);
-    conn.execute_batch("CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT); INSERT INTO tasks (title) VALUES ('first');").unwrap();
-    drop(conn);
-    let out = tether(&path, &["track", "tasks"]);
-    assert!(out.status.success(), "{:?}", text(&out));
-    assert!(
-        text(&out).0.contains("\"model\": \"Task\""),
-        "{:?}",
-        text(&out)
-    );
-    assert!(tether(&path, &["config", "server_url", &server.url])
-        .status
-        .success());
-    (dir, path)
-}
 
 #[test]
 fn sync_prints_a_table_and_json_and_changes_the_database() {
@@ -168,7 +132,7 @@ fn config_shows_settings_without_secrets() {
 fn watch_keeps_syncing_and_stops_on_ctrl_c() {
     let server = Server::start(&["--model", TASK]);
     let (_dir, path) = database(&server);
-    let child = Command::new(env!("CARGO_BIN_EXE_tether"))
+    let child = command()
         .arg("--db")
         .arg(&path)
         .args(["watch", "--every", "1s"])
@@ -181,7 +145,7 @@ fn watch_keeps_syncing_and_stops_on_ctrl_c() {
         .execute("INSERT INTO tasks (title) VALUES ('while watching')", [])
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1700));
-    unsafe { libc_kill(child.id() as i32, 2) };
+    kill(&child, libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
@@ -197,18 +161,10 @@ fn watch_keeps_syncing_and_stops_on_ctrl_c() {
     );
 }
 
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, signal: i32) -> i32;
-}
-
 #[test]
 fn the_demo_runs_and_cleans_up() {
     server_binary();
-    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .arg("demo")
-        .output()
-        .unwrap();
+    let out = command().arg("demo").output().unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     for expected in [
@@ -235,7 +191,7 @@ fn watch_backs_off_after_errors_and_keeps_going() {
     let url = format!("http://{}", nothing.local_addr().unwrap());
     drop(nothing);
     tether(&path, &["config", "server_url", &url]);
-    let child = Command::new(env!("CARGO_BIN_EXE_tether"))
+    let child = command()
         .arg("--db")
         .arg(&path)
         .args(["watch", "--every", "1s"])
@@ -244,7 +200,7 @@ fn watch_backs_off_after_errors_and_keeps_going() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2600));
-    unsafe { libc_kill(child.id() as i32, 2) };
+    kill(&child, libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     let stderr = text(&out).1;
     let waits: Vec<f64> = stderr
@@ -273,7 +229,7 @@ fn watch_backs_off_after_errors_and_keeps_going() {
 fn watch_refuses_an_interval_below_the_minimum() {
     let server = Server::start(&["--model", TASK]);
     let (_dir, path) = database(&server);
-    let out = Command::new(env!("CARGO_BIN_EXE_tether"))
+    let out = command()
         .arg("--db")
         .arg(&path)
         .args(["watch", "--every", "300ms"])
