@@ -16,6 +16,7 @@
 //! - [`sync`] — `tether_sync/push/pull` over the HTTP transport, and the sans-IO functions.
 //! - [`background`] — `tether_dispatch`, `tether_schedule`, `tether_stop`, auto_sync.
 //! - [`retry`] — the one backoff policy of background work and `tether watch`.
+//! - [`resolve`] — `tether_retry`, `tether_discard`: settling what the server refused.
 //! - [`status`] — `tether_status`.
 //! - [`sql`] — the one place identifiers and literals are quoted.
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub mod identity;
 pub mod naming;
 pub mod queue;
 pub mod reconcile;
+pub mod resolve;
 pub mod retry;
 pub mod row_keys;
 pub mod schema;
@@ -57,10 +59,12 @@ pub const SQL_FUNCTIONS: &[(&str, &[i32])] = &[
     ("tether_dispatch", &[1]),
     ("tether_pull", &[0]),
     ("tether_pull_request", &[0]),
+    ("tether_discard", &[1, 2]),
     ("tether_pull_response", &[1]),
     ("tether_push", &[0]),
     ("tether_push_request", &[0]),
     ("tether_push_response", &[1]),
+    ("tether_retry", &[0, 1, 2]),
     ("tether_schedule", &[2]),
     ("tether_status", &[0]),
     ("tether_stop", &[0]),
@@ -154,6 +158,7 @@ fn register_as(conn: &Connection, may_start_workers: bool) -> Result<()> {
         Arc::new(move |conn, settings| starter.start_if_auto(conn, settings)),
     )?;
     tracking::register(conn, session.clone())?;
+    resolve::register(conn)?;
     status::register(conn, session.clone(), worker.clone())?;
     sync::register(
         conn,

@@ -73,17 +73,17 @@ pub fn unsent(retry_limit: u64) -> String {
     )
 }
 
-/// Entities with a mutation the server has not taken yet: pending, or failed and awaiting a
-/// retry. A pulled snapshot of one of them must not overwrite the local row. The flag: one of
-/// those mutations has already gone into a request (the server may have it).
-pub fn unsent_entities(
-    conn: &Connection,
-    retry_limit: u64,
-) -> Result<std::collections::HashMap<String, bool>> {
+/// The condition for mutations that keep a row's local state from being overwritten by a pulled
+/// snapshot (the snapshot waits in `tether_deferred_snapshots`): unsent ones, and failed ones,
+/// which wait for the user's `tether_retry` or `tether_discard` with the local value kept.
+pub const HELD: &str = "sync_status <> 'synced' AND sync_status IN ('pending', 'failed')";
+
+/// Rows whose local state a pulled snapshot must not overwrite ([`HELD`]). The flag: one of
+/// their mutations has already gone into a request (the server may have it).
+pub fn held_entities(conn: &Connection) -> Result<std::collections::HashMap<String, bool>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT entity_id, max(first_sent_at IS NOT NULL) FROM tether_mutation_logs
-          WHERE {} GROUP BY entity_id",
-        unsent(retry_limit)
+          WHERE {HELD} GROUP BY entity_id"
     ))?;
     let entities = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?

@@ -59,6 +59,7 @@ pub const INTERNAL_TABLES: &[&str] = &[
     "tether_deferred_snapshots",
     "tether_locks",
     "tether_quarantine",
+    "tether_diverged",
     "tether_migrations",
     "tether_sync_log",
 ];

@@ -71,6 +71,23 @@ pub fn status(
         } else {
             Vec::new()
         };
+        let (server_columns, server_ignored): (Option<String>, String) = conn
+            .prepare_cached(
+                "SELECT server_columns, server_ignored FROM tether_tracked_tables WHERE table_id = ?1",
+            )?
+            .query_row([table.table_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        // Synced columns the server's snapshots never carried: it does not know them (once any
+        // snapshot of the table arrived).
+        let not_echoed: Option<Vec<&String>> = server_columns
+            .and_then(|text| serde_json::from_str::<Vec<String>>(&text).ok())
+            .map(|seen| {
+                table
+                    .synced_columns
+                    .iter()
+                    .filter(|c| !seen.contains(c))
+                    .collect()
+            });
+        let server_ignored: Json = serde_json::from_str(&server_ignored).unwrap_or(json!([]));
         tables.push(json!({
             "table": table.table,
             "model": table.model,
@@ -92,6 +109,8 @@ pub fn status(
             "added_columns": added,
             "removed_columns": removed,
             "warnings": warnings,
+            "server_ignored": server_ignored,
+            "not_echoed": not_echoed,
         }));
     }
 
@@ -99,6 +118,9 @@ pub fn status(
         "pending": counts.get("pending").copied().unwrap_or(0),
         "failed": counts.get("failed").copied().unwrap_or(0),
         "conflicts": counts.get("conflict").copied().unwrap_or(0),
+        // Rows whose local changes were discarded with no server state known to put back: they
+        // come back with the next pull (see tether_attention).
+        "diverged": conn.query_row("SELECT count(*) FROM tether_diverged", [], |r| r.get::<_, i64>(0))?,
         // Server rows this database refused (a constraint, a parent that has not arrived):
         // tried again at the end of every pull.
         "quarantine": crate::engine::quarantine::summary(conn)?,

@@ -131,7 +131,6 @@ impl Run<'_> {
                         conn,
                         "too_large",
                         &[(batch.ids[0], mutation_id_of(conn, batch.ids[0])?, alone)],
-                        limits.retry_limit,
                     )?;
                     outcome.add(PushOutcome::local_failures(&failed));
                     position = batch.last_id;
@@ -159,15 +158,14 @@ impl Run<'_> {
             .settings
             .get("pull_page_size")
             .and_then(|v| v.parse().ok());
-        let retry_limit = self.settings.number("max_retry_attempts");
         let (mut totals, mut received) = (PullTotals::default(), 0);
         loop {
             self.renew()?;
             let body = pull::request_body(self.conn, client, page_size)?;
             let answer = self.http.post(url, &body)?;
             self.renew()?;
-            let page = pull::apply_page(self.conn, &answer, retry_limit)
-                .map_err(|e| self.http.scrub_error(e))?;
+            let page =
+                pull::apply_page(self.conn, &answer).map_err(|e| self.http.scrub_error(e))?;
             totals.add(&page);
             received += page.pulled + page.pull_errors + page.kept_local;
             (self.progress)(Progress {
@@ -447,10 +445,7 @@ pub fn register(
         conn,
         session,
         "tether_pull_response",
-        |conn, body, settings| {
-            let retry_limit = settings.number("max_retry_attempts");
-            Ok(pull::apply_page(conn, body, retry_limit)?.to_json())
-        },
+        |conn, body, _settings| Ok(pull::apply_page(conn, body)?.to_json()),
     )
 }
 

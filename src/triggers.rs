@@ -386,12 +386,13 @@ pub fn installed(conn: &Connection, table: &str) -> Result<Vec<String>> {
 }
 
 /// Queues a mutation (`create` or `update`, the full synced row) for each row of the table
-/// matched by `filter` (a SQL condition on `t`), in row order.
+/// matched by `filter` (a SQL condition on `t`, with `params`), in row order.
 pub fn queue_rows(
     conn: &Connection,
     capture: &Capture,
     operation: &str,
     filter: &str,
+    params: impl rusqlite::Params,
 ) -> Result<usize> {
     let sync_key = format!("t.{}", ident(capture.sync_key));
     let sql = format!(
@@ -407,5 +408,5 @@ pub fn queue_rows(
         table = ident(capture.table),
         order = capture.locator.order_by("t"),
     );
-    Ok(conn.execute(&sql, [])?)
+    Ok(conn.prepare_cached(&sql)?.execute(params)?)
 }

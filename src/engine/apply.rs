@@ -207,6 +207,15 @@ pub fn payload_object(value: &Value) -> Option<Map<String, Value>> {
     }
 }
 
+/// A payload as tether stored it (a deferred or quarantined snapshot, a mutation's): an object,
+/// empty if the text is not one.
+pub fn stored_payload(text: &str) -> Map<String, Value> {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| payload_object(&v))
+        .unwrap_or_default()
+}
+
 /// Applies a snapshot: `delete` removes the row, anything else upserts it. True when the table
 /// learned JSON columns from it.
 pub fn snapshot(
@@ -233,6 +242,9 @@ pub struct ServerRow<'a> {
     /// Where the pull stood when the row arrived (`None`: at the start, or not from a pull).
     pub cursor_before: Option<i64>,
 }
+
+/// The source of a [`ServerRow`] that removes a row the server never had (`tether_discard`).
+pub const DISCARD: &str = "discard";
 
 /// What became of a [`ServerRow`].
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -262,7 +274,8 @@ pub struct Applier<'r> {
     unsent: std::cell::OnceCell<HashMap<String, bool>>,
     deferred_waiting: Cell<bool>,
     quarantine_waiting: Cell<bool>,
-    retry_limit: u64,
+    /// Rows a discard left diverged exist: a row written now is no longer diverged.
+    diverged_waiting: Cell<bool>,
     /// Each row in its own savepoint, foreign keys checked after it (see [`in_transaction`]).
     careful: bool,
     refusals: &'r RefCell<Vec<Refusal>>,
@@ -278,7 +291,7 @@ impl Applier<'_> {
         if let Some(unsent) = self.unsent.get() {
             return Ok(unsent);
         }
-        let loaded = crate::queue::unsent_entities(conn, self.retry_limit)?;
+        let loaded = crate::queue::held_entities(conn)?;
         Ok(self.unsent.get_or_init(|| loaded))
     }
 
@@ -332,13 +345,14 @@ impl Applier<'_> {
                 *references = Some(References::load(conn, &tables)?);
             }
             let references = references.as_ref().expect("just loaded");
-            references.before_delete(
-                conn,
-                &tables,
-                &tables[index],
-                row.entity,
-                self.unsent(conn)?,
-            )?
+            // A row discarded here that the server never had: its children the cascade deletes
+            // are deleted on the server too, whatever they hold.
+            let changed = if source == DISCARD {
+                None
+            } else {
+                Some(self.unsent(conn)?)
+            };
+            references.before_delete(conn, &tables, &tables[index], row.entity, changed)?
         } else {
             Actions::default()
         };
@@ -382,6 +396,7 @@ impl Applier<'_> {
                     *self.tables.borrow_mut() = crate::tracking::tracked_tables(conn)?;
                 }
                 self.forget_quarantined(conn, row.entity)?;
+                self.forget_diverged(conn, row.entity)?;
                 Ok(Outcome::Applied)
             }
             Err(error) => {
@@ -425,47 +440,25 @@ impl Applier<'_> {
         Ok(Outcome::Quarantined)
     }
 
-    /// Which local row a mutation or snapshot is about, for rejections and errors: model,
-    /// table, sync key and the row's primary key (`null` once the row is gone).
+    /// Which local row a mutation or snapshot is about (see [`which_row`]).
     pub fn which_row(&self, conn: &Connection, model: &str, entity: &str) -> Result<Value> {
-        let tables = self.tables.borrow();
-        let Some(table) = tables.iter().find(|t| t.model == model) else {
-            return Ok(serde_json::json!({"model": model, "entity_id": entity}));
-        };
-        let columns: Vec<String> = conn
-            .prepare_cached(
-                "SELECT name FROM pragma_table_info(?1, 'main') WHERE pk > 0 ORDER BY pk",
-            )?
-            .query_map([&table.table], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let pairs: Vec<String> = if columns.is_empty() {
-            vec!["'rowid', rowid".to_string()]
-        } else {
-            columns
-                .iter()
-                .map(|c| format!("{}, {}", crate::sql::literal(c), ident(c)))
-                .collect()
-        };
-        let key: Option<String> = conn
-            .prepare_cached(&format!(
-                "SELECT json_object({}) FROM main.{} WHERE {} = ?1",
-                pairs.join(", "),
-                ident(&table.table),
-                ident(&table.sync_key)
-            ))?
-            .query_row([entity], |r| r.get(0))
-            .optional()?;
-        let primary_key = key
-            .and_then(|k| serde_json::from_str::<Value>(&k).ok())
-            .unwrap_or(Value::Null);
-        Ok(
-            serde_json::json!({"model": model, "table": table.table, "entity_id": entity,
-                              "primary_key": primary_key}),
-        )
+        which_row(conn, &self.tables.borrow(), model, entity)
     }
 
     fn table_index(&self, model: &str) -> Option<usize> {
         self.tables.borrow().iter().position(|t| t.model == model)
+    }
+
+    /// The server's state of `entity` is known again (written, or a change of it applied there).
+    pub fn forget_diverged(&self, conn: &Connection, entity: &str) -> Result<()> {
+        if self.diverged_waiting.get() {
+            execute(
+                conn,
+                "DELETE FROM tether_diverged WHERE entity_id = ?1",
+                [entity],
+            )?;
+        }
+        Ok(())
     }
 
     fn forget_quarantined(&self, conn: &Connection, entity: &str) -> Result<()> {
@@ -474,6 +467,47 @@ impl Applier<'_> {
         }
         Ok(())
     }
+}
+
+/// Which local row a mutation or snapshot is about, for rejections and errors: model,
+/// table, sync key and the row's primary key (`null` once the row is gone).
+pub fn which_row(
+    conn: &Connection,
+    tables: &[TrackedTable],
+    model: &str,
+    entity: &str,
+) -> Result<Value> {
+    let Some(table) = tables.iter().find(|t| t.model == model) else {
+        return Ok(serde_json::json!({"model": model, "entity_id": entity}));
+    };
+    let columns: Vec<String> = conn
+        .prepare_cached("SELECT name FROM pragma_table_info(?1, 'main') WHERE pk > 0 ORDER BY pk")?
+        .query_map([&table.table], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let pairs: Vec<String> = if columns.is_empty() {
+        vec!["'rowid', rowid".to_string()]
+    } else {
+        columns
+            .iter()
+            .map(|c| format!("{}, {}", crate::sql::literal(c), ident(c)))
+            .collect()
+    };
+    let key: Option<String> = conn
+        .prepare_cached(&format!(
+            "SELECT json_object({}) FROM main.{} WHERE {} = ?1",
+            pairs.join(", "),
+            ident(&table.table),
+            ident(&table.sync_key)
+        ))?
+        .query_row([entity], |r| r.get(0))
+        .optional()?;
+    let primary_key = key
+        .and_then(|k| serde_json::from_str::<Value>(&k).ok())
+        .unwrap_or(Value::Null);
+    Ok(
+        serde_json::json!({"model": model, "table": table.table, "entity_id": entity,
+                          "primary_key": primary_key}),
+    )
 }
 
 /// Whether the transaction now holds a foreign key violation, checked or deferred: SQLite's own
@@ -503,7 +537,6 @@ fn missing_parent(conn: &Connection) -> bool {
 /// quarantined unwritten. Any other failure is returned.
 pub fn in_transaction<T>(
     conn: &Connection,
-    retry_limit: u64,
     mut body: impl FnMut(&Connection, &Applier) -> Result<T>,
 ) -> Result<T> {
     let refusals = RefCell::new(Vec::new());
@@ -527,7 +560,7 @@ pub fn in_transaction<T>(
                 unsent: std::cell::OnceCell::new(),
                 deferred_waiting: Cell::new(exists("tether_deferred_snapshots")?),
                 quarantine_waiting: Cell::new(exists("tether_quarantine")?),
-                retry_limit,
+                diverged_waiting: Cell::new(exists("tether_diverged")?),
                 careful,
                 refusals: &refusals,
                 wants_careful: &wants_careful,
@@ -584,10 +617,11 @@ pub enum Settled {
     Conflict,
 }
 
-/// Settles deferred snapshots of the rows whose mutations an answer just settled, once none of a
-/// row's mutations is unsent. The row's latest mutation decides. Rejected: the server never took
-/// the local change, so the deferred server state applies (or goes to the quarantine if it
-/// cannot). Conflict: the server state was written then, and is newer. Applied: if no change of
+/// Settles deferred snapshots of the rows whose mutations an answer (or the user) just settled,
+/// once none of a row's mutations is unsent or failed ([`crate::queue::HELD`]: a change refused
+/// for good keeps the row's local value until the user retries or discards it). The row's latest
+/// mutation decides. Rejected (and discarded): the server never took the local change, so the
+/// deferred server state applies (or goes to the quarantine if it cannot). Conflict: the server state was written then, and is newer. Applied: if no change of
 /// the row had been sent when the snapshot arrived, the server applied it after, holds the newer
 /// state and the snapshot is dropped. If one had been sent, the server may have applied it
 /// before the snapshot was taken (the answer was lost and the mutation resent, answered as
@@ -610,17 +644,17 @@ pub fn settle_deferred(
             *entry = (*log_id, *outcome);
         }
     }
-    let still_unsent = |entity: &str| -> Result<bool> {
+    let still_held = |entity: &str| -> Result<bool> {
         Ok(conn
             .prepare_cached(&format!(
-                "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs WHERE entity_id = ?1 AND {})",
-                crate::queue::unsent(applier.retry_limit)
+                "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs WHERE {} AND entity_id = ?1)",
+                crate::queue::HELD
             ))?
             .query_row([entity], |r| r.get(0))?)
     };
     let mut applied = 0;
     for (entity, (_, outcome)) in latest {
-        if still_unsent(entity)? {
+        if still_held(entity)? {
             continue;
         }
         type Deferred = (String, String, String, Option<i64>, bool);
@@ -648,10 +682,7 @@ pub fn settle_deferred(
             }
             Settled::Rejected => {}
         }
-        let payload = serde_json::from_str::<Value>(&payload)
-            .ok()
-            .and_then(|v| payload_object(&v))
-            .unwrap_or_default();
+        let payload = stored_payload(&payload);
         let row = ServerRow {
             entity,
             model: &model,

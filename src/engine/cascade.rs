@@ -94,15 +94,16 @@ impl References {
         Ok(References { references })
     }
 
-    /// The tracked rows with unsent changes (`unsent`) that deleting `entity` from `parent` will
-    /// delete or change, through every level of cascades. Read before the delete runs.
+    /// The tracked rows with unsent changes (`changed`; `None`: every row) that deleting `entity`
+    /// from `parent` will delete or change, through every level of cascades. Read before the
+    /// delete runs.
     pub fn before_delete(
         &self,
         conn: &Connection,
         tables: &[TrackedTable],
         parent: &TrackedTable,
         entity: &str,
-        unsent: &std::collections::HashMap<String, bool>,
+        changed: Option<&std::collections::HashMap<String, bool>>,
     ) -> Result<Actions> {
         let mut actions = Actions::default();
         if self.references.is_empty() {
@@ -154,7 +155,7 @@ impl References {
                 }
                 let changed: Vec<String> = found
                     .iter()
-                    .filter(|k| unsent.contains_key(*k))
+                    .filter(|k| changed.is_none_or(|held| held.contains_key(*k)))
                     .cloned()
                     .collect();
                 if reference.deletes_child {

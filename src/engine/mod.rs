@@ -21,12 +21,15 @@ pub struct PushOutcome {
     pub failed: usize,
     pub conflicts: usize,
     pub rejections: Vec<Value>,
+    /// What the server said it did differently than asked (fields it ignored), per mutation.
+    pub warnings: Vec<Value>,
 }
 
 impl PushOutcome {
     /// The result of `tether_push_response`.
     pub fn to_json(&self) -> Value {
-        json!({"pushed": self.pushed, "failed": self.failed, "conflicts": self.conflicts, "rejections": self.rejections})
+        json!({"pushed": self.pushed, "failed": self.failed, "conflicts": self.conflicts,
+               "rejections": self.rejections, "warnings": self.warnings})
     }
 
     /// Mutations that failed before they could be sent.
@@ -43,6 +46,7 @@ impl PushOutcome {
         self.failed += other.failed;
         self.conflicts += other.conflicts;
         self.rejections.extend(other.rejections);
+        self.warnings.extend(other.warnings);
     }
 }
 
@@ -123,6 +127,7 @@ pub fn result_json(push: &PushOutcome, pull: &PullTotals, skipped: bool) -> Valu
         "conflicts": push.conflicts,
         "failed": push.failed,
         "rejections": push.rejections,
+        "warnings": push.warnings,
         "pull_errors": pull.pull_errors,
         "pull_error_reasons": pull.error_reasons,
         "skipped": skipped,
@@ -147,7 +152,8 @@ pub fn now_iso(conn: &Connection) -> Result<String> {
     )?)
 }
 
-/// Deletes synced mutations synced more than `retention_days` ago (0: every synced one), and
+/// Deletes synced mutations synced more than `retention_days` ago (0: every synced one), resolved
+/// ones resolved as long ago, and
 /// finished sync-log rows as old, in short transactions. Versions survive in
 /// `tether_entity_versions`; a cycle still running keeps its row.
 pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
@@ -157,6 +163,12 @@ pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
         "DELETE FROM tether_mutation_logs WHERE id IN (
              SELECT id FROM tether_mutation_logs
               WHERE sync_status = 'synced' AND synced_at <= datetime('now', ?1)
+              ORDER BY id LIMIT 5000)",
+        // Failures and conflicts a person resolved (tether_retry, tether_discard).
+        "DELETE FROM tether_mutation_logs WHERE id IN (
+             SELECT id FROM tether_mutation_logs
+              WHERE sync_status <> 'synced' AND sync_status = 'resolved'
+                AND resolved_at <= datetime('now', ?1)
               ORDER BY id LIMIT 5000)",
         "DELETE FROM tether_sync_log WHERE id IN (
              SELECT id FROM tether_sync_log

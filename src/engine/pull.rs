@@ -164,7 +164,7 @@ struct Page<'a> {
 /// row that still has unsent local changes is not overwritten: its snapshot waits until the push
 /// settles (`apply::settle_deferred`). Refuses, changing nothing, a page that says `has_more`
 /// without moving the cursor forward.
-pub fn apply_page(conn: &Connection, body: &str, retry_limit: u64) -> Result<PullPage> {
+pub fn apply_page(conn: &Connection, body: &str) -> Result<PullPage> {
     let page: Page = serde_json::from_str(body).map_err(|e| {
         let what = if serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() {
             format!("pull answer is not a JSON object of the expected shape ({e})")
@@ -253,9 +253,10 @@ pub fn apply_page(conn: &Connection, body: &str, retry_limit: u64) -> Result<Pul
         if index > 0 {
             crate::debug::kill_point("pull-between-chunks");
         }
-        let (counts, entities) = apply::in_transaction(conn, retry_limit, |conn, applier| {
+        let (counts, entities) = apply::in_transaction(conn, |conn, applier| {
             let mut counts = PullPage::default();
             let mut entities = Vec::new();
+            let mut seen = SeenColumns::new();
             for raw in *chunk {
                 apply_snapshot(
                     conn,
@@ -263,8 +264,11 @@ pub fn apply_page(conn: &Connection, body: &str, retry_limit: u64) -> Result<Pul
                     raw,
                     cursor_before,
                     &mut counts,
-                    &mut entities,
+                    (&mut entities, &mut seen),
                 )?;
+            }
+            for (model, columns) in &seen {
+                crate::tracking::learn_server_columns(conn, model, columns)?;
             }
             crate::debug::kill_point("pull-inside-chunk");
             if index + 1 == chunks.len() {
@@ -295,13 +299,17 @@ pub fn apply_page(conn: &Connection, body: &str, retry_limit: u64) -> Result<Pul
     // A child that came before its parent applies now that the page is in; at the end of a pull
     // everything quarantined is tried again.
     let retried = if has_more {
-        quarantine::retry(conn, retry_limit, Some(&quarantined))?
+        quarantine::retry(conn, Some(&quarantined))?
     } else {
-        quarantine::retry(conn, retry_limit, None)?
+        quarantine::retry(conn, None)?
     };
     out.recovered = retried;
     Ok(out)
 }
+
+/// The columns snapshots carried, by model: what the server echoes back (`tether_status()` names
+/// synced columns it never does).
+type SeenColumns = BTreeMap<String, std::collections::BTreeSet<String>>;
 
 fn apply_snapshot(
     conn: &Connection,
@@ -309,7 +317,7 @@ fn apply_snapshot(
     raw: &RawValue,
     cursor_before: Option<i64>,
     out: &mut PullPage,
-    quarantined: &mut Vec<String>,
+    (quarantined, seen): (&mut Vec<String>, &mut SeenColumns),
 ) -> Result<()> {
     let snapshot: Value = serde_json::from_str(raw.get())?;
     let entity = snapshot.get("entity_id").and_then(Value::as_str);
@@ -326,6 +334,14 @@ fn apply_snapshot(
         Some("delete") => "delete",
         _ => "upsert",
     };
+    if operation == "upsert" {
+        let known = seen.entry(model.to_string()).or_default();
+        for column in payload.keys() {
+            if !known.contains(column) {
+                known.insert(column.clone());
+            }
+        }
+    }
     let row = ServerRow {
         entity,
         model,

@@ -218,12 +218,7 @@ pub fn next_batch(
                 break;
             }
         }
-        local_failures.extend(fail_locally(
-            conn,
-            "invalid_value",
-            &invalid,
-            limits.retry_limit,
-        )?);
+        local_failures.extend(fail_locally(conn, "invalid_value", &invalid)?);
         if full {
             break;
         }
@@ -266,16 +261,19 @@ fn blockers(
     Ok(found)
 }
 
-/// Rows whose latest create the server refused for good (by log id of that create): the server
-/// never had them. Read once per batch from the index of unsynced mutations.
+/// Rows whose latest create the server refused for good, or whose refused create the user
+/// discarded while the row stayed (by log id of that create): the server never had them. Read
+/// once per batch from the index of unsynced mutations.
 struct NeverHad(std::collections::HashMap<String, i64>);
 
 impl NeverHad {
     fn load(conn: &Connection, retry_limit: u64) -> Result<NeverHad> {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT entity_id, max(id) FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND sync_status = 'failed' AND operation = 'create'
-                AND (rejection_reason <> 'error' OR retry_count >= {})
+              WHERE sync_status <> 'synced' AND operation = 'create'
+                AND ((sync_status = 'failed' AND (rejection_reason <> 'error' OR retry_count >= {}))
+                     OR (sync_status = 'resolved' AND resolution = 'discarded'
+                         AND rejection_reason IS NOT NULL))
               GROUP BY entity_id",
             retry_limit.min(i64::MAX as u64)
         ))?;
@@ -319,6 +317,18 @@ fn settle_unsendable_deletes(conn: &Connection, ids: &[i64]) -> Result<()> {
               WHERE id IN (SELECT value FROM json_each(?1)) AND sync_status = 'pending'",
         )?
         .execute([serde_json::to_string(ids)?])?;
+        // The row is gone: its refused create needs no one's attention any more.
+        conn.prepare_cached(
+            "UPDATE tether_mutation_logs
+                SET sync_status = 'resolved', resolution = 'superseded',
+                    resolved_at = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP
+              WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict')
+                AND EXISTS (SELECT 1 FROM json_each(?1) AS j
+                              JOIN tether_mutation_logs AS d ON d.id = j.value
+                             WHERE d.entity_id = tether_mutation_logs.entity_id
+                               AND d.id > tether_mutation_logs.id)",
+        )?
+        .execute([serde_json::to_string(ids)?])?;
         Ok(())
     })
 }
@@ -333,24 +343,25 @@ fn unidentified_remain(conn: &Connection) -> Result<bool> {
         .query_row([], |r| r.get(0))?)
 }
 
-/// Fails mutations that cannot be sent (`reason`, with each one's message), permanently.
-/// Like a rejection, a server snapshot that waited on one of them applies now.
+/// Fails mutations that cannot be sent (`reason`, with each one's message), permanently. Like
+/// a rejection, they wait for the user (`tether_attention`), and so does a server snapshot of
+/// their row.
 pub fn fail_locally(
     conn: &Connection,
     reason: &str,
     invalid: &[(i64, Option<String>, String)],
-    retry_limit: u64,
 ) -> Result<Vec<Value>> {
     if invalid.is_empty() {
         return Ok(Vec::new());
     }
-    apply::in_transaction(conn, retry_limit, |conn, applier| {
+    apply::in_transaction(conn, |conn, applier| {
         let mut fail = conn.prepare_cached(
             "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = ?3,
                     rejection_data = ?2, updated_at = CURRENT_TIMESTAMP
               WHERE id = ?1 AND sync_status = 'pending'
               RETURNING entity_id, model",
         )?;
+        let mut note_row = note_row(conn)?;
         let (mut failures, mut settled) = (Vec::new(), Vec::new());
         for (id, mutation_id, message) in invalid {
             let data = json!({"message": format!("cannot be sent: {message}")});
@@ -361,6 +372,7 @@ pub fn fail_locally(
                 .optional()?;
             if let Some((entity, model)) = entity {
                 let row = applier.which_row(conn, &model, &entity)?;
+                note_row(*id, &row)?;
                 failures.push(
                     json!({"mutation_id": mutation_id, "reason": reason, "data": data, "row": row}),
                 );
@@ -427,6 +439,7 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
     let applied = list(&answer, "applied")?;
     let rejected = list(&answer, "rejected")?;
     let conflicts = list(&answer, "conflicts")?;
+    let warnings = list(&answer, "warnings").unwrap_or(&[]);
     for (key, items) in [
         ("applied", applied),
         ("rejected", rejected),
@@ -436,7 +449,7 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
             mutation_id(item, key)?;
         }
     }
-    apply::in_transaction(conn, retry_limit, |conn, applier| {
+    apply::in_transaction(conn, |conn, applier| {
         crate::debug::kill_point("push-recording-answer");
         let mut out = PushOutcome::default();
         // What became of each entity's mutations, for snapshots that waited on them.
@@ -452,13 +465,23 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                 let entity: Option<(i64, String)> = synced
                     .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                Ok(entity.map_or(0, |(log_id, e)| {
-                    settled.push((log_id, e, Settled::Synced));
-                    1
-                }))
+                let Some((log_id, entity)) = entity else {
+                    return Ok(0);
+                };
+                // The server took a change of the row: its state there is ours again.
+                applier.forget_diverged(conn, &entity)?;
+                settled.push((log_id, entity, Settled::Synced));
+                Ok(1)
             };
+        let mut note_row = note_row(conn)?;
         for item in applied {
             out.pushed += mark_synced(&mutation_id(item, "applied")?, &mut settled)?;
+        }
+        // The newest change of each row the server took in this answer.
+        let mut taken: std::collections::HashMap<String, i64> = Default::default();
+        for (log_id, entity, _) in &settled {
+            let newest = taken.entry(entity.clone()).or_default();
+            *newest = (*newest).max(*log_id);
         }
         let mut conflicted = conn.prepare_cached(
             "UPDATE tether_mutation_logs SET sync_status = 'conflict', rejection_reason = 'conflict',
@@ -485,7 +508,13 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                 continue;
             };
             out.conflicts += 1;
+            note_row(log_id, &applier.which_row(conn, &model, &entity)?)?;
             settled.push((log_id, entity.clone(), Settled::Conflict));
+            if taken.get(&entity).is_some_and(|newest| *newest > log_id) {
+                // A later change of the row, the full row, was applied: the server holds it now,
+                // not the state this conflict carries.
+                continue;
+            }
             if let Some(row) = apply::payload_object(&state).filter(|row| !row.is_empty()) {
                 let server_row = ServerRow {
                     entity: &entity,
@@ -522,15 +551,92 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                 .optional()?;
             if let Some((log_id, entity, model)) = entity {
                 let row = applier.which_row(conn, &model, &entity)?;
+                note_row(log_id, &row)?;
                 settled.push((log_id, entity, Settled::Rejected));
                 out.failed += 1;
                 out.rejections
                     .push(json!({"mutation_id": id, "reason": reason, "data": data, "row": row}));
             }
         }
+        supersede(conn, &settled)?;
         apply::settle_deferred(conn, applier, &settled)?;
+        out.warnings = record_warnings(conn, applier, warnings)?;
         Ok(out)
     })
+}
+
+/// A change the server took settles the row's earlier refusals and conflicts, this answer's too:
+/// it carried the full row, so they no longer describe what the server has.
+fn supersede(conn: &Connection, settled: &[(i64, String, Settled)]) -> Result<()> {
+    let open: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs
+          WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict'))",
+        [],
+        |r| r.get(0),
+    )?;
+    if !open {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(
+        "UPDATE tether_mutation_logs
+            SET sync_status = 'resolved', resolution = 'superseded',
+                resolved_at = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP
+          WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict')
+            AND entity_id = ?1 AND id < ?2",
+    )?;
+    for (log_id, entity, outcome) in settled {
+        if *outcome == Settled::Synced {
+            stmt.execute((entity, log_id))?;
+        }
+    }
+    Ok(())
+}
+
+/// Records the local row's primary key on a mutation that failed or conflicted (`row` as
+/// [`apply::which_row`] gives it), for `tether_attention`.
+fn note_row(conn: &Connection) -> Result<impl FnMut(i64, &Value) -> Result<()> + '_> {
+    let mut stmt =
+        conn.prepare_cached("UPDATE tether_mutation_logs SET local_pk = ?2 WHERE id = ?1")?;
+    Ok(move |log_id: i64, row: &Value| {
+        let key = row.get("primary_key").filter(|k| !k.is_null());
+        stmt.execute((log_id, key.map(Value::to_string)))?;
+        Ok(())
+    })
+}
+
+/// Warnings the server added to its answer (tether-server's extension: the fields of a mutation
+/// its model does not list, which it ignored). Advisory: each is returned as it came, with the
+/// row it is about; ignored fields are remembered per table for `tether_status()`. A malformed
+/// warning never fails the answer.
+fn record_warnings(
+    conn: &Connection,
+    applier: &apply::Applier,
+    warnings: &[Value],
+) -> Result<Vec<Value>> {
+    let mut recorded = Vec::new();
+    for warning in warnings.iter().take(1000) {
+        let mut warning = warning.clone();
+        let id = warning.get("mutation_id").and_then(Value::as_str);
+        let known: Option<(String, String)> = match id {
+            Some(id) => conn
+                .prepare_cached(
+                    "SELECT model, entity_id FROM tether_mutation_logs WHERE mutation_id = ?1",
+                )?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?,
+            None => None,
+        };
+        if let (Some((model, entity)), Value::Object(fields)) = (known, &mut warning) {
+            if fields.get("reason").and_then(Value::as_str) == Some("ignored_fields") {
+                if let Some(names) = fields.get("fields").filter(|f| f.is_array()) {
+                    crate::tracking::learn_server_ignored(conn, &model, &names.to_string())?;
+                }
+            }
+            fields.insert("row".into(), applier.which_row(conn, &model, &entity)?);
+        }
+        recorded.push(warning);
+    }
+    Ok(recorded)
 }
 
 fn reason_of(item: &Value) -> &str {

@@ -73,7 +73,7 @@ pub fn summary(conn: &Connection) -> Result<Value> {
 /// Tries the quarantined rows again (all of them, or only `entities`), in short transactions,
 /// pass after pass while a pass applies something (a parent applied lets its children apply).
 /// Returns how many applied (or were handed to a waiting local change).
-pub fn retry(conn: &Connection, retry_limit: u64, entities: Option<&[String]>) -> Result<usize> {
+pub fn retry(conn: &Connection, entities: Option<&[String]>) -> Result<usize> {
     if is_empty(conn)? {
         return Ok(0);
     }
@@ -93,7 +93,7 @@ pub fn retry(conn: &Connection, retry_limit: u64, entities: Option<&[String]>) -
             if batch.is_empty() {
                 continue;
             }
-            applied_this_pass += apply::in_transaction(conn, retry_limit, |conn, applier| {
+            applied_this_pass += apply::in_transaction(conn, |conn, applier| {
                 crate::debug::kill_point("quarantine-retry");
                 let mut applied = 0;
                 let mut waiting: Vec<&QuarantinedRow> = batch.iter().collect();
@@ -104,10 +104,7 @@ pub fn retry(conn: &Connection, retry_limit: u64, entities: Option<&[String]>) -
                     for quarantined in waiting {
                         let (entity, model, operation, payload, source, cursor_before) =
                             quarantined;
-                        let payload: Map<String, Value> = serde_json::from_str::<Value>(payload)
-                            .ok()
-                            .and_then(|v| apply::payload_object(&v))
-                            .unwrap_or_default();
+                        let payload: Map<String, Value> = apply::stored_payload(payload);
                         let row = ServerRow {
                             entity,
                             model,

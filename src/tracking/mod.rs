@@ -141,6 +141,45 @@ pub fn key_index(table: &str) -> String {
 /// Columns that hold JSON, learned from a server that sent an array or object for them: from
 /// now on their text travels as JSON, whoever writes the row. Runs inside the applying
 /// transaction; the registry is read again, so learning twice changes nothing.
+/// Remembers columns of `model` that pulled snapshots carried (the server echoes them back); a
+/// column the server once said it ignored and now sends is no longer ignored. Writes only when
+/// something is new.
+pub(crate) fn learn_server_columns(
+    conn: &Connection,
+    model: &str,
+    columns: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE tether_tracked_tables
+            SET server_columns = (SELECT json_group_array(value) FROM (
+                    SELECT value FROM json_each(coalesce(server_columns, '[]'))
+                    UNION SELECT value FROM json_each(?2) ORDER BY value)),
+                server_ignored = (SELECT json_group_array(value) FROM (
+                    SELECT value FROM json_each(server_ignored)
+                     WHERE value NOT IN (SELECT value FROM json_each(?2)) ORDER BY value))
+          WHERE model = ?1
+            AND (server_columns IS NULL OR EXISTS (
+                    SELECT 1 FROM json_each(?2) AS n
+                     WHERE n.value NOT IN (SELECT value FROM json_each(server_columns))))",
+    )?
+    .execute((model, serde_json::to_string(columns)?))?;
+    Ok(())
+}
+
+/// Remembers fields of `model` a server said it ignored (`fields`: a JSON array; text items
+/// only).
+pub(crate) fn learn_server_ignored(conn: &Connection, model: &str, fields: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE tether_tracked_tables
+            SET server_ignored = (SELECT json_group_array(value) FROM (
+                    SELECT value FROM json_each(server_ignored)
+                    UNION SELECT value FROM json_each(?2) WHERE type = 'text' ORDER BY value))
+          WHERE model = ?1",
+    )?
+    .execute((model, fields))?;
+    Ok(())
+}
+
 pub(crate) fn learn_json_columns(conn: &Connection, table: &str, learned: &[String]) -> Result<()> {
     let Some(existing) = tracked_tables(conn)?.into_iter().find(|t| t.table == table) else {
         return Ok(());
@@ -212,7 +251,7 @@ pub(crate) fn track(
         let repair = crate::row_keys::restore(conn, &capture, sync_key_added)?;
         let known = crate::row_keys::known_to_server(&format!("t.{}", ident(&plan.sync_key)));
         let queued_creates = if plan.options.backfill.unwrap_or(true) {
-            triggers::queue_rows(conn, &capture, "create", &format!("NOT ({known})"))?
+            triggers::queue_rows(conn, &capture, "create", &format!("NOT ({known})"), [])?
         } else {
             0
         };
@@ -312,6 +351,7 @@ fn queue_newly_synced(
         &plan.capture(),
         "update",
         &format!("({known}) AND ({})", differs.join(" OR ")),
+        [],
     )
 }
 

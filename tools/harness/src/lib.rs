@@ -487,3 +487,25 @@ pub fn wait_for(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> b
     }
     done()
 }
+
+/// What an app whose policy is "the server wins" does after a sync: discards, table by table,
+/// every change that needs attention (`tether_attention`). Returns how many rows it discarded.
+pub fn discard_everything(conn: &Connection) -> u64 {
+    let tables: Vec<String> = column(
+        conn,
+        "SELECT DISTINCT table_name FROM tether_attention
+          WHERE kind IN ('failed', 'conflict') AND table_name IS NOT NULL",
+    );
+    tables
+        .iter()
+        .map(|table| {
+            let result = conn
+                .query_row("SELECT tether_discard(?1)", [table], |r| {
+                    r.get::<_, String>(0)
+                })
+                .unwrap_or_else(|e| panic!("tether_discard({table:?}): {e}"));
+            let result: Value = serde_json::from_str(&result).unwrap();
+            result["discarded"].as_u64().unwrap_or(0)
+        })
+        .sum()
+}

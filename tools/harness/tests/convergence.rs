@@ -86,10 +86,16 @@ fn random_offline_changes_converge() {
         }
         std::thread::sleep(std::time::Duration::from_millis(rng.below(3)));
     }
-    for _ in 0..2 {
+    // A change refused for good (an update of a row deleted elsewhere: `not_found`) keeps its
+    // local value until the app decides; this app lets the server win.
+    for _ in 0..3 {
         for (_, conn) in &clients {
             json(conn, "SELECT tether_sync()");
+            discard_everything(conn);
         }
+    }
+    for (_, conn) in &clients {
+        json(conn, "SELECT tether_sync()");
     }
     let server_state: BTreeMap<String, (String, Option<i64>)> = server
         .rows("any")
@@ -127,9 +133,9 @@ fn random_offline_changes_converge() {
 //
 // TETHER_SEED=N replays a run, TETHER_OPS=N sets the number of write operations (default 240),
 // TETHER_INVALID=0 (default) leaves out the writes the server rejects (`validation_failed`), 1
-// has updates it rejects, 2 creates too. A change rejected for good stays in the local row while
-// the server keeps its own (README, "What is not done yet"; issue 15 gives the means to resolve
-// it), so only 0 is expected to converge.
+// has updates it rejects, 2 creates too. A change rejected for good keeps its local value until
+// the app resolves it: at the end every client discards what needs attention (the server wins),
+// so every setting converges.
 // TETHER_LOST_ANSWERS=0 leaves out the faults that lose the answer to a push the server applied
 // (dropped or truncated push answers, killed pushes), TETHER_KILLS=N bounds the killed syncs
 // (default 6), TETHER_TRACE=1 prints every step.
@@ -963,11 +969,22 @@ fn new_client(server: &Server, who: usize, batch: i64, page: i64) -> Client {
 
 #[test]
 fn random_writes_faults_and_kills_converge() {
+    converge(0);
+}
+
+/// The same with writes the server refuses for good (updates and creates): each client keeps its
+/// refused values until, at the end, it discards what needs attention.
+#[test]
+fn random_writes_with_refused_changes_converge_once_discarded() {
+    converge(2);
+}
+
+fn converge(default_invalid: u64) {
     let started = Instant::now();
     let seed: u64 = env_number("TETHER_SEED").unwrap_or_else(|| now_ms() as u64 | 1);
     let target = env_number("TETHER_OPS").unwrap_or(240) as usize;
     let max_kills = env_number("TETHER_KILLS").unwrap_or(6) as usize;
-    let invalid = env_number("TETHER_INVALID").unwrap_or(0);
+    let invalid = env_number("TETHER_INVALID").unwrap_or(default_invalid);
     let lost_answers = env_number("TETHER_LOST_ANSWERS").unwrap_or(1) != 0;
     println!(
         "TETHER_SEED={seed} TETHER_OPS={target} TETHER_KILLS={max_kills} TETHER_INVALID={invalid} TETHER_LOST_ANSWERS={}",
@@ -1041,6 +1058,16 @@ fn random_writes_faults_and_kills_converge() {
                 moved += result[k].as_u64().unwrap_or(0);
             }
             run.note(format!("final round {rounds} c{}: {result}", c.who));
+            // Changes refused for good (rejected updates, updates of rows deleted elsewhere) keep
+            // their local value until the app decides: this app lets the server win.
+            let discarded = discard_everything(&c.conn);
+            if discarded > 0 {
+                run.note(format!(
+                    "final round {rounds} c{}: discarded {discarded}",
+                    c.who
+                ));
+                moved += discarded;
+            }
         }
         if moved == 0 {
             break;

@@ -482,7 +482,7 @@ fn pull_keeps_unsent_local_changes_and_isolates_bad_snapshots() {
 }
 
 #[test]
-fn a_snapshot_held_back_for_a_local_change_applies_if_that_change_is_rejected() {
+fn a_snapshot_held_back_for_a_local_change_applies_if_that_change_is_discarded() {
     let (_dir, _path, conn) = client();
     insert_tasks(&conn, 2);
     conn.execute("UPDATE tether_mutation_logs SET sync_status = 'synced'", [])
@@ -508,14 +508,29 @@ fn a_snapshot_held_back_for_a_local_change_applies_if_that_change_is_rejected() 
     let titles: Vec<String> = column(&conn, "SELECT title FROM tasks ORDER BY id");
     assert_eq!(
         titles,
-        ["local 2"],
-        "rejected for good: the server's delete applies; accepted: the local change stays"
+        ["local 1", "local 2"],
+        "rejected for good: the local value waits for the user; accepted: the local change stays"
     );
-    let waiting: i64 = conn
-        .query_row("SELECT count(*) FROM tether_deferred_snapshots", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(waiting, 0);
+    let waiting = "SELECT count(*) FROM tether_deferred_snapshots";
+    assert_eq!(
+        column::<i64>(&conn, waiting),
+        [1],
+        "the server's delete waits"
+    );
+    let discarded = json(
+        &conn,
+        &format!("SELECT tether_discard('tasks', '{}')", keys[0]),
+    );
+    assert_eq!(
+        discarded["rows"][0]["outcome"], "server state put back",
+        "{discarded}"
+    );
+    let titles: Vec<String> = column(&conn, "SELECT title FROM tasks ORDER BY id");
+    assert_eq!(
+        titles,
+        ["local 2"],
+        "discarded: the server's delete applies"
+    );
+    assert_eq!(column::<i64>(&conn, waiting), [0]);
     assert_eq!(mutations(&conn).len(), 4, "nothing of this was captured");
 }

@@ -164,7 +164,7 @@ fn an_update_rejected_because_its_unanswered_create_was_not_applied_is_not_final
 /// `fail_locally` does not call `settle_deferred`, so the server's state is never applied and the
 /// snapshot waits in `tether_deferred_snapshots` forever.
 #[test]
-fn a_snapshot_waiting_on_a_change_that_fails_locally_for_good_is_applied() {
+fn a_snapshot_waiting_on_a_change_that_fails_locally_for_good_is_applied_when_discarded() {
     let (_dir, _path, conn, _plain) = tracked_db(
         "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT)",
         "'tasks'",
@@ -194,17 +194,28 @@ fn a_snapshot_waiting_on_a_change_that_fails_locally_for_good_is_applied() {
         "{:?}",
         statuses(&conn)
     );
-    let waiting: i64 = conn
-        .query_row("SELECT count(*) FROM tether_deferred_snapshots", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let waiting = "SELECT count(*) FROM tether_deferred_snapshots";
+    // Like a rejection, it waits for the user with the local value kept (issue 15); discarding it
+    // applies the server's state.
+    assert_eq!(
+        column::<i64>(&conn, waiting),
+        [1],
+        "the server's state waits"
+    );
+    let discarded = json(&conn, "SELECT tether_discard('tasks', 1)");
+    assert_eq!(
+        discarded["rows"][0]["outcome"], "server state put back",
+        "{discarded}"
+    );
     let title: Vec<u8> = conn
         .query_row("SELECT CAST(title AS BLOB) FROM tasks", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        (String::from_utf8_lossy(&title).to_string(), waiting),
-        ("server".to_string(), 0),
+        (
+            String::from_utf8_lossy(&title).to_string(),
+            column::<i64>(&conn, waiting)
+        ),
+        ("server".to_string(), vec![0]),
         "the server's state never applies: the local row keeps a change the server will never get"
     );
 }

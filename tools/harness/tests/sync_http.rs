@@ -281,7 +281,7 @@ fn a_held_lock_skips_and_an_expired_one_does_not() {
     let result = sync(&c);
     assert_eq!(
         result,
-        json!({"pushed": 0, "pulled": 0, "conflicts": 0, "failed": 0, "rejections": [], "pull_errors": 0, "pull_error_reasons": {}, "skipped": true})
+        json!({"pushed": 0, "pulled": 0, "conflicts": 0, "failed": 0, "rejections": [], "warnings": [], "pull_errors": 0, "pull_error_reasons": {}, "skipped": true})
     );
     c.conn
         .execute("UPDATE tether_locks SET expires_at = ?1", [now_ms() - 1])
