@@ -3,6 +3,7 @@
 mod demo;
 mod hints;
 mod output;
+mod resolve;
 mod signals;
 
 use std::io::Read;
@@ -79,6 +80,32 @@ enum Command {
     /// Queue counts, cursor, last sync, client id, tracked tables
     #[command(after_help = EXIT_CODES)]
     Status(DbArg),
+    /// Changes the server refused or answered with a conflict, rows left diverged, server rows
+    /// this database refused: what needs a person
+    #[command(after_help = EXIT_CODES)]
+    Attention(DbArg),
+    /// Send rows whose changes were refused or conflicted again, with their current state
+    #[command(after_help = EXIT_CODES)]
+    Retry {
+        #[command(flatten)]
+        db: DbArg,
+        /// Only this table's rows (default: every row that needs attention)
+        table: Option<String>,
+        /// Only this row: its primary key, sync key or a mutation id (as `tether attention`
+        /// shows them)
+        key: Option<String>,
+    },
+    /// Give up refused or conflicting local changes and take the server's version
+    #[command(after_help = EXIT_CODES)]
+    Discard {
+        #[command(flatten)]
+        db: DbArg,
+        /// The table whose rows to discard
+        table: String,
+        /// Only this row: its primary key, sync key or a mutation id (as `tether attention`
+        /// shows them)
+        key: Option<String>,
+    },
     /// Track a table: sync key column, capture triggers, existing rows queued
     #[command(after_help = EXIT_CODES)]
     Track {
@@ -583,6 +610,21 @@ fn run(cli: Cli, out: &Out) -> Result<u8, String> {
             }
             Ok(0)
         }
+        Command::Attention(db) => resolve::attention(&open(&database(before, db), out)?, out),
+        Command::Retry { db, table, key } => resolve::settle(
+            &open(&database(before, db), out)?,
+            "tether_retry",
+            table,
+            key,
+            out,
+        ),
+        Command::Discard { db, table, key } => resolve::settle(
+            &open(&database(before, db), out)?,
+            "tether_discard",
+            Some(table),
+            key,
+            out,
+        ),
         Command::Track {
             db,
             table,

@@ -139,7 +139,18 @@ pub fn cycle_table(out: &Out, result: &Value, kind: Cycle) {
         .map(Vec::as_slice)
         .unwrap_or_default()
     {
-        out.warn(format!("the server says: {warning}"));
+        let row = &warning["row"];
+        out.warn(format!(
+            "{} row {}: {}",
+            row["table"].as_str().unwrap_or("?"),
+            row["primary_key"],
+            warning["message"]
+                .as_str()
+                .map_or_else(|| warning.to_string(), str::to_string)
+        ));
+    }
+    if result["failed"].as_u64().unwrap_or(0) + result["conflicts"].as_u64().unwrap_or(0) > 0 {
+        out.note("see them with `tether attention`");
     }
     if let Some(reasons) = result["pull_error_reasons"]
         .as_object()
@@ -211,6 +222,7 @@ pub fn status_table(out: &Out, status: &Value) {
         "pending",
         "failed",
         "conflicts",
+        "diverged",
         "last_sync_cursor",
         "last_sync_at",
         "client_id",
@@ -240,7 +252,25 @@ pub fn status_table(out: &Out, status: &Value) {
         if table["triggers_installed"] != true {
             state.push_str(", capture triggers missing");
         }
+        for (field, what) in [
+            ("server_ignored", "the server ignored"),
+            ("not_echoed", "the server never sends back"),
+        ] {
+            if table[field].as_array().is_some_and(|c| !c.is_empty()) {
+                state.push_str(&format!(", {what} {}", list(&table[field])));
+            }
+        }
         out.row(&format!("table {}", shown(&table["table"])), state);
+    }
+    let quarantined = &status["quarantine"]["count"];
+    let waiting = status["failed"].as_u64().unwrap_or(0)
+        + status["conflicts"].as_u64().unwrap_or(0)
+        + status["diverged"].as_u64().unwrap_or(0)
+        + quarantined.as_u64().unwrap_or(0);
+    if waiting > 0 {
+        out.note(format!(
+            "{waiting} row(s) need attention ({quarantined} server row(s) refused here): `tether attention`"
+        ));
     }
 }
 
