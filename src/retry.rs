@@ -36,15 +36,10 @@ impl Backoff {
     }
 }
 
-/// A number in [0, 1) that differs between processes and moments (no randomness needed beyond
-/// keeping devices out of step).
+/// A random number in [0, 1), from a generator seeded by the system's random source: devices
+/// that failed together do not retry together.
 pub fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let mixed =
-        (u64::from(nanos) ^ u64::from(std::process::id())).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (mixed >> 11) as f64 / (1u64 << 53) as f64
+    rand::random::<f64>()
 }
 
 /// Checks a schedule interval against [`MIN_INTERVAL`] and [`MAX_INTERVAL`].
@@ -60,4 +55,31 @@ pub fn interval(seconds: f64) -> crate::Result<Duration> {
         );
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_jitter_is_random_and_within_20_percent() {
+        let mut draws: Vec<f64> = (0..200).map(|_| jitter()).collect();
+        assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
+        draws.sort_by(f64::total_cmp);
+        draws.dedup();
+        assert!(draws.len() > 190, "{} distinct of 200", draws.len());
+        let mut backoff = Backoff::new(Duration::from_secs(10));
+        let first = backoff.failed().as_secs_f64();
+        assert!((1.6..=2.4).contains(&first), "{first}");
+        let second = backoff.failed().as_secs_f64();
+        assert!((3.2..=4.8).contains(&second), "{second}");
+        let third = backoff.failed().as_secs_f64();
+        assert!((6.4..=9.6).contains(&third), "{third}");
+        for _ in 0..5 {
+            let capped = backoff.failed().as_secs_f64();
+            assert!((8.0..=12.0).contains(&capped), "{capped}");
+        }
+        backoff.succeeded();
+        assert_eq!(backoff.failures(), 0);
+    }
 }

@@ -415,40 +415,12 @@ fn cycle(path: &Path, kind: Cycle, out: &Out) -> Result<u8, String> {
     })
 }
 
-/// `watch`'s backoff: the policy of the extension's background worker (2 s, 4 s, 8 s… capped at
-/// the interval, ±20%), with the jitter from the system's random source, so that devices that
-/// failed together do not retry together.
-struct Backoff {
-    failures: u32,
-    cap: Duration,
-}
-
-impl Backoff {
-    fn failed(&mut self) -> Duration {
-        self.failures = self.failures.saturating_add(1);
-        let base = Duration::from_secs(2u64.saturating_pow(self.failures.min(30))).min(self.cap);
-        base.mul_f64(0.8 + 0.4 * random_unit())
-    }
-}
-
-/// A random number in [0, 1).
-fn random_unit() -> f64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        return tether::retry::jitter();
-    }
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 fn watch(path: &Path, every: Duration, kind: Cycle, out: &Out) -> Result<u8, String> {
     let conn = open(path, out)?;
     ensure_tracked(&conn)?;
     signals::set_mode(signals::Mode::Watch);
     out.note(format!("syncing every {}; Ctrl-C stops", humantime(every)));
-    let mut backoff = Backoff {
-        failures: 0,
-        cap: every,
-    };
+    let mut backoff = tether::retry::Backoff::new(every);
     let now_iso = || -> String {
         conn.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| {
             r.get(0)
@@ -459,7 +431,7 @@ fn watch(path: &Path, every: Duration, kind: Cycle, out: &Out) -> Result<u8, Str
         let started = Instant::now();
         let wait = match run_one(&conn, path, kind, "schedule", out, false) {
             Ok(result) => {
-                backoff.failures = 0;
+                backoff.succeeded();
                 if out.json {
                     out.json(
                         &json!({"time": now_iso(), "kind": kind.name(), "result": result,
@@ -741,30 +713,6 @@ mod tests {
             }
         }
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn the_jitter_is_random_and_within_20_percent() {
-        let draws: Vec<f64> = (0..200).map(|_| random_unit()).collect();
-        assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
-        let mut distinct = draws.clone();
-        distinct.sort_by(f64::total_cmp);
-        distinct.dedup();
-        assert!(distinct.len() > 190, "{} distinct of 200", distinct.len());
-        let mut backoff = Backoff {
-            failures: 0,
-            cap: Duration::from_secs(10),
-        };
-        let first = backoff.failed().as_secs_f64();
-        assert!((1.6..=2.4).contains(&first), "{first}");
-        let second = backoff.failed().as_secs_f64();
-        assert!((3.2..=4.8).contains(&second), "{second}");
-        let third = backoff.failed().as_secs_f64();
-        assert!((6.4..=9.6).contains(&third), "{third}");
-        for _ in 0..5 {
-            let capped = backoff.failed().as_secs_f64();
-            assert!((8.0..=12.0).contains(&capped), "{capped}");
-        }
     }
 
     #[test]
