@@ -126,7 +126,8 @@ pub fn status(
         "quarantine": crate::engine::quarantine::summary(conn)?,
         // Why the last pull left snapshots out, by reason and model (from the sync log).
         "last_pull_errors": last_pull_errors(conn)?,
-        "last_sync_cursor": state(conn, "last_sync_cursor")?,
+        // A number, as in pull requests and `new_sync_cursor` (stored as text).
+        "last_sync_cursor": crate::engine::pull::stored_cursor(conn)?,
         "last_sync_at": state(conn, "last_sync_at")?,
         "client_id": settings.get("client_id"),
         "server_url": settings.get("server_url").map(redact_url),

@@ -409,7 +409,7 @@ fn pull_applies_the_fixture_page() {
     );
     assert_eq!(
         json(&conn, "SELECT tether_status()")["last_sync_cursor"],
-        "1764072005456000"
+        1764072005456000i64
     );
     let next: Value = json(&conn, "SELECT tether_pull_request()");
     assert_eq!(
@@ -449,7 +449,7 @@ fn a_page_that_does_not_advance_is_refused_whole() {
     }
     assert_eq!(
         json(&conn, "SELECT tether_status()")["last_sync_cursor"],
-        "100"
+        100
     );
 }
 

@@ -262,7 +262,7 @@ fn an_orphan_under_a_deferrable_foreign_key_is_quarantined_instead_of_failing_ev
             cursor(&conn)
         );
     }
-    assert_eq!(cursor(&conn), "10");
+    assert_eq!(cursor(&conn), 10);
     assert_eq!(column::<String>(&conn, "SELECT name FROM projects"), ["p"]);
     assert_eq!(quarantined(&conn), 1);
 }
@@ -322,7 +322,7 @@ fn a_row_an_application_trigger_refuses_with_raise_rollback_does_not_wedge_the_p
             cursor(&conn)
         );
     }
-    assert_eq!(cursor(&conn), "10");
+    assert_eq!(cursor(&conn), 10);
     let mut titles = column::<String>(&conn, "SELECT title FROM tasks");
     titles.sort();
     assert_eq!(titles, ["eggs", "milk"]);
@@ -383,7 +383,7 @@ fn a_row_an_application_trigger_refuses_with_raise_abort_is_quarantined() {
     )
     .unwrap();
     assert_eq!(result["quarantined"], 1, "{result}");
-    assert_eq!(cursor(&conn), "10");
+    assert_eq!(cursor(&conn), 10);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -935,7 +935,7 @@ fn the_row_by_row_rerun_handles_duplicates_and_learned_json_like_the_first_run()
     ];
     let result = pull_response(&conn, &page(snapshots, 10)).unwrap();
     assert_eq!(result["quarantined"], 3, "{result}");
-    assert_eq!(cursor(&conn), "10");
+    assert_eq!(cursor(&conn), 10);
     let rows: Vec<(String, Option<String>)> = {
         let mut stmt = conn
             .prepare("SELECT title, tags FROM tasks ORDER BY title")
@@ -996,11 +996,11 @@ fn odd_entity_ids_and_a_dropped_table_never_stop_the_page() {
     ];
     let result = pull_response(&conn, &page(snapshots, 10)).unwrap();
     assert_eq!(result["pulled"], 1, "{result}");
-    assert_eq!(cursor(&conn), "10");
+    assert_eq!(cursor(&conn), 10);
     assert_eq!(column::<String>(&conn, "SELECT title FROM tasks"), ["ok"]);
     // A second pull gets through too.
     pull_response(&conn, &page(vec![], 11)).unwrap();
-    assert_eq!(cursor(&conn), "11");
+    assert_eq!(cursor(&conn), 11);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -159,7 +159,7 @@ fn a_database_error_during_a_pull_moves_no_cursor_and_quarantines_nothing() {
     assert_eq!(column::<i64>(&conn, "SELECT count(*) FROM tasks"), [0]);
     // Space again: the same page applies whole.
     assert_eq!(pull_response(&conn, &page).unwrap()["pulled"], 20);
-    assert_eq!(cursor(&conn), "99");
+    assert_eq!(cursor(&conn), 99);
 }
 
 #[test]
@@ -246,7 +246,7 @@ fn with_foreign_keys_on_a_child_before_its_parent_arrives() {
                       "new_sync_cursor": 20, "has_more": true});
     let result = pull_response(&conn, &page).unwrap();
     assert_eq!(result["quarantined"], 2, "{result}");
-    assert_eq!(cursor(&conn), "20");
+    assert_eq!(cursor(&conn), 20);
     let status = json(&conn, "SELECT tether_status()");
     assert_eq!(status["quarantine"]["count"], 2, "{status}");
     assert!(

@@ -310,7 +310,7 @@ fn status_counts_and_reports_missing_triggers() {
         ),
         (Some(1), Some(1), Some(1))
     );
-    assert_eq!(status["last_sync_cursor"], "1764072005456000");
+    assert_eq!(status["last_sync_cursor"], 1764072005456000i64);
     assert_eq!(status["tables"][0]["pending"], 1);
     assert_eq!(status["tables"][0]["triggers_installed"], true);
     conn.execute_batch("DROP TRIGGER tether_update_tasks")

@@ -306,7 +306,7 @@ fn ca_file_adds_a_trusted_certificate_authority() {
     assert_eq!(result["pull_errors"], 0, "{result}");
     assert_eq!(
         json(&conn, "SELECT tether_status()")["last_sync_cursor"],
-        "42"
+        42
     );
 }
 
@@ -458,7 +458,7 @@ fn a_pull_answer_over_max_response_bytes_fails_and_changes_nothing() {
     set_config(&conn, "max_response_bytes", 5000);
     let result = json(&conn, "SELECT tether_pull()");
     assert_eq!(result["pulled"], 1, "{result}");
-    assert_eq!(cursor(&conn), "99");
+    assert_eq!(cursor(&conn), 99);
     assert_eq!(task_count(&conn), 1);
 }
 
@@ -493,7 +493,7 @@ fn the_limit_counts_the_decoded_answer() {
     set_config(&conn, "max_response_bytes", 5000);
     let result = json(&conn, "SELECT tether_pull()");
     assert_eq!(result["pulled"], 1, "{result}");
-    assert_eq!(cursor(&conn), "99");
+    assert_eq!(cursor(&conn), 99);
 }
 
 #[test]
