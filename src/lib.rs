@@ -158,7 +158,7 @@ fn register_as(conn: &Connection, may_start_workers: bool) -> Result<()> {
         Arc::new(move |conn, settings| starter.start_if_auto(conn, settings)),
     )?;
     tracking::register(conn, session.clone())?;
-    resolve::register(conn)?;
+    resolve::register(conn, session.clone())?;
     status::register(conn, session.clone(), worker.clone())?;
     sync::register(
         conn,

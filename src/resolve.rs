@@ -4,6 +4,7 @@
 //! as `resolved` (out of the status counts, pruned with `retention_days`). What needs attention is
 //! the view `tether_attention` (sql/migrations/0004).
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rusqlite::functions::Context;
 use rusqlite::types::Value as Sql;
@@ -15,6 +16,7 @@ use crate::engine::apply::{self, Outcome, ServerRow, Settled};
 use crate::engine::lock::Lease;
 use crate::error::{Error, Result};
 use crate::functions::{self, connection, required_text, Kind};
+use crate::settings::{ConnectionSettings, Settings};
 use crate::sql::ident;
 use crate::tracking::{tracked_tables, TrackedTable};
 
@@ -62,7 +64,7 @@ struct Tally {
 
 impl Tally {
     fn row(&mut self, report: Value, outcome: &'static str, mutations: usize) {
-        if outcome == NOT_TRACKED {
+        if outcome == NOT_TRACKED || outcome == DROPPED {
             self.skipped += 1;
         } else {
             self.rows += 1;
@@ -104,11 +106,15 @@ fn target(conn: &Connection, table: Option<&str>, key: Option<Sql>) -> Result<Ta
         bail!("{name:?} is not a tracked table (tether_status() lists them)");
     };
     let Some(key) = key else {
+        // A dropped table's rows are listed as left alone, like an untracked table's.
         return Ok(Target {
             table: Some(table),
             entity: None,
         });
     };
+    if !table_exists(conn, name)? {
+        bail!("{name:?} no longer exists: track it again (tether_track) to resolve its rows, or untrack it");
+    }
     let entity = entity_of(conn, &table, &key)?.ok_or_else(|| {
         Error::new(format!(
             "no row of {name:?} has the sync key, mutation id or primary key {}",
@@ -205,12 +211,33 @@ fn entity_of(conn: &Connection, table: &TrackedTable, key: &Sql) -> Result<Optio
         return Ok(live);
     }
     // A row gone here since: the primary key recorded when its change failed or was discarded.
-    let recorded = match (&object_key, columns.as_slice()) {
-        (Some(object), _) => Value::Object(object.clone()).to_string(),
-        (None, [column]) => json!({column.as_str(): sql_to_json(key)}).to_string(),
-        (None, []) => json!({"rowid": sql_to_json(key)}).to_string(),
+    let name = match (&object_key, columns.as_slice()) {
+        (Some(object), _) => {
+            return recorded(conn, table, &Value::Object(object.clone()).to_string());
+        }
+        (None, [column]) => column.as_str(),
+        (None, []) => "rowid",
         _ => return Ok(None),
     };
+    // A key typed as text ("7", from a command line) may name the integer key 7.
+    let mut forms = vec![json!({ name: sql_to_json(key) })];
+    if let Sql::Text(text) = key {
+        if let Ok(number) = text.parse::<i64>() {
+            if number.to_string() == *text {
+                forms.push(json!({ name: number }));
+            }
+        }
+    }
+    for form in forms {
+        if let Some(entity) = recorded(conn, table, &form.to_string())? {
+            return Ok(Some(entity));
+        }
+    }
+    Ok(None)
+}
+
+/// The row a failed, conflicting or diverged change recorded `local_pk` for.
+fn recorded(conn: &Connection, table: &TrackedTable, local_pk: &str) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached(
             "SELECT entity_id FROM tether_mutation_logs
@@ -220,7 +247,7 @@ fn entity_of(conn: &Connection, table: &TrackedTable, key: &Sql) -> Result<Optio
              SELECT entity_id FROM tether_diverged WHERE model = ?1 AND local_pk = ?2
              LIMIT 1",
         )?
-        .query_row((&table.model, &recorded), |r| r.get(0))
+        .query_row((&table.model, local_pk), |r| r.get(0))
         .optional()?)
 }
 
@@ -351,9 +378,32 @@ fn server_lacks(conn: &Connection, entity: &str) -> Result<bool> {
 /// Rows of a model no longer tracked are left as they are (tracking the table again brings them
 /// back within reach).
 const NOT_TRACKED: &str = "not tracked: track its table again to resolve it";
+/// Rows of a tracked table that no longer exists are left as they are too.
+const DROPPED: &str = "its table no longer exists: track it again, or untrack it";
 
-fn untracked(model: &str, entity: &str) -> (Value, &'static str, usize) {
-    (json!({"model": model, "entity_id": entity}), NOT_TRACKED, 0)
+fn untracked(model: &str, entity: &str, outcome: &'static str) -> (Value, &'static str, usize) {
+    (json!({"model": model, "entity_id": entity}), outcome, 0)
+}
+
+fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?1)",
+        )?
+        .query_row([table], |r| r.get(0))?)
+}
+
+/// The tracked table of `model`, if it still exists; else why its rows are left alone.
+fn usable<'t>(
+    conn: &Connection,
+    tables: &'t [TrackedTable],
+    model: &str,
+) -> Result<std::result::Result<&'t TrackedTable, &'static str>> {
+    Ok(match tables.iter().find(|t| t.model == model) {
+        None => Err(NOT_TRACKED),
+        Some(table) if !table_exists(conn, &table.table)? => Err(DROPPED),
+        Some(table) => Ok(table),
+    })
 }
 
 fn queue_delete(conn: &Connection, table: &TrackedTable, entity: &str) -> Result<()> {
@@ -550,9 +600,6 @@ fn take_lock(conn: &Connection) -> Result<Lease> {
 }
 
 fn run(conn: &Connection, resolution: Resolution, target: &Target) -> Result<Value> {
-    if !conn.is_autocommit() {
-        bail!("cannot run inside a transaction: it takes the sync lock and commits in steps; call it outside BEGIN … COMMIT");
-    }
     let lease = take_lock(conn)?;
     let done = (|| -> Result<Value> {
         let rows = rows_to_resolve(conn, target, resolution)?;
@@ -572,9 +619,12 @@ fn run(conn: &Connection, resolution: Resolution, target: &Target) -> Result<Val
                     let tables = tracked_tables(conn)?;
                     let mut reports = Vec::new();
                     for (entity, model) in chunk {
-                        let Some(table) = tables.iter().find(|t| &t.model == model) else {
-                            reports.push(untracked(model, entity));
-                            continue;
+                        let table = match usable(conn, &tables, model)? {
+                            Ok(table) => table,
+                            Err(why) => {
+                                reports.push(untracked(model, entity, why));
+                                continue;
+                            }
                         };
                         let (outcome, count) = retry_row(conn, &mut plans, table, entity)?;
                         let row = apply::which_row(conn, &tables, model, entity)?;
@@ -585,10 +635,12 @@ fn run(conn: &Connection, resolution: Resolution, target: &Target) -> Result<Val
                 Resolution::Discard => apply::in_transaction(conn, |conn, applier| {
                     let mut reports = Vec::new();
                     for (entity, model) in chunk {
-                        let table = applier.tables().iter().find(|t| &t.model == model).cloned();
-                        let Some(table) = table else {
-                            reports.push(untracked(model, entity));
-                            continue;
+                        let table = match usable(conn, &applier.tables(), model)? {
+                            Ok(table) => table.clone(),
+                            Err(why) => {
+                                reports.push(untracked(model, entity, why));
+                                continue;
+                            }
                         };
                         let (outcome, count) = discard_row(conn, applier, &table, entity)?;
                         reports.push((applier.which_row(conn, model, entity)?, outcome, count));
@@ -611,11 +663,12 @@ fn run(conn: &Connection, resolution: Resolution, target: &Target) -> Result<Val
     Ok(result)
 }
 
-pub fn register(conn: &Connection) -> Result<()> {
+pub fn register(conn: &Connection, session: Arc<ConnectionSettings>) -> Result<()> {
     for (name, resolution, arities) in [
         ("tether_retry", Resolution::Retry, &[0, 1, 2][..]),
         ("tether_discard", Resolution::Discard, &[1, 2][..]),
     ] {
+        let session = session.clone();
         functions::register(
             conn,
             name,
@@ -623,6 +676,12 @@ pub fn register(conn: &Connection) -> Result<()> {
             Kind::Writes,
             move |ctx: &Context<'_>| {
                 let conn = connection(ctx)?;
+                if !conn.is_autocommit() {
+                    bail!("cannot run inside a transaction: it takes the sync lock and commits in steps; call it outside BEGIN … COMMIT");
+                }
+                // Tables renamed or rebuilt since are followed first, as a sync would.
+                let settings = Settings::load(&conn, &session)?;
+                session.schema_watch().reconcile(&conn, &settings)?;
                 let table = match ctx.len() {
                     0 => None,
                     _ => Some(required_text(ctx, 0, "the table")?),

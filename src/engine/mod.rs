@@ -169,6 +169,10 @@ pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
              SELECT id FROM tether_mutation_logs
               WHERE sync_status <> 'synced' AND sync_status = 'resolved'
                 AND resolved_at <= datetime('now', ?1)
+                -- A discarded create whose row stayed (its removal waits in the quarantine) is
+                -- what tells a later fix to go as a create.
+                AND NOT (resolution = 'discarded' AND operation = 'create'
+                         AND entity_id IN (SELECT entity_id FROM tether_quarantine))
               ORDER BY id LIMIT 5000)",
         "DELETE FROM tether_sync_log WHERE id IN (
              SELECT id FROM tether_sync_log

@@ -460,6 +460,13 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
               WHERE mutation_id = ?1 AND sync_status = 'pending'
               RETURNING id, entity_id",
         )?;
+        // A removal of a row the server never had, waiting in the quarantine (a discard), is void
+        // once the server takes a change of that row.
+        let removals_waiting: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM tether_quarantine WHERE source = ?1)",
+            [apply::DISCARD],
+            |r| r.get(0),
+        )?;
         let mut mark_synced =
             |id: &str, settled: &mut Vec<(i64, String, Settled)>| -> Result<usize> {
                 let entity: Option<(i64, String)> = synced
@@ -470,6 +477,12 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                 };
                 // The server took a change of the row: its state there is ours again.
                 applier.forget_diverged(conn, &entity)?;
+                if removals_waiting {
+                    conn.prepare_cached(
+                        "DELETE FROM tether_quarantine WHERE entity_id = ?1 AND source = ?2",
+                    )?
+                    .execute((&entity, apply::DISCARD))?;
+                }
                 settled.push((log_id, entity, Settled::Synced));
                 Ok(1)
             };
@@ -541,6 +554,11 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                 continue;
             }
             if judged_without_predecessor(conn, &id, retry_limit)? {
+                continue;
+            }
+            if reason == "not_found" && operation_of(conn, &id)?.as_deref() == Some("delete") {
+                // The row is gone on the server, as this delete wanted (deleted elsewhere too).
+                out.pushed += mark_synced(&id, &mut settled)?;
                 continue;
             }
             let data = item.get("data").cloned().unwrap_or(Value::Null);
@@ -637,6 +655,13 @@ fn record_warnings(
         recorded.push(warning);
     }
     Ok(recorded)
+}
+
+fn operation_of(conn: &Connection, mutation_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT operation FROM tether_mutation_logs WHERE mutation_id = ?1")?
+        .query_row([mutation_id], |r| r.get(0))
+        .optional()?)
 }
 
 fn reason_of(item: &Value) -> &str {

@@ -384,10 +384,17 @@ fn rerender_pending(conn: &Connection, plan: &Plan, previous: &TrackedTable) -> 
             &format!("UPDATE tether_mutation_logs SET model = ?2, updated_at = CURRENT_TIMESTAMP WHERE {unsent} AND model = ?1"),
             (&previous.model, &plan.model),
         )?;
-        conn.execute(
+        // What waits for the user or for a retry stays the table's: refused and conflicting
+        // changes (a retry sends the row under the new model), diverged and quarantined rows.
+        for sql in [
             "UPDATE tether_deferred_snapshots SET model = ?2 WHERE model = ?1",
-            (&previous.model, &plan.model),
-        )?;
+            "UPDATE tether_mutation_logs SET model = ?2
+              WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict') AND model = ?1",
+            "UPDATE tether_diverged SET model = ?2 WHERE model = ?1",
+            "UPDATE tether_quarantine SET model = ?2 WHERE model = ?1",
+        ] {
+            conn.execute(sql, (&previous.model, &plan.model))?;
+        }
     }
     Ok(changed)
 }

@@ -93,6 +93,7 @@ enum Command {
         table: Option<String>,
         /// Only this row: its primary key, sync key or a mutation id (as `tether attention`
         /// shows them)
+        #[arg(allow_hyphen_values = true)]
         key: Option<String>,
     },
     /// Give up refused or conflicting local changes and take the server's version
@@ -104,6 +105,7 @@ enum Command {
         table: String,
         /// Only this row: its primary key, sync key or a mutation id (as `tether attention`
         /// shows them)
+        #[arg(allow_hyphen_values = true)]
         key: Option<String>,
     },
     /// Track a table: sync key column, capture triggers, existing rows queued

@@ -1,6 +1,5 @@
 //! `tether attention`, `tether retry`, `tether discard`: what needs a person, and settling it
 //! (the SQL view `tether_attention` and the functions `tether_retry` / `tether_discard`).
-use rusqlite::types::Value as Sql;
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
@@ -55,13 +54,6 @@ pub fn attention(conn: &Connection, out: &Out) -> Result<u8, String> {
     Ok(0)
 }
 
-/// A row key from the command line: an integer primary key as a number, anything else (a sync
-/// key, a mutation id, a text or JSON key) as text.
-fn key_value(key: &str) -> Sql {
-    key.parse::<i64>()
-        .map_or_else(|_| Sql::Text(key.to_string()), Sql::Integer)
-}
-
 /// `tether retry` / `tether discard`: `function` on every row, a table's, or one row.
 pub fn settle(
     conn: &Connection,
@@ -76,7 +68,8 @@ pub fn settle(
         (Some(table), Some(key)) => query_json(
             conn,
             &format!("SELECT {function}(?1, ?2)"),
-            (table, key_value(&key)),
+            // As text: tether finds an integer key from its digits too, and "007" stays "007".
+            (table, key),
         )?,
     };
     if out.json {

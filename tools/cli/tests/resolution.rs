@@ -111,7 +111,7 @@ fn resolving_without_a_table_or_with_an_unknown_row_says_what_is_wrong() {
     assert!(
         text(&out)
             .1
-            .contains("no row of \"tasks\" has the sync key, mutation id or primary key 99"),
+            .contains("no row of \"tasks\" has the sync key, mutation id or primary key \"99\""),
         "{:?}",
         text(&out)
     );
