@@ -408,7 +408,13 @@ fn status_shows_the_workers_schedule_and_its_last_error() {
         &json!({"path": "/tether/pull", "status": 500, "times": 100}),
     );
     json(&conn, "SELECT tether_schedule('pull', 1)");
-    assert!(wait_for(Duration::from_secs(10), || !sync_log(&path).is_empty()));
+    // Until the first cycle has finished (not only started: under load it may still run).
+    assert!(wait_for(Duration::from_secs(20), || sync_log(&path)
+        .iter()
+        .any(|e| e["finished"] == 1)));
+    assert!(wait_for(Duration::from_secs(10), || {
+        !json(&conn, "SELECT tether_status()")["worker"]["last_error"].is_null()
+    }));
     let worker = json(&conn, "SELECT tether_status()")["worker"].clone();
     assert_eq!(worker["running"], true, "{worker}");
     assert_eq!(worker["schedule"]["kind"], "pull", "{worker}");
