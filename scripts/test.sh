@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, Rust unit and integration tests, and the extension loaded by each
 # host (sqlite3 shell, Python, SQLAlchemy + Alembic, Node, a SQLite without JSON). Needs: cargo,
-# sqlite3, /usr/bin/python3 with venv (python3-venv; PyPI on the first run), node + npm, gcc.
+# sqlite3, /usr/bin/python3 with venv (python3-venv; PyPI on the first run), node + npm, gcc,
+# go with golang-github-mattn-go-sqlite3-dev (Debian). The packages of scripts/package.sh are
+# built (release) and installed offline into throwaway places (tests/packages/run.sh).
 # `.ci/run` installs what a fresh machine lacks, then runs this.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,6 +48,9 @@ if [ ! -d tests/host/node/node_modules/better-sqlite3/build ]; then
 fi
 (cd tests/host/node && node --test test.mjs)
 
+step "Go database/sql (mattn/go-sqlite3, Debian packages)"
+tests/host/go_test.sh "$lib" "$root/tools/target/debug/tether-server"
+
 step "SQLite built without JSON"
 tests/host/limited_host_test.sh "$lib"
 
@@ -59,6 +64,10 @@ for demo in demo shell-demo; do
   done
   echo "$demo: 1 passed, 0 failed"
 done
+
+# After the demos, which built tether and tether-server (release): only libtether's release build is new.
+step "packages: wheel, npm tarballs, release archive (scripts/package.sh, installed offline)"
+tests/packages/run.sh
 
 # One closing line over every runner above (cargo, shell, unittest, node --test, C host).
 passed=$(grep -oE '(test result: ok\. [0-9]+ passed|^[a-z ]+: [0-9]+ passed|^Ran [0-9]+ test|^# pass [0-9]+)' "$log" \
