@@ -72,7 +72,40 @@ unsafe fn load(
             return ffi::SQLITE_ERROR;
         }
     }
-    Connection::extension_init2(db, pz_err_msg, p_api, init)
+    // Before rusqlite touches the host: on a SQLite older than it supports it panics while
+    // setting up, and a panic here would abort the host. The version routine exists in every
+    // SQLite that can load extensions.
+    let version = (*p_api).libversion_number.map_or(0, |number| number());
+    if version < MIN_SQLITE {
+        let message = format!(
+            "tether needs SQLite {} or newer (for RETURNING); this host has {}",
+            dotted(MIN_SQLITE),
+            dotted(version)
+        );
+        set_error(pz_err_msg, p_api, &message);
+        return ffi::SQLITE_ERROR;
+    }
+    match catch_unwind(AssertUnwindSafe(|| {
+        Connection::extension_init2(db, pz_err_msg, p_api, init)
+    })) {
+        Ok(rc) => rc,
+        Err(_) => {
+            set_error(pz_err_msg, p_api, "tether: internal error while loading");
+            ffi::SQLITE_ERROR
+        }
+    }
+}
+
+const MIN_SQLITE: c_int = crate::schema::MIN_SQLITE_VERSION;
+
+/// 3035000 → "3.35.0".
+fn dotted(version: c_int) -> String {
+    format!(
+        "{}.{}.{}",
+        version / 1_000_000,
+        version / 1000 % 1000,
+        version % 1000
+    )
 }
 
 /// Hands `message` to SQLite as the load's error, allocated by that SQLite's own `sqlite3_malloc`

@@ -18,12 +18,14 @@ pub fn latest_version() -> u32 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
+/// The oldest SQLite tether runs on: RETURNING (used by tracking and the sync engine) arrived in
+/// 3.35.0; DIRECTONLY and INNOCUOUS function flags in 3.31.0.
+pub const MIN_SQLITE_VERSION: i32 = 3_035_000;
+
 /// Refuses, with the real cause, what tether cannot work with: a SQLite too old, a file that
 /// is not a database (or cannot be read), a SQLite without JSON functions. Reads only.
 pub fn check_host(conn: &Connection) -> Result<()> {
-    // RETURNING (used by tracking and the sync engine) arrived in 3.35.0; DIRECTONLY and
-    // INNOCUOUS function flags in 3.31.0.
-    if rusqlite::version_number() < 3_035_000 {
+    if rusqlite::version_number() < MIN_SQLITE_VERSION {
         bail!(
             "needs SQLite 3.35.0 or newer (for RETURNING); this host has {}",
             rusqlite::version()
