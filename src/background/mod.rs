@@ -144,7 +144,11 @@ impl Worker {
             Err("background work needs a database file (this is an in-memory or temporary database)".to_string())
         } else if vfs
             .as_deref()
-            .is_some_and(|v| v.split('/').any(|part| part == "memdb"))
+            // SQLite names it "memdb", or "memdb(…)" with the buffer's address and size.
+            .is_some_and(|v| {
+                v.split('/')
+                    .any(|part| part == "memdb" || part.starts_with("memdb("))
+            })
         {
             Err(
                 "background work needs a database file (this is an in-memory database: memdb)"

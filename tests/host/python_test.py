@@ -52,6 +52,19 @@ class PythonHost(unittest.TestCase):
             conn.execute("SELECT tether_config('push_batch_size', -5)").fetchone()
         self.assertIn("push_batch_size", str(caught.exception))
 
+    def test_a_deserialized_database_has_no_background_worker(self):
+        """Connection.deserialize puts the database in memory (VFS "memdb(…)"): no worker can
+        open it, and dispatch says so instead of failing later."""
+        source = sqlite3.connect(":memory:")
+        source.execute("CREATE TABLE t (x)")
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn.deserialize(source.serialize())
+        conn.enable_load_extension(True)
+        conn.load_extension(os.path.splitext(LIB)[0])
+        with self.assertRaises(sqlite3.OperationalError) as caught:
+            conn.execute("SELECT tether_dispatch('push')").fetchone()
+        self.assertIn("needs a database file", str(caught.exception))
+
     def ops(self, conn, after=0):
         return conn.execute(
             "SELECT operation, entity_id FROM tether_mutation_logs WHERE id > ? ORDER BY id", (after,)).fetchall()
