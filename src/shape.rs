@@ -61,6 +61,21 @@ pub fn findings(
         add("local_foreign_key", &[from], message);
     }
 
+    // Laravel sets these itself: a payload's value is ignored and a pulled row carries the
+    // server's, so syncing a column of that name loses what this device writes in it.
+    for c in columns.iter().filter(|c| is_synced(&c.name)) {
+        let owned = ["id", "created_at", "updated_at", "deleted_at"]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&c.name));
+        if owned {
+            let message = format!(
+                "column {:?} of {table:?} syncs, but the server's model sets {:?} itself: it                  ignores this device's value and pulled rows bring the server's; rename the                  column or leave it out of syncing ({{\"except\": [{:?}]}})",
+                c.name, c.name, c.name
+            );
+            add("server_attribute", std::slice::from_ref(&c.name), message);
+        }
+    }
+
     if columns.iter().all(|c| c.pk_position == 0) {
         let message = format!(
             "{table:?} has no PRIMARY KEY, so its rows are known only by rowid, which VACUUM or a \

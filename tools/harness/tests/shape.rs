@@ -283,3 +283,28 @@ fn a_well_shaped_table_has_no_findings_and_a_missing_one_is_an_error() {
     let err = findings(&conn, "nope", "tether_id", &[]).unwrap_err();
     assert!(err.message().contains("nope"), "{err}");
 }
+
+#[test]
+fn columns_the_server_sets_itself_are_named() {
+    let conn = db("CREATE TABLE notes (key TEXT PRIMARY KEY, id INTEGER, title TEXT, Updated_At TEXT, created TEXT);
+                   CREATE TABLE fine (id INTEGER PRIMARY KEY, title TEXT, created TEXT)");
+    let named: Vec<Option<String>> = found(&conn, "notes", "server_attribute")
+        .into_iter()
+        .map(|(column, message)| {
+            assert!(
+                message.contains("sets") && message.contains("except"),
+                "{message}"
+            );
+            column
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [Some("id".to_string()), Some("Updated_At".to_string())]
+    );
+    // The primary key `id` does not sync: nothing to say.
+    assert!(found(&conn, "fine", "server_attribute").is_empty());
+    // Left out of syncing: nothing either.
+    let synced = vec!["title".to_string()];
+    assert!(of(check(&conn, "notes", &synced), "server_attribute").is_empty());
+}
