@@ -47,10 +47,18 @@ pub fn attention(conn: &Connection, out: &Out) -> Result<u8, String> {
             output::shown(&row["since"]),
         ));
     }
-    out.note(
-        "fix the row and sync, or `tether retry [TABLE [KEY]]` to send it again, or \
-         `tether discard TABLE [KEY]` to take the server's version",
-    );
+    if rows.iter().any(|row| row["kind"] != "quarantined") {
+        out.note(
+            "fix the row and sync, or `tether retry [TABLE [KEY]]` to send it again, or \
+             `tether discard TABLE [KEY]` to take the server's version",
+        );
+    }
+    if rows.iter().any(|row| row["kind"] == "quarantined") {
+        out.note(
+            "quarantined rows are server rows this database refused: they apply by themselves \
+             at the end of a pull once the cause (a missing parent, a constraint) is gone",
+        );
+    }
     Ok(0)
 }
 
