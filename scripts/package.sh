@@ -5,9 +5,10 @@
 #   sqlite-tether-<os>-<cpu>-V.tgz              npm package with the library, per platform
 #   tether-V-<archive>.tar.gz                   libtether, tether, tether-server, README.md, LICENSE
 #   SHA256SUMS                                  over every other file in dist/
-# V is the version in Cargo.toml, the only place it is written. Everything is built offline:
-# cargo (release), Debian's /usr/bin/python3 (the wheel is written with the standard library),
-# npm pack, tar, objdump.
+# V is the version in Cargo.toml; tools/cli/Cargo.toml and tools/server/Cargo.toml (whose versions
+# tether --version and tether-server --version print) must say the same, or this fails.
+# Everything is built offline: cargo (release), Debian's /usr/bin/python3 (the wheel is written
+# with the standard library), npm pack, tar, objdump.
 #
 # Usage: scripts/package.sh [--no-build]
 #   --no-build  package target/release/ and tools/target/release/ as they are (fails if missing)
@@ -43,10 +44,23 @@ case "${1:-}" in
 esac
 
 # The [package] table's version and license, from Cargo.toml only.
-cargo_field() { awk -F'"' -v key="$1" '/^\[/{p = ($0 == "[package]")} p && $0 ~ "^"key" *=" {print $2; exit}' Cargo.toml; }
+cargo_field() { # KEY [MANIFEST]
+  awk -F'"' -v key="$1" '/^\[/{p = ($0 == "[package]")} p && $0 ~ "^"key" *=" {print $2; exit}' "${2:-Cargo.toml}"
+}
 version=$(cargo_field version)
 license=$(cargo_field license)
 [ -n "$version" ] || { echo "$0: no version in Cargo.toml [package]" >&2; exit 1; }
+# tether and tether-server print their own crates' versions (tools/ is a separate workspace, its
+# versions written by hand): the archive named after Cargo.toml's must not hold binaries saying another.
+mismatched=0
+for manifest in tools/cli/Cargo.toml tools/server/Cargo.toml; do
+  tool_version=$(cargo_field version "$manifest")
+  if [ "$tool_version" != "$version" ]; then
+    echo "$0: $manifest has version \"$tool_version\", Cargo.toml has \"$version\": set the same version in Cargo.toml, tools/cli/Cargo.toml and tools/server/Cargo.toml" >&2
+    mismatched=1
+  fi
+done
+[ "$mismatched" = 0 ] || exit 1
 host=$(rustc -vV | sed -n 's/^host: //p')
 python=/usr/bin/python3
 [ -x "$python" ] || python=python3

@@ -11,12 +11,16 @@ import argparse
 import base64
 import hashlib
 import os
+import sys
 import time
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIST = "sqlite-tether"
 PACKAGE = "sqlite_tether"
+# Native libraries come from --library only: one left in the source dir (a copied build, another
+# platform's) is never packaged, or the wheel would hold two entries of the same name.
+NATIVE = (".so", ".dylib", ".dll")
 
 
 def main():
@@ -59,14 +63,24 @@ def main():
     entries = []
     for name in sorted(os.listdir(os.path.join(HERE, PACKAGE))):
         path = os.path.join(HERE, PACKAGE, name)
-        if os.path.isfile(path) and not name.endswith(".pyc"):
-            entries.append((f"{PACKAGE}/{name}", read(path), False))
+        if not os.path.isfile(path) or name.endswith((".pyc", ".pyo")) or name.startswith("."):
+            continue
+        if name.endswith(NATIVE):
+            print(f"build_wheel.py: skipping {path}: the wheel's library is --library {args.library}",
+                  file=sys.stderr)
+            continue
+        entries.append((f"{PACKAGE}/{name}", read(path), False))
     entries.append((f"{PACKAGE}/{os.path.basename(args.library)}", read(args.library), True))
     if args.license_file:
         entries.append((f"{dist_info}/LICENSE", read(args.license_file), False))
     entries.append((f"{dist_info}/METADATA", metadata.encode(), False))
     entries.append((f"{dist_info}/WHEEL", wheel.encode(), False))
     entries.append((f"{dist_info}/top_level.txt", f"{PACKAGE}\n".encode(), False))
+
+    names = [name for name, _, _ in entries]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        sys.exit(f"build_wheel.py: the wheel would hold these entries twice: {', '.join(twice)}")
 
     record = [f"{name},sha256={digest(data)},{len(data)}" for name, data, _ in entries]
     record.append(f"{dist_info}/RECORD,,")

@@ -3,7 +3,8 @@
 // does not block the event loop. The library itself comes in a platform package
 // (sqlite-tether-<platform>-<arch>), installed through optionalDependencies.
 
-const { dirname, join } = require('node:path');
+const { statSync } = require('node:fs');
+const { dirname, isAbsolute, join, resolve } = require('node:path');
 const { Worker } = require('node:worker_threads');
 const manifest = require('./package.json');
 
@@ -99,8 +100,30 @@ function mainFile(db) {
   return main ? main.file : '';
 }
 
-function target(db, options) {
+function inMemory(kind, what) {
+  return new Error(
+    `sqlite-tether: ${kind}(db) runs on a connection of its own to the database file, and this ${what} is ` +
+      `in memory (or temporary): use db.prepare('SELECT tether_${kind}()').get() on it instead (it blocks)`);
+}
+
+function isFile(path) {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function target(kind, db, options) {
   if (typeof db === 'string') {
+    if (db === '' || db === ':memory:') throw inMemory(kind, 'database');
+    // Never create a database: a typo or another working directory would sync a new, empty file.
+    if (!db.startsWith('file:') && !isFile(db)) {
+      const shown = isAbsolute(db) ? db : `${db} (${resolve(db)})`;
+      throw new Error(
+        `sqlite-tether: no such database: ${shown}. ${kind}() opens an existing database file and never ` +
+          'creates one: check the path (and the working directory)');
+    }
     const driver = options.driver || 'better-sqlite3';
     return {
       file: db,
@@ -112,10 +135,14 @@ function target(db, options) {
     throw new TypeError(`sqlite-tether: expected a database path, a better-sqlite3 Database or a node:sqlite DatabaseSync, got ${describeDb(db)}`);
   }
   const file = mainFile(db);
-  if (!file) {
+  if (!file) throw inMemory(kind, 'database');
+  // better-sqlite3: inTransaction; node:sqlite: isTransaction (Node 22.16, 24). The cycle's own
+  // connection would wait busyTimeout for this transaction's lock and fail with "database is locked".
+  if (db.inTransaction === true || db.isTransaction === true) {
     throw new Error(
-      'sqlite-tether: sync(db) runs on a connection of its own to the database file, and this database is ' +
-        "in memory (or temporary): use db.prepare('SELECT tether_sync()').get() on it instead (it blocks)");
+      `sqlite-tether: ${kind}(db): this database has an open transaction (BEGIN without COMMIT yet): ` +
+        `commit it (or roll it back) first, then call ${kind}(). ${kind}() runs on a connection of its own, ` +
+        'which cannot write while this transaction holds the database.');
   }
   return isNodeSqlite(db)
     ? { file, driver: 'node:sqlite', module: null }
@@ -126,7 +153,7 @@ function cycle(kind, db, options = {}) {
   return new Promise((resolve, reject) => {
     let job;
     try {
-      job = { ...target(db, options), library: getLoadablePath(), kind, config: options.config || {}, timeout: options.busyTimeout ?? 5000 };
+      job = { ...target(kind, db, options), library: getLoadablePath(), kind, config: options.config || {}, timeout: options.busyTimeout ?? 5000 };
     } catch (error) {
       reject(error);
       return;

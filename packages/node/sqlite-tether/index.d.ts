@@ -115,7 +115,9 @@ export function getLoadablePath(): string;
 export function load<T extends SqliteDatabase>(db: T): T;
 
 /** tether_sync() in a worker thread on a connection of its own to db's file: the event loop
- * keeps running. Rejects with tether's error. */
+ * keeps running. Rejects with tether's error; at once, without waiting for a lock, when db has
+ * an open transaction (commit first), and naming the path when db is a path to no database
+ * file (it never creates one). */
 export function sync(db: SqliteDatabase | string, options?: SyncOptions): Promise<SyncResult>;
 export function push(db: SqliteDatabase | string, options?: SyncOptions): Promise<SyncResult>;
 export function pull(db: SqliteDatabase | string, options?: SyncOptions): Promise<SyncResult>;

@@ -6,16 +6,22 @@ const { parentPort, workerData } = require('node:worker_threads');
 const { file, driver, module: modulePath, library, kind, config, timeout } = workerData;
 let db;
 try {
-  if (driver === 'node:sqlite') {
-    const { DatabaseSync } = require('node:sqlite');
-    db = new DatabaseSync(file, { allowExtension: true, timeout });
-    db.loadExtension(library);
-    db.enableLoadExtension(false);
-  } else {
-    const Database = require(modulePath);
-    db = new Database(file, { fileMustExist: true, timeout });
-    db.loadExtension(library);
+  try {
+    if (driver === 'node:sqlite') {
+      const { DatabaseSync } = require('node:sqlite');
+      db = new DatabaseSync(file, { allowExtension: true, timeout });
+    } else {
+      const Database = require(modulePath);
+      db = new Database(file, { fileMustExist: true, timeout });
+    }
+  } catch (error) {
+    // SQLite's "unable to open database file" does not say which.
+    throw Object.assign(new Error(`sqlite-tether: cannot open the database ${file}: ${error && error.message}`), {
+      code: error && error.code,
+    });
   }
+  db.loadExtension(library);
+  if (driver === 'node:sqlite') db.enableLoadExtension(false);
   const setting = db.prepare("SELECT tether_config(?, ?, 'connection') AS v");
   for (const [key, value] of Object.entries(config)) {
     setting.get(key, typeof value === 'boolean' ? String(value) : value);
