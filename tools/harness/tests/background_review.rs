@@ -791,12 +791,17 @@ fn auto_sync_turned_on_in_another_process_reaches_an_idle_worker() {
     let started = Instant::now();
     insert(&path, "x");
     let pushed = wait_for(Duration::from_secs(5), || pending(&path) == 0);
-    json(&conn, "SELECT tether_stop()");
     assert!(pushed, "{:?}", sync_log(&path));
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(sync_log(&path)
-        .iter()
-        .any(|e| e["trigger"] == "auto" && e["result"]["pushed"] == 1));
+    // The cycle records its result once its pull is done too: wait for that before stopping
+    // the worker (under load the pull may still be running when the push has landed).
+    let recorded = wait_for(Duration::from_secs(10), || {
+        sync_log(&path)
+            .iter()
+            .any(|e| e["trigger"] == "auto" && e["result"]["pushed"] == 1)
+    });
+    json(&conn, "SELECT tether_stop()");
+    assert!(recorded, "{:?}", sync_log(&path));
 }
 
 /// 200 starts and stops in one process leave no thread behind and do not grow its memory
