@@ -69,7 +69,9 @@ pub fn findings(
             .any(|n| n.eq_ignore_ascii_case(&c.name));
         if owned {
             let message = format!(
-                "column {:?} of {table:?} syncs, but the server's model sets {:?} itself: it                  ignores this device's value and pulled rows bring the server's; rename the                  column or leave it out of syncing ({{\"except\": [{:?}]}})",
+                "column {:?} of {table:?} syncs, but the server's model sets {:?} itself: it \
+                 ignores this device's value and pulled rows bring the server's; rename the \
+                 column or leave it out of syncing ({{\"except\": [{:?}]}})",
                 c.name, c.name, c.name
             );
             add("server_attribute", std::slice::from_ref(&c.name), message);

@@ -531,7 +531,9 @@ fn describe(error: &ureq::Error) -> String {
     match error {
         ureq::Error::Timeout(_) => "timed out".to_string(),
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            "connection refused".to_string()
+            "connection refused: is the server running at that address? Check server_url: \
+             SELECT tether_config('server_url', 'https://your-server.example')"
+                .to_string()
         }
         other => other.to_string(),
     }

@@ -8,7 +8,7 @@
 /// written as the command doing the same, and `tether_track("T", options)` as `tether track T`.
 pub fn for_cli(message: &str) -> String {
     let message = tether_config_calls(message);
-    tether_track_calls(&message)
+    tether_track_calls(&message).replace("tether_status()", "`tether status`")
 }
 
 fn tether_config_calls(message: &str) -> String {

@@ -38,6 +38,7 @@ Exit status:
     name = "tether",
     version,
     about = "Sync a SQLite database with a Tether server",
+    before_help = "Every command that works on a database takes --db PATH (or TETHER_DB), before or after the command's name.",
     after_help = EXIT_CODES
 )]
 struct Cli {
@@ -164,7 +165,7 @@ enum Command {
     Watch {
         #[command(flatten)]
         db: DbArg,
-        /// Interval: 30s, 5m, 1h, 500ms, or seconds
+        /// Interval: 30s, 5m, 1h, 1500ms, or seconds (at least 1 s)
         #[arg(long, default_value = "5m", value_parser = parse_interval)]
         every: Duration,
         /// What each cycle does

@@ -19,11 +19,28 @@ pub struct Out {
     pub verbose: u8,
 }
 
+/// Set once stdout is gone (the reader of a pipe quit, as `head` does): later output is dropped
+/// and the command finishes its work (a demo still stops its server) instead of panicking.
+static STDOUT_GONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// One line on stdout; nothing once stdout is a closed pipe.
+pub fn stdout_line(text: impl std::fmt::Display) {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+    }
+}
+
 impl Out {
     /// A line of the human output (stdout), unless `-q`.
     pub fn line(&self, text: impl std::fmt::Display) {
         if !self.quiet {
-            println!("{text}");
+            stdout_line(text);
         }
     }
 
@@ -34,7 +51,7 @@ impl Out {
 
     /// The JSON result of a command: one line on stdout.
     pub fn json(&self, value: &Value) {
-        println!("{value}");
+        stdout_line(value);
     }
 
     /// A note for people on stderr ("(not set)", "stopped"), unless `-q`.
@@ -125,8 +142,8 @@ pub fn cycle_table(out: &Out, result: &Value, kind: Cycle) {
             let row = &r["row"];
             out.note(format!(
                 "  {} row {} ({} {}): {} {}",
-                row["table"].as_str().unwrap_or("?"),
-                row["primary_key"],
+                row["table"].as_str().unwrap_or("(table no longer tracked)"),
+                shown(&row["primary_key"]),
                 row["model"].as_str().unwrap_or("?"),
                 row["entity_id"].as_str().unwrap_or("?"),
                 r["reason"].as_str().unwrap_or("?"),
@@ -249,8 +266,15 @@ pub fn status_table(out: &Out, status: &Value) {
                 shown(&table["table"])
             ));
         }
-        if table["triggers_installed"] != true {
-            state.push_str(", capture triggers missing");
+        if table["state"] != "ok" && !table["state"].is_null() {
+            state.push_str(&format!(", {}", shown(&table["state"])));
+            if !table["problem"].is_null() {
+                let problem = shown(&table["problem"]).replace(
+                    "tether_untrack it",
+                    &format!("`tether untrack {}`", shown(&table["table"])),
+                );
+                state.push_str(&format!(": {}", crate::hints::for_cli(&problem)));
+            }
         }
         for (field, what) in [
             ("server_ignored", "the server ignored"),
@@ -261,6 +285,23 @@ pub fn status_table(out: &Out, status: &Value) {
             }
         }
         out.row(&format!("table {}", shown(&table["table"])), state);
+        for warning in table["warnings"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            out.warn(format!(
+                "{}: {}",
+                shown(&table["table"]),
+                shown(&warning["message"])
+            ));
+        }
+    }
+    if !status["repair_error"].is_null() {
+        out.warn(format!(
+            "repairing tracked tables failed: {}",
+            crate::hints::for_cli(&shown(&status["repair_error"]))
+        ));
     }
     let quarantined = &status["quarantine"]["count"];
     let waiting = status["failed"].as_u64().unwrap_or(0)

@@ -72,6 +72,10 @@ pub fn install() {
                 .is_err()
             {
                 // The second one: no more waiting for anything.
+                eprintln!(
+                    "tether: interrupted again: exiting now (a sync lock left behind is taken \
+                     over by the next cycle on this machine, as this process is gone)"
+                );
                 std::process::exit(128 + SIGNAL.load(Ordering::SeqCst));
             }
             first_signal(signal);

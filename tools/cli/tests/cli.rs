@@ -239,3 +239,31 @@ fn watch_refuses_an_interval_below_the_minimum() {
     assert!(!out.status.success(), "{stdout}{stderr}");
     assert!(stderr.contains("between 1 and"), "{stderr}");
 }
+
+#[test]
+fn a_reader_that_quits_early_ends_nothing_badly() {
+    use std::io::{BufRead, BufReader, Read};
+    // `tether demo | head -1`: the reader goes after one line; tether finishes its demo (and
+    // stops its server) without a panic.
+    let mut child = command()
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}

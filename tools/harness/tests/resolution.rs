@@ -402,3 +402,30 @@ fn fields_the_server_ignores_are_reported() {
     );
     assert_eq!(log, ["color"]);
 }
+
+#[test]
+fn a_dropped_table_with_a_failed_change_does_not_stop_syncing_the_others() {
+    let server = Server::start(&["--model", NOTE]);
+    let (_a, phone) = device(&server);
+    phone
+        .execute_batch(
+            "CREATE TABLE memos (id INTEGER PRIMARY KEY, body TEXT); SELECT tether_track('memos');
+             INSERT INTO memos (body) VALUES ('the server has no Memo model');",
+        )
+        .unwrap();
+    // Refused with reason `error` (unknown model): retried at the next push.
+    assert_eq!(json(&phone, "SELECT tether_sync()")["failed"], 1);
+    phone.execute_batch("DROP TABLE memos;").unwrap();
+    phone
+        .execute(
+            "INSERT INTO notes (id, title) VALUES (1, 'still syncs')",
+            [],
+        )
+        .unwrap();
+    let result = json(&phone, "SELECT tether_sync()");
+    assert_eq!(result["pushed"], 1, "{result}");
+    assert_eq!(server_titles(&server, &phone), [json!("still syncs")]);
+    let rejection = &result["rejections"][0];
+    assert_eq!(rejection["row"]["table"], "memos", "{result}");
+    assert_eq!(rejection["row"]["primary_key"], Value::Null, "{result}");
+}
