@@ -143,6 +143,12 @@ fn environment(key: &Key) -> Result<Option<String>> {
 /// Everything up to the last '@' is hidden, even past a '/', '?' or '#': a password holding one
 /// of those unencoded ends the authority early for a parser, but is still a password (such URLs
 /// are refused when set; this covers values stored before).
+/// The environment variable a setting falls back to (`TETHER_…`), for tools that say where a
+/// value comes from.
+pub fn environment_variable(name: &str) -> Option<&'static str> {
+    KEYS.iter().find(|k| k.name == name).map(|k| k.env)
+}
+
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();

@@ -553,12 +553,14 @@ fn config(
             if out.json {
                 out.json(&config_json(conn, &key, text.as_deref())?);
             } else {
+                let from = tether::settings::environment_variable(&key)
+                    .filter(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()))
+                    .map_or_else(|| "the default".to_string(), |var| format!("from {var}"));
                 match text {
-                    None => out.line(format!("{key} unset")),
-                    Some(text) => out.line(format!(
-                        "{key} unset in the database; now {text} (from the environment or the \
-                         default)"
-                    )),
+                    None => out.line(format!("{key} unset; now not set")),
+                    Some(text) => {
+                        out.line(format!("{key} unset in the database; now {text} ({from})"))
+                    }
                 }
             }
         }

@@ -87,7 +87,7 @@ fn config_unset_removes_and_null_is_only_text() {
 
     let out = tether(&path, &["config", "auth_token", "--unset"]);
     assert!(out.status.success(), "{:?}", text(&out));
-    assert_eq!(text(&out).0.trim(), "auth_token unset");
+    assert_eq!(text(&out).0.trim(), "auth_token unset; now not set");
     assert!(stored().is_empty());
 
     // Not set: nothing on stdout, "(not set)" on stderr, exit 0.
@@ -100,7 +100,29 @@ fn config_unset_removes_and_null_is_only_text() {
     // Unsetting a setting with a default shows what applies now.
     tether(&path, &["config", "push_batch_size", "7"]);
     let out = tether(&path, &["config", "push_batch_size", "--unset"]);
-    assert!(text(&out).0.contains("now 100"), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("now 100 (the default)"),
+        "{:?}",
+        text(&out)
+    );
+    // With the environment variable set, it says so.
+    tether(&path, &["config", "push_batch_size", "7"]);
+    let out = command()
+        .env("TETHER_PUSH_BATCH_SIZE", "9")
+        .args([
+            "--db",
+            path.to_str().unwrap(),
+            "config",
+            "push_batch_size",
+            "--unset",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).0.contains("now 9 (from TETHER_PUSH_BATCH_SIZE)"),
+        "{:?}",
+        text(&out)
+    );
     assert_eq!(
         text(&tether(&path, &["config", "push_batch_size"])).0,
         "100\n"
