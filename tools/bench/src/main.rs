@@ -225,7 +225,7 @@ fn main() {
             sync::pull(number(&args, 2, 100_000), 1000);
         }
         Some("status") => sync::status(number(&args, 2, 1_000_000), number(&args, 3, 10_000)),
-        Some("lock") => sync::lock_hold(number(&args, 2, 100_000), 1000),
+        Some("lock") => sync::lock_hold(number(&args, 2, 100_000), 1000, number(&args, 3, 5)),
         Some("memory") => {
             let binary = std::env::current_exe()
                 .unwrap()
