@@ -602,7 +602,14 @@ fn take_lock(conn: &Connection) -> Result<Lease> {
 fn run(conn: &Connection, resolution: Resolution, target: &Target) -> Result<Value> {
     let lease = take_lock(conn)?;
     let done = (|| -> Result<Value> {
-        let rows = rows_to_resolve(conn, target, resolution)?;
+        let mut rows = rows_to_resolve(conn, target, resolution)?;
+        // One row named that needs nothing: a retry sends it again as it is (an update made
+        // while its capture was down, a field the server only listed since).
+        if let (Resolution::Retry, Some(entity), Some(table), true) =
+            (resolution, &target.entity, &target.table, rows.is_empty())
+        {
+            rows.push((entity.clone(), table.model.clone()));
+        }
         if let (Some(entity), true) = (&target.entity, rows.is_empty()) {
             let mut tally = Tally::default();
             let table = target.table.as_ref().map(|t| t.table.clone());

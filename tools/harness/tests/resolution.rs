@@ -342,14 +342,24 @@ fn resolving_names_what_it_cannot_do() {
         .unwrap();
     let error = error_of(&phone, "SELECT r FROM v");
     assert!(error.contains("unsafe use of tether_retry"), "{error}");
-    // A row that needs nothing says so.
+    // A row that needs nothing: a discard says so; a retry sends it again as it is.
     phone
         .execute("INSERT INTO notes (id, title) VALUES (3, 'fine')", [])
         .unwrap();
     json(&phone, "SELECT tether_sync()");
+    let discarded = json(&phone, "SELECT tether_discard('notes', 3)");
+    assert_eq!(discarded["discarded"], 0, "{discarded}");
+    assert_eq!(discarded["rows"][0]["outcome"], "nothing needs attention");
+    let before = last_log_id(&phone);
     let retried = json(&phone, "SELECT tether_retry('notes', 3)");
-    assert_eq!(retried["retried"], 0, "{retried}");
-    assert_eq!(retried["rows"][0]["outcome"], "nothing needs attention");
+    assert_eq!(retried["retried"], 1, "{retried}");
+    assert_eq!(retried["rows"][0]["outcome"], "update", "{retried}");
+    assert_eq!(
+        ops_after(&phone, before),
+        [op("update", &key_of(&phone, "notes", 3))]
+    );
+    let result = json(&phone, "SELECT tether_sync()");
+    assert_eq!(result["pushed"], 1, "{result}");
 }
 
 #[test]
