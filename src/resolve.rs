@@ -112,7 +112,7 @@ fn target(conn: &Connection, table: Option<&str>, key: Option<Sql>) -> Result<Ta
             entity: None,
         });
     };
-    if !table_exists(conn, name)? {
+    if !crate::table_info::table_exists(conn, name)? {
         bail!("{name:?} no longer exists: track it again (tether_track) to resolve its rows, or untrack it");
     }
     let entity = entity_of(conn, &table, &key)?.ok_or_else(|| {
@@ -163,10 +163,7 @@ fn entity_of(conn: &Connection, table: &TrackedTable, key: &Sql) -> Result<Optio
         }
     }
     // The local primary key: one value, or a JSON object of the key columns.
-    let columns: Vec<String> = conn
-        .prepare_cached("SELECT name FROM pragma_table_info(?1, 'main') WHERE pk > 0 ORDER BY pk")?
-        .query_map([&table.table], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let columns = crate::table_info::primary_key_columns(conn, &table.table)?;
     let object = match key {
         Sql::Text(text) if text.starts_with('{') => {
             serde_json::from_str::<Map<String, Value>>(text).ok()
@@ -385,14 +382,6 @@ fn untracked(model: &str, entity: &str, outcome: &'static str) -> (Value, &'stat
     (json!({"model": model, "entity_id": entity}), outcome, 0)
 }
 
-fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?1)",
-        )?
-        .query_row([table], |r| r.get(0))?)
-}
-
 /// The tracked table of `model`, if it still exists; else why its rows are left alone.
 fn usable<'t>(
     conn: &Connection,
@@ -401,7 +390,7 @@ fn usable<'t>(
 ) -> Result<std::result::Result<&'t TrackedTable, &'static str>> {
     Ok(match tables.iter().find(|t| t.model == model) {
         None => Err(NOT_TRACKED),
-        Some(table) if !table_exists(conn, &table.table)? => Err(DROPPED),
+        Some(table) if !crate::table_info::table_exists(conn, &table.table)? => Err(DROPPED),
         Some(table) => Ok(table),
     })
 }

@@ -166,6 +166,26 @@ impl TableInfo {
     }
 }
 
+/// The declared primary key columns of `table`, in key order (empty: a rowid table without one).
+pub fn primary_key_columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name FROM pragma_table_info(?1, 'main') WHERE pk > 0 ORDER BY pk",
+    )?;
+    let names = stmt
+        .query_map([table], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(names)
+}
+
+/// Whether `table` (its exact stored name) is a table of the main schema.
+pub fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?1)",
+        )?
+        .query_row([table], |r| r.get(0))?)
+}
+
 /// The table's name as stored in the schema (SQLite names are case-insensitive), after checking
 /// it is a table tether can track. `None` when there is no such table or view.
 pub fn find_table(conn: &Connection, name: &str) -> Result<Option<(String, String)>> {

@@ -480,22 +480,14 @@ pub fn which_row(
     let Some(table) = tables.iter().find(|t| t.model == model) else {
         return Ok(serde_json::json!({"model": model, "entity_id": entity}));
     };
-    let exists: bool = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?1)",
-        )?
-        .query_row([&table.table], |r| r.get(0))?;
-    if !exists {
+    if !crate::table_info::table_exists(conn, &table.table)? {
         // Dropped since it was tracked: the row is named without its primary key.
         return Ok(
             serde_json::json!({"model": model, "table": table.table, "entity_id": entity,
                                      "primary_key": null}),
         );
     }
-    let columns: Vec<String> = conn
-        .prepare_cached("SELECT name FROM pragma_table_info(?1, 'main') WHERE pk > 0 ORDER BY pk")?
-        .query_map([&table.table], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let columns = crate::table_info::primary_key_columns(conn, &table.table)?;
     let pairs: Vec<String> = if columns.is_empty() {
         vec!["'rowid', rowid".to_string()]
     } else {

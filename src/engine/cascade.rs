@@ -73,7 +73,7 @@ impl References {
                 if !matches!(action.as_str(), "CASCADE" | "SET NULL" | "SET DEFAULT") {
                     continue;
                 }
-                let parent_key = primary_key(conn, &parent.table)?;
+                let parent_key = crate::table_info::primary_key_columns(conn, &parent.table)?;
                 let columns = key
                     .iter()
                     .enumerate()
@@ -208,14 +208,4 @@ impl Actions {
         }
         Ok(())
     }
-}
-
-fn primary_key(conn: &Connection, table: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT name FROM pragma_table_info(?1, 'main') WHERE pk > 0 ORDER BY pk",
-    )?;
-    let names = stmt
-        .query_map([table], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(names)
 }
