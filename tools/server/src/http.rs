@@ -427,8 +427,24 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
-fn too_large() -> Response {
-    // Laravel's PostTooLargeException (HTTP 413).
+/// Refuses a body over the limit (`detail` says how it was found out): logged, the rest of the
+/// body drained, and Laravel's PostTooLargeException answered (HTTP 413).
+async fn too_large(
+    server: &Server,
+    path: &str,
+    detail: &str,
+    (body, headers): (&mut BodyDataStream, &HeaderMap),
+    start: Instant,
+) -> Response {
+    log(
+        server,
+        "POST",
+        path,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        detail,
+        start,
+    );
+    drain(body, headers, server.settings.read_timeout).await;
     json_response(
         StatusCode::PAYLOAD_TOO_LARGE,
         json!({"message": "The POST data is too large."}),
@@ -499,16 +515,7 @@ async fn handle(
     let mut body = body.into_data_stream();
     if let Some(declared) = declared_length(&headers).filter(|n| *n > max as u64) {
         let detail = format!("body of {declared} bytes over the limit of {max}");
-        log(
-            &server,
-            "POST",
-            path,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &detail,
-            start,
-        );
-        drain(&mut body, &headers, timeout).await;
-        return too_large();
+        return too_large(&server, path, &detail, (&mut body, &headers), start).await;
     }
     if !authorized(&server, &headers) {
         let status = StatusCode::UNAUTHORIZED;
@@ -547,16 +554,7 @@ async fn handle(
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
             let detail = format!("body over the limit of {max} bytes");
-            log(
-                &server,
-                "POST",
-                path,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &detail,
-                start,
-            );
-            drain(&mut body, &headers, timeout).await;
-            return too_large();
+            return too_large(&server, path, &detail, (&mut body, &headers), start).await;
         }
         Err(BodyError::TimedOut) => {
             let status = StatusCode::REQUEST_TIMEOUT;
