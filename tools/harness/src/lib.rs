@@ -509,3 +509,45 @@ pub fn discard_everything(conn: &Connection) -> u64 {
         })
         .sum()
 }
+
+/// A client database (WAL) with `schema`, the tables `track` tracked, pointed at `server`.
+pub fn tracked_client(
+    server: &Server,
+    schema: &str,
+    track: &[&str],
+) -> (tempfile::TempDir, PathBuf, Connection) {
+    let (dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+    conn.execute_batch(schema).unwrap();
+    for table in track {
+        json(&conn, &format!("SELECT tether_track('{table}')"));
+    }
+    set_config(&conn, "server_url", server.url.as_str());
+    (dir, path, conn)
+}
+
+/// Every row of the view `tether_attention`, as JSON objects keyed by its column names.
+pub fn attention(conn: &Connection) -> Vec<Value> {
+    column::<String>(
+        conn,
+        "SELECT json_object('kind', kind, 'table_name', table_name, 'model', model,
+                            'sync_key', sync_key, 'local_pk', json(local_pk),
+                            'operation', operation, 'reason', reason, 'message', message,
+                            'mutation_id', mutation_id, 'retry_count', retry_count, 'since', since)
+           FROM tether_attention",
+    )
+    .into_iter()
+    .map(|row| serde_json::from_str(&row).unwrap())
+    .collect()
+}
+
+/// (failed, conflicts, diverged) as `tether_status()` counts them.
+pub fn attention_counts(conn: &Connection) -> (i64, i64, i64) {
+    let status = json(conn, "SELECT tether_status()");
+    (
+        status["failed"].as_i64().unwrap(),
+        status["conflicts"].as_i64().unwrap(),
+        status["diverged"].as_i64().unwrap(),
+    )
+}

@@ -9,15 +9,11 @@ const NOTE: &str = r#"{"name": "Note", "fields": {"title": "required|max:20"}}"#
 
 /// A device of the notes app: a `notes` table, tracked, pointed at `server`.
 fn device(server: &Server) -> (tempfile::TempDir, Connection) {
-    let (dir, path) = temp_db();
-    let conn = open_loaded(&path);
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);
-         SELECT tether_track('notes');",
-    )
-    .unwrap();
-    set_config(&conn, "server_url", server.url.as_str());
+    let (dir, _path, conn) = tracked_client(
+        server,
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);",
+        &["notes"],
+    );
     (dir, conn)
 }
 
@@ -32,31 +28,8 @@ fn server_titles(server: &Server, conn: &Connection) -> Vec<Value> {
     titles
 }
 
-fn attention(conn: &Connection) -> Vec<Value> {
-    column::<String>(
-        conn,
-        "SELECT json_object('kind', kind, 'table_name', table_name, 'model', model,
-                            'sync_key', sync_key, 'local_pk', json(local_pk), 'operation', operation,
-                            'reason', reason, 'message', message, 'mutation_id', mutation_id,
-                            'since', since)
-           FROM tether_attention",
-    )
-    .into_iter()
-    .map(|row| serde_json::from_str(&row).unwrap())
-    .collect()
-}
-
-fn counts(conn: &Connection) -> (Value, Value, Value) {
-    let status = json(conn, "SELECT tether_status()");
-    (
-        status["failed"].clone(),
-        status["conflicts"].clone(),
-        status["diverged"].clone(),
-    )
-}
-
 fn all_clear(conn: &Connection) {
-    assert_eq!(counts(conn), (json!(0), json!(0), json!(0)));
+    assert_eq!(attention_counts(conn), (0, 0, 0));
     assert_eq!(attention(conn), Vec::<Value>::new());
 }
 
@@ -84,7 +57,7 @@ fn a_note_rejected_on_create_is_fixed_by_editing_it_and_reaches_the_other_device
         row["since"].as_str().is_some_and(|s| s.len() == 19),
         "{row}"
     );
-    assert_eq!(counts(&phone).0, 1);
+    assert_eq!(attention_counts(&phone).0, 1);
 
     phone
         .execute("UPDATE notes SET title = 'fixed title' WHERE id = 7", [])
@@ -137,7 +110,7 @@ fn a_rejected_update_is_discarded_and_the_row_comes_back_as_the_server_has_it() 
     assert_eq!(needs.len(), 1, "{needs:?}");
     assert_eq!(needs[0]["kind"], "diverged");
     assert_eq!(needs[0]["local_pk"], json!({"id": 1}));
-    assert_eq!(counts(&phone), (json!(0), json!(0), json!(1)));
+    assert_eq!(attention_counts(&phone), (0, 0, 1));
 
     let result = json(&phone, "SELECT tether_sync()");
     assert_eq!(result["pushed"], 0, "nothing is sent: {result}");
@@ -184,7 +157,7 @@ fn a_rejected_update_is_retried_once_the_server_accepts_it() {
     let retried = json(&phone, "SELECT tether_retry()");
     assert_eq!(retried["retried"], 1, "{retried}");
     assert_eq!(
-        counts(&phone).0,
+        attention_counts(&phone).0,
         0,
         "retried rows leave the failed count at once"
     );
@@ -234,7 +207,7 @@ fn conflict_resolved(keep_local: bool) {
     assert_eq!(needs.len(), 1, "{needs:?}");
     assert_eq!(needs[0]["kind"], "conflict");
     assert_eq!(needs[0]["local_pk"], json!({"id": 1}));
-    assert_eq!(counts(&phone).1, 1);
+    assert_eq!(attention_counts(&phone).1, 1);
 
     let key = key_of(&phone, "notes", 1);
     let winner = if keep_local {
@@ -254,7 +227,11 @@ fn conflict_resolved(keep_local: bool) {
         assert_eq!(discarded["pull_from_start"], false);
         "laptop edit"
     };
-    assert_eq!(counts(&phone).1, 0, "resolved conflicts leave the count");
+    assert_eq!(
+        attention_counts(&phone).1,
+        0,
+        "resolved conflicts leave the count"
+    );
     let result = json(&phone, "SELECT tether_sync()");
     assert_eq!(result["conflicts"], 0, "{result}");
     assert_eq!(result["pushed"], if keep_local { 1 } else { 0 }, "{result}");

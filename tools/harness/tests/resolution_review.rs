@@ -10,14 +10,7 @@ const NOTE: &str = r#"{"name": "Note", "fields": {"title": "required|max:20"}}"#
 
 /// A device with `schema` (which must create `notes`), tracked, pointed at `server`.
 fn device_with(server: &Server, schema: &str, track: &[&str]) -> (tempfile::TempDir, Connection) {
-    let (dir, path) = temp_db();
-    let conn = open_loaded(&path);
-    conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
-    conn.execute_batch(schema).unwrap();
-    for table in track {
-        json(&conn, &format!("SELECT tether_track('{table}')"));
-    }
-    set_config(&conn, "server_url", server.url.as_str());
+    let (dir, _path, conn) = tracked_client(server, schema, track);
     (dir, conn)
 }
 
@@ -40,29 +33,6 @@ fn server_titles(server: &Server, conn: &Connection) -> Vec<Value> {
     let mut titles = server.field_of_rows(conn, "title");
     titles.sort_by_key(|t| t.to_string());
     titles
-}
-
-fn attention(conn: &Connection) -> Vec<Value> {
-    column::<String>(
-        conn,
-        "SELECT json_object('kind', kind, 'table_name', table_name, 'sync_key', sync_key,
-                            'local_pk', json(local_pk), 'operation', operation, 'reason', reason,
-                            'message', message)
-           FROM tether_attention",
-    )
-    .into_iter()
-    .map(|row| serde_json::from_str(&row).unwrap())
-    .collect()
-}
-
-/// (failed, conflicts, diverged) as tether_status() counts them.
-fn counts(conn: &Connection) -> (i64, i64, i64) {
-    let status = json(conn, "SELECT tether_status()");
-    (
-        status["failed"].as_i64().unwrap(),
-        status["conflicts"].as_i64().unwrap(),
-        status["diverged"].as_i64().unwrap(),
-    )
 }
 
 fn sync(conn: &Connection) -> Value {
@@ -101,7 +71,7 @@ fn a_refused_edit_corrected_before_the_same_push_needs_no_attention() {
     );
     assert_eq!(titles(&phone), ["shopping"]);
     assert_eq!(
-        (counts(&phone), attention(&phone)),
+        (attention_counts(&phone), attention(&phone)),
         ((0, 0, 0), vec![]),
         "a later change the server applied in the same answer must settle the refusal: {result}"
     );
@@ -139,7 +109,7 @@ fn a_conflict_followed_by_an_applied_edit_in_the_same_push_is_settled() {
         [json!("phone second")],
         "{result}"
     );
-    let after_sync = (titles(&phone), counts(&phone));
+    let after_sync = (titles(&phone), attention_counts(&phone));
     // The user sees a conflict and keeps their version.
     let retried = json(&phone, "SELECT tether_retry()");
     sync(&phone);
@@ -270,7 +240,7 @@ fn retrying_a_delete_conflict_deletes_the_row_everywhere() {
     assert_eq!(server_titles(&server, &phone), Vec::<Value>::new());
     assert_eq!(titles(&phone), Vec::<String>::new());
     assert_eq!(titles(&laptop), Vec::<String>::new());
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -544,7 +514,7 @@ fn text_and_composite_primary_keys_and_mutation_ids_name_rows() {
         ]
     );
     sync(&phone);
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
     assert_eq!(column::<String>(&phone, "SELECT code FROM tags"), ["work"]);
     assert_eq!(
         column::<String>(&phone, "SELECT tag FROM task_tags"),
@@ -655,11 +625,11 @@ fn retrying_hundreds_of_rows_reaches_the_server_with_every_row() {
     assert_eq!(retried["outcomes"], json!({"create": 450}));
     assert_eq!(retried["more_rows"], 350);
     assert_eq!(retried["rows"].as_array().unwrap().len(), 100);
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
     let result = sync(&phone);
     assert_eq!(result["pushed"], 450, "{result}");
     assert_eq!(server_titles(&relaxed, &phone).len(), 450);
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
 }
 
 /// A refused create followed by more local edits (not sent yet): a retry sends the row once, as
@@ -704,7 +674,7 @@ fn retrying_a_refused_create_with_later_edits_sends_one_create_of_the_current_ro
         server_titles(&relaxed, &phone),
         [json!("the last title, too long as well")]
     );
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
     assert_eq!(attention(&phone), Vec::<Value>::new());
 }
 
@@ -776,7 +746,7 @@ fn a_diverged_row_deleted_on_the_server_stops_being_diverged() {
     sync(&laptop);
     sync(&phone);
     assert_eq!(titles(&phone), ["bills"]);
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
     assert_eq!(attention(&phone), Vec::<Value>::new());
 }
 
@@ -818,7 +788,7 @@ fn discarding_a_transient_failure_puts_back_the_snapshot_that_waited() {
         ["theirs"]
     );
     assert_eq!(push_request(&conn), None, "nothing is left to send");
-    assert_eq!(counts(&conn), (0, 0, 0));
+    assert_eq!(attention_counts(&conn), (0, 0, 0));
 }
 
 /// Keeping a local change over a conflict carries BLOB and JSON values as they were.
@@ -923,7 +893,7 @@ fn a_retry_between_a_sans_io_request_and_its_answer_neither_loses_nor_wedges() {
         "answer {answer}; sent after: {sent:?}"
     );
     assert_eq!(push_request(&conn), None);
-    assert_eq!(counts(&conn), (0, 0, 0));
+    assert_eq!(attention_counts(&conn), (0, 0, 0));
     let pending: Vec<i64> = column(
         &conn,
         "SELECT count(*) FROM tether_mutation_logs WHERE sync_status IN ('pending', 'failed', 'conflict')",
@@ -967,5 +937,5 @@ fn retrying_an_update_the_server_answered_not_found_brings_the_row_back_everywhe
     assert_eq!(server_titles(&server, &phone), [json!("still needed")]);
     assert_eq!(titles(&phone), ["still needed"]);
     assert_eq!(titles(&laptop), ["still needed"]);
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
 }

@@ -17,25 +17,8 @@ const PROJECT: &str = r#"{"name": "Project", "fields": {"name": "required"}}"#;
 const TASK: &str =
     r#"{"name": "Task", "fields": {"title": "required", "project_tether_id": "nullable"}}"#;
 
-/// A device with `schema`, tracked tables `track`, pointed at `server`.
-fn device_with(
-    server: &Server,
-    schema: &str,
-    track: &[&str],
-) -> (tempfile::TempDir, PathBuf, Connection) {
-    let (dir, path) = temp_db();
-    let conn = open_loaded(&path);
-    conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
-    conn.execute_batch(schema).unwrap();
-    for table in track {
-        json(&conn, &format!("SELECT tether_track('{table}')"));
-    }
-    set_config(&conn, "server_url", server.url.as_str());
-    (dir, path, conn)
-}
-
 fn device(server: &Server) -> (tempfile::TempDir, PathBuf, Connection) {
-    device_with(
+    tracked_client(
         server,
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);",
         &["notes"],
@@ -57,29 +40,6 @@ fn server_field(server: &Server, conn: &Connection, field: &str) -> Vec<Value> {
         .collect();
     values.sort_by_key(|t| t.to_string());
     values
-}
-
-fn attention(conn: &Connection) -> Vec<Value> {
-    column::<String>(
-        conn,
-        "SELECT json_object('kind', kind, 'table_name', table_name, 'model', model,
-                            'sync_key', sync_key, 'local_pk', json(local_pk),
-                            'operation', operation, 'reason', reason, 'message', message)
-           FROM tether_attention",
-    )
-    .into_iter()
-    .map(|row| serde_json::from_str(&row).unwrap())
-    .collect()
-}
-
-/// (failed, conflicts, diverged) as tether_status() counts them.
-fn counts(conn: &Connection) -> (i64, i64, i64) {
-    let status = json(conn, "SELECT tether_status()");
-    (
-        status["failed"].as_i64().unwrap(),
-        status["conflicts"].as_i64().unwrap(),
-        status["diverged"].as_i64().unwrap(),
-    )
 }
 
 fn sync(conn: &Connection) -> Value {
@@ -155,7 +115,7 @@ fn projects_device(server: &Server, on_delete: &str) -> (tempfile::TempDir, Path
 #[test]
 fn retrying_everything_is_not_blocked_by_a_dropped_table() {
     let server = Server::start(&["--model", NOTE, "--model", MEMO]);
-    let (_a, _path, phone) = device_with(
+    let (_a, _path, phone) = tracked_client(
         &server,
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);
          CREATE TABLE memos (id INTEGER PRIMARY KEY, title TEXT);",
@@ -222,7 +182,7 @@ fn after_a_rename_is_followed_attention_and_resolution_use_the_new_name() {
     assert_eq!(shown[0]["table_name"], "notebook", "{shown:?}");
     let discarded = json(&phone, "SELECT tether_discard('notebook', 1)");
     assert_eq!(discarded["discarded"], 1, "{discarded}");
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
     assert_eq!(attention(&phone), Vec::<Value>::new());
 }
 
@@ -252,7 +212,7 @@ fn a_refused_row_stays_resolvable_after_the_model_is_renamed() {
         (json!("notes"), json!(1)),
         "attention {shown:?}; discard {discarded}"
     );
-    assert_eq!(counts(&phone).0, 0);
+    assert_eq!(attention_counts(&phone).0, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,7 +290,7 @@ fn a_discarded_create_whose_row_stayed_is_created_by_a_later_fix() {
         column::<String>(&phone, "SELECT name FROM projects"),
         ["home"]
     );
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
 }
 
 /// A refused update answered `not_found` (another device deleted the row); the user keeps the
@@ -369,7 +329,7 @@ fn keeping_a_row_deleted_elsewhere_recreates_it_on_the_server() {
     );
     assert_eq!(titles(&laptop, "notes"), ["groceries!"]);
     assert_eq!(titles(&phone, "notes"), ["groceries!"]);
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -412,7 +372,7 @@ fn a_held_child_removed_by_a_pulled_parent_delete_is_removed_everywhere() {
     assert_eq!(titles(&phone, "tasks"), Vec::<String>::new());
     assert_eq!(titles(&laptop, "tasks"), Vec::<String>::new());
     assert_eq!(
-        (counts(&phone), attention(&phone)),
+        (attention_counts(&phone), attention(&phone)),
         ((0, 0, 0), vec![]),
         "a row gone everywhere needs no one's attention"
     );
@@ -429,7 +389,7 @@ fn a_held_child_removed_by_a_pulled_parent_delete_is_removed_everywhere() {
 #[test]
 fn a_quarantined_server_state_of_a_held_row_stays_visible() {
     let server = Server::start(&["--model", NOTE_RELAXED]);
-    let (_a, _pa, phone) = device_with(
+    let (_a, _pa, phone) = tracked_client(
         &server,
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT CHECK (length(title) <= 30));",
         &["notes"],
@@ -464,7 +424,7 @@ fn a_quarantined_server_state_of_a_held_row_stays_visible() {
         ["quarantined"],
         "before the discard attention listed {kinds:?}; discard {discarded}"
     );
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,7 +439,7 @@ fn cli_retry_finds_a_text_primary_key_that_looks_like_a_number() {
         "--model",
         r#"{"name": "Code", "fields": {"code": "required", "title": "required|max:20"}}"#,
     ]);
-    let (_a, path, phone) = device_with(
+    let (_a, path, phone) = tracked_client(
         &server,
         "CREATE TABLE codes (code TEXT PRIMARY KEY, title TEXT);",
         &["codes"],
@@ -541,7 +501,7 @@ fn cli_keys_as_attention_shows_them_name_the_row() {
         let result: Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(result["discarded"], 1, "{key}: {result}");
     }
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
     assert_eq!(titles(&phone, "notes"), Vec::<String>::new());
 }
 
@@ -633,7 +593,7 @@ fn a_discard_during_a_running_sync_waits_and_settles_the_row() {
         server_field(&server, &phone, "title"),
         [json!("bills"), json!("milk")]
     );
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
 }
 
 /// Two processes retry everything at once (chunks of 200, the sync lock between them): every
@@ -675,5 +635,5 @@ fn two_processes_retrying_at_once_queue_each_row_once() {
         )
         .unwrap();
     assert_eq!(pending, 450);
-    assert_eq!(counts(&phone), (0, 0, 0));
+    assert_eq!(attention_counts(&phone), (0, 0, 0));
 }
