@@ -335,7 +335,11 @@ fn apply_snapshot(
         _ => "upsert",
     };
     if operation == "upsert" {
-        let known = seen.entry(model.to_string()).or_default();
+        // Per snapshot: allocate only for a model or column not seen yet in this chunk.
+        if !seen.contains_key(model) {
+            seen.insert(model.to_string(), Default::default());
+        }
+        let known = seen.get_mut(model).expect("just inserted");
         for column in payload.keys() {
             if !known.contains(column) {
                 known.insert(column.clone());
