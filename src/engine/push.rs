@@ -270,7 +270,8 @@ impl NeverHad {
     fn load(conn: &Connection, retry_limit: u64) -> Result<NeverHad> {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT entity_id, max(id) FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND operation = 'create'
+              WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'resolved')
+                AND operation = 'create'
                 AND ((sync_status = 'failed' AND (rejection_reason <> 'error' OR retry_count >= {}))
                      OR (sync_status = 'resolved' AND resolution = 'discarded'
                          AND rejection_reason IS NOT NULL))
