@@ -1,6 +1,9 @@
 //! `tether-bench capture [ROWS] [ROUNDS] [unique]`: capture overhead of INSERT, UPDATE and DELETE on a
 //! tracked table against the same statements on an untracked copy, side by side in one run,
-//! from a writer connection that loaded the extension and from one that did not.
+//! from a writer connection that loaded the extension, from one that did not, and from one that
+//! did not but keeps temporary files in memory (`PRAGMA temp_store = MEMORY`: the statement
+//! journal SQLite gives every write to a table whose triggers call functions then never spills
+//! to a file; BENCHMARKS.md).
 //!
 //! Set TETHER_EXTENSION to a release build (`cargo build --release` at the repository root)
 //! for meaningful figures; the debug build is used otherwise.
@@ -21,6 +24,17 @@ const SCHEMA_UNIQUE: &str =
 enum Writer {
     Loaded,
     Plain,
+    PlainTempInMemory,
+}
+
+impl Writer {
+    fn name(self) -> &'static str {
+        match self {
+            Writer::Loaded => "loaded",
+            Writer::Plain => "plain",
+            Writer::PlainTempInMemory => "plain, temp_store=MEMORY",
+        }
+    }
 }
 
 /// Times one operation over `rows` rows on `table`, in one transaction with one prepared statement.
@@ -48,21 +62,35 @@ fn time_op(conn: &Connection, table: &str, op: &str, rows: i64) -> Duration {
     start.elapsed()
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
+pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }
 
+/// "min / median / max" of the samples, in milliseconds.
+pub fn spread(samples: &[Duration]) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let min = samples.iter().min().copied().unwrap_or_default();
+    let max = samples.iter().max().copied().unwrap_or_default();
+    format!(
+        "{:.1} / {:.1} / {:.1}",
+        ms(min),
+        ms(median(samples.to_vec())),
+        ms(max)
+    )
+}
+
 fn capture(rows: i64, rounds: usize, unique: bool) {
     let schema = if unique { SCHEMA_UNIQUE } else { SCHEMA };
-    println!("capture overhead: {rows} rows per operation, one transaction each, median of {rounds} rounds");
+    println!("capture overhead: {rows} rows per operation, one transaction each, {rounds} rounds (a fresh database each)");
     println!("table: {schema}");
-    println!("baseline: the same statements on an untracked table of the same shape, same connection, same run\n");
+    println!("baseline: the same statements on an untracked table of the same shape, same connection, same run");
+    println!("times in ms, min / median / max of the rounds; ratio = median tracked / median untracked\n");
     println!(
-        "{:<8} {:<18} {:>12} {:>12} {:>8}",
+        "{:<26} {:<9} {:>26} {:>26} {:>8}",
         "writer", "operation", "untracked", "tracked", "ratio"
     );
-    for writer in [Writer::Loaded, Writer::Plain] {
+    for writer in [Writer::Loaded, Writer::Plain, Writer::PlainTempInMemory] {
         let mut samples: Vec<[(Duration, Duration); 3]> = Vec::new();
         for round in 0..rounds {
             let dir = tempfile::tempdir().unwrap();
@@ -75,8 +103,12 @@ fn capture(rows: i64, rounds: usize, unique: bool) {
                 ))
                 .unwrap();
             let conn = open_plain(&path);
-            if writer == Writer::Loaded {
-                load(&conn).unwrap();
+            match writer {
+                Writer::Loaded => load(&conn).unwrap(),
+                Writer::Plain => {}
+                Writer::PlainTempInMemory => {
+                    conn.execute_batch("PRAGMA temp_store = MEMORY").unwrap()
+                }
             }
             let mut ops = [(Duration::ZERO, Duration::ZERO); 3];
             for (i, op) in ["insert", "update", "delete"].into_iter().enumerate() {
@@ -98,19 +130,15 @@ fn capture(rows: i64, rounds: usize, unique: bool) {
             assert_eq!(captured, 3 * rows, "every write was captured");
             samples.push(ops);
         }
-        let name = if writer == Writer::Loaded {
-            "loaded"
-        } else {
-            "plain"
-        };
         for (i, op) in ["INSERT", "UPDATE", "DELETE"].into_iter().enumerate() {
-            let base = median(samples.iter().map(|s| s[i].0).collect());
-            let tracked = median(samples.iter().map(|s| s[i].1).collect());
+            let base: Vec<Duration> = samples.iter().map(|s| s[i].0).collect();
+            let tracked: Vec<Duration> = samples.iter().map(|s| s[i].1).collect();
             println!(
-                "{name:<8} {op:<18} {:>10.1}ms {:>10.1}ms {:>7.2}x",
-                base.as_secs_f64() * 1e3,
-                tracked.as_secs_f64() * 1e3,
-                tracked.as_secs_f64() / base.as_secs_f64()
+                "{:<26} {op:<9} {:>26} {:>26} {:>7.2}x",
+                writer.name(),
+                spread(&base),
+                spread(&tracked),
+                median(tracked.clone()).as_secs_f64() / median(base.clone()).as_secs_f64()
             );
         }
     }
@@ -206,7 +234,7 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("capture") => {
             let rows = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
-            let rounds = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
+            let rounds = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
             capture(rows, rounds, args.get(4).is_some_and(|a| a == "unique"));
         }
         Some("server") => server(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(50_000)),
@@ -215,9 +243,9 @@ fn main() {
             let binary = std::env::current_exe()
                 .unwrap()
                 .with_file_name("tether-server");
-            header("push");
+            let rounds = number(&args, 3, 5);
             for batch in [100, 1000] {
-                sync::push(&binary, rows, batch);
+                sync::push(&binary, rows, batch, rounds);
             }
         }
         Some("pull") => {
@@ -238,7 +266,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: tether-bench capture [ROWS=100000] [ROUNDS=3] | server [ROWS=50000] | push [ROWS=100000]\n\
+                "usage: tether-bench capture [ROWS=100000] [ROUNDS=5] | server [ROWS=50000] | push [ROWS=100000] [ROUNDS=5]\n\
                  \x20      | pull [ROWS=100000] | status [SYNCED=1000000] [PENDING=10000] | lock [ROWS=100000]\n\
                  \x20      | memory [ROWS=1000000]"
             );
