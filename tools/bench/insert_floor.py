@@ -11,11 +11,11 @@ AFTER INSERT trigger; ROWS single-row INSERTs run with Python's executemany in o
 measurements of pieces, not capture designs: none of them captures correctly on its own.
 """
 import os
-import statistics
 import sqlite3
 import sys
 import tempfile
-import time
+
+from bench_timing import TASK_INSERT, per_row_in_transaction, spread, task_rows
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 100000
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -61,14 +61,9 @@ def per_row(body, extra):
                        "CREATE UNIQUE INDEX t_key ON t (tether_id);")
     if body:
         conn.execute(f"CREATE TRIGGER capture AFTER INSERT ON t BEGIN {body}; END")
-    rows = [(f"title {i}", "open", i % 5, "2026-01-01") for i in range(ROWS)]
-    conn.execute("BEGIN")
-    started = time.perf_counter()
-    conn.executemany("INSERT INTO t (title, status, priority, due_date) VALUES (?, ?, ?, ?)", rows)
-    elapsed = time.perf_counter() - started
-    conn.execute("COMMIT")
+    result = per_row_in_transaction(conn, TASK_INSERT, task_rows(ROWS))
     conn.close()
-    return elapsed / ROWS * 1e6
+    return result
 
 
 def main():
@@ -76,8 +71,7 @@ def main():
           f"{ROUNDS} rounds, µs per row (min / median / max)\n")
     for name, body, *extra in VARIANTS:
         samples = [per_row(body, extra[0] if extra else "") for _ in range(ROUNDS)]
-        print(f"{name:36} {min(samples):6.2f} / {statistics.median(samples):6.2f} / "
-              f"{max(samples):6.2f}", flush=True)
+        print(f"{name:36} {spread(samples)}", flush=True)
 
 
 main()

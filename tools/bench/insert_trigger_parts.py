@@ -12,7 +12,8 @@ import os
 import sqlite3
 import sys
 import tempfile
-import time
+
+from bench_timing import TASK_INSERT, per_row_in_transaction, task_rows
 
 LIB = os.path.splitext(os.path.abspath(sys.argv[1]))[0]
 ROWS = int(sys.argv[2]) if len(sys.argv) > 2 else 30000
@@ -49,13 +50,7 @@ def per_row(trigger):
     if trigger is not None:
         conn.execute("DROP TRIGGER tether_insert_t")
         conn.execute(trigger)
-    rows = [(f"title {i}", "open", i % 5, "2026-01-01") for i in range(ROWS)]
-    conn.execute("BEGIN")
-    started = time.perf_counter()
-    conn.executemany("INSERT INTO t (title, status, priority, due_date) VALUES (?, ?, ?, ?)", rows)
-    elapsed = time.perf_counter() - started
-    conn.execute("COMMIT")
-    return elapsed / ROWS * 1e6
+    return per_row_in_transaction(conn, TASK_INSERT, task_rows(ROWS))
 
 
 def median(trigger):

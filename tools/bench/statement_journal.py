@@ -18,10 +18,10 @@ Prints µs per DELETE: min / median / max of ROUNDS fresh databases.
 """
 import os
 import sqlite3
-import statistics
 import sys
 import tempfile
-import time
+
+from bench_timing import per_row_in_transaction, spread
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 50000
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -57,16 +57,12 @@ def per_row(body, mode):
     conn.execute("COMMIT")
     if body:
         conn.execute(f"CREATE TRIGGER tr AFTER DELETE ON t BEGIN {body}; END")
-    conn.execute("BEGIN")
-    if mode.startswith("spilled"):
-        # Many rows, NOT NULL may abort: journals every page of `big` (far over 64 KiB).
-        conn.execute("UPDATE big SET v = v || 'z'")
-    started = time.perf_counter()
-    conn.executemany("DELETE FROM t WHERE id = ?", [(i,) for i in range(1, ROWS + 1)])
-    elapsed = time.perf_counter() - started
-    conn.execute("COMMIT")
+    # Many rows, NOT NULL may abort: journals every page of `big` (far over 64 KiB).
+    spill = "UPDATE big SET v = v || 'z'" if mode.startswith("spilled") else None
+    result = per_row_in_transaction(conn, "DELETE FROM t WHERE id = ?",
+                                    [(i,) for i in range(1, ROWS + 1)], before=spill)
     conn.close()
-    return elapsed / ROWS * 1e6
+    return result
 
 
 def main():
@@ -77,7 +73,7 @@ def main():
         cells = []
         for mode in MODES:
             samples = [per_row(body, mode) for _ in range(ROUNDS)]
-            cells.append(f"{min(samples):.2f} / {statistics.median(samples):.2f} / {max(samples):.2f}")
+            cells.append(spread(samples))
         print(f"{name:42}" + "".join(f"{c:>30}" for c in cells), flush=True)
 
 
