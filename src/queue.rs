@@ -68,7 +68,8 @@ pub fn awaiting_retry(retry_limit: u64) -> String {
 /// retry. Written so SQLite uses the partial index of unsynced rows.
 pub fn unsent(retry_limit: u64) -> String {
     format!(
-        "sync_status <> 'synced' AND (sync_status = 'pending' OR ({}))",
+        "sync_status <> 'synced' AND sync_status IN ('pending', 'failed')
+         AND (sync_status = 'pending' OR ({}))",
         awaiting_retry(retry_limit)
     )
 }

@@ -658,9 +658,6 @@ pub fn settle_deferred(
     };
     let mut applied = 0;
     for (entity, (_, outcome)) in latest {
-        if still_held(entity)? {
-            continue;
-        }
         type Deferred = (String, String, String, Option<i64>, bool);
         let deferred: Option<Deferred> = conn
             .prepare_cached(
@@ -673,6 +670,11 @@ pub fn settle_deferred(
         let Some((model, operation, payload, cursor_before, after_send)) = deferred else {
             continue;
         };
+        // Only for a row with a waiting snapshot: without an index on the queue's entity, this
+        // reads every unsent and failed mutation.
+        if still_held(entity)? {
+            continue;
+        }
         forget_deferred(conn, entity)?;
         match outcome {
             Settled::Conflict => continue,

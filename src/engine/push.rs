@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::bail;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::engine::apply::{self, ServerRow, Settled};
 use crate::engine::{excerpt, PushOutcome};
@@ -241,11 +241,7 @@ pub fn next_batch(
 /// Rows with a mutation that later ones must wait behind, and its log id: one awaiting a retry, or
 /// one sent earlier in this push (at or before `after`) and left unanswered. Read once per batch
 /// through the partial index of unsynced mutations: few rows, whatever the log holds.
-fn blockers(
-    conn: &Connection,
-    after: i64,
-    retry_limit: u64,
-) -> Result<std::collections::HashMap<String, i64>> {
+fn blockers(conn: &Connection, after: i64, retry_limit: u64) -> Result<HashMap<String, i64>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT entity_id, min(id) FROM (
              SELECT entity_id, id FROM tether_mutation_logs WHERE {}
@@ -264,7 +260,7 @@ fn blockers(
 /// Rows whose latest create the server refused for good, or whose refused create the user
 /// discarded while the row stayed (by log id of that create): the server never had them. Read
 /// once per batch from the index of unsynced mutations.
-struct NeverHad(std::collections::HashMap<String, i64>);
+struct NeverHad(HashMap<String, i64>);
 
 impl NeverHad {
     fn load(conn: &Connection, retry_limit: u64) -> Result<NeverHad> {
@@ -492,7 +488,7 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
             out.pushed += mark_synced(&mutation_id(item, "applied")?, &mut settled)?;
         }
         // The newest change of each row the server took in this answer.
-        let mut taken: std::collections::HashMap<String, i64> = Default::default();
+        let mut taken: HashMap<String, i64> = Default::default();
         for (log_id, entity, _) in &settled {
             let newest = taken.entry(entity.clone()).or_default();
             *newest = (*newest).max(*log_id);
@@ -587,26 +583,44 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
 /// A change the server took settles the row's earlier refusals and conflicts, this answer's too:
 /// it carried the full row, so they no longer describe what the server has.
 fn supersede(conn: &Connection, settled: &[(i64, String, Settled)]) -> Result<()> {
-    let open: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs
-          WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict'))",
-        [],
-        |r| r.get(0),
-    )?;
-    if !open {
+    // The latest change the server took, per row of this answer; then one pass over the refused
+    // and conflicting mutations (there is no index on the queue's entity to look them up by).
+    let mut taken: HashMap<&str, i64> = HashMap::new();
+    for (log_id, entity, outcome) in settled {
+        if *outcome == Settled::Synced {
+            let latest = taken.entry(entity).or_insert(*log_id);
+            *latest = (*latest).max(*log_id);
+        }
+    }
+    if taken.is_empty() {
         return Ok(());
     }
+    let superseded: Vec<i64> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, entity_id FROM tether_mutation_logs
+              WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict')",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut ids = Vec::new();
+        for row in rows {
+            let (id, entity) = row?;
+            if taken
+                .get(entity.as_str())
+                .is_some_and(|latest| id < *latest)
+            {
+                ids.push(id);
+            }
+        }
+        ids
+    };
     let mut stmt = conn.prepare_cached(
         "UPDATE tether_mutation_logs
             SET sync_status = 'resolved', resolution = 'superseded',
                 resolved_at = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP
-          WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict')
-            AND entity_id = ?1 AND id < ?2",
+          WHERE id = ?1",
     )?;
-    for (log_id, entity, outcome) in settled {
-        if *outcome == Settled::Synced {
-            stmt.execute((entity, log_id))?;
-        }
+    for id in superseded {
+        stmt.execute([id])?;
     }
     Ok(())
 }

@@ -5,7 +5,10 @@
 use std::os::raw::{c_int, c_void};
 
 use rusqlite::ffi;
-use tether_harness::{mutation_ids, open_loaded, set_config, temp_db};
+use serde_json::json;
+use tether_harness::{
+    apply_snapshots, key_of, mutation_ids, open_loaded, pull_request, set_config, temp_db,
+};
 
 /// Calls SQLite makes to the progress handler, one per `STEP` VM instructions.
 const STEP: c_int = 100;
@@ -39,8 +42,9 @@ fn instructions_of(conn: &rusqlite::Connection, sql: &str, param: Option<&str>) 
 }
 
 /// The work of the first `tether_push_request()` (a batch of 100) and of recording the server's
-/// answer that applied it, with `pending` mutations queued.
-fn first_batch_work(pending: usize) -> (u64, u64) {
+/// answer, with `pending` mutations queued. With `trouble`, a pulled snapshot of the last row
+/// waits for its pending change, and the answer refuses ten of the hundred.
+fn first_batch_work(pending: usize, trouble: bool) -> (u64, u64) {
     let (_dir, path) = temp_db();
     let conn = open_loaded(&path);
     conn.execute_batch(
@@ -59,26 +63,49 @@ fn first_batch_work(pending: usize) -> (u64, u64) {
         }
     }
     conn.execute_batch("COMMIT").unwrap();
+    if trouble {
+        let last = key_of(&conn, "tasks", pending as i64);
+        pull_request(&conn);
+        apply_snapshots(
+            &conn,
+            &[(&last, "Task", "upsert", json!({"title": "from the server"}))],
+        );
+        let waiting: i64 = conn
+            .query_row("SELECT count(*) FROM tether_deferred_snapshots", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            waiting, 1,
+            "the snapshot waits for the row's pending change"
+        );
+    }
     let (request, body) = instructions_of(&conn, "SELECT tether_push_request()", None);
-    let answer =
-        serde_json::json!({ "applied": mutation_ids(&serde_json::from_str(&body).unwrap()) });
+    let ids = mutation_ids(&serde_json::from_str(&body).unwrap());
+    let refused = if trouble { 10 } else { 0 };
+    let answer = json!({
+        "applied": ids[refused..],
+        "rejected": ids[..refused].iter().map(|id| json!({
+            "mutation_id": id, "reason": "validation_failed",
+            "data": {"messages": {"title": ["The title is not allowed."]}}
+        })).collect::<Vec<_>>(),
+    });
     let (response, result) = instructions_of(
         &conn,
         "SELECT tether_push_response(?1)",
         Some(&answer.to_string()),
     );
-    assert!(result.contains("\"pushed\":100"), "{result}");
+    let result: serde_json::Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(result["failed"], refused, "{result}");
     (request, response)
 }
 
-#[test]
-fn preparing_a_push_batch_does_not_scan_the_whole_queue() {
-    let small = first_batch_work(1_000);
-    let large = first_batch_work(20_000);
+/// Twenty times the queue: the batch is the same 100 mutations, so the work stays about the same
+/// (b-tree depth grows a little). A scan of every pending mutation per batch multiplies it.
+fn assert_flat(trouble: bool) {
+    let small = first_batch_work(1_000, trouble);
+    let large = first_batch_work(20_000, trouble);
     println!("work of the first batch (request, answer): {small:?} with 1,000 queued, {large:?} with 20,000");
-    // Twenty times the queue: the batch is the same 100 mutations, so the work stays about the
-    // same (b-tree depth grows a little). A scan of every pending mutation per batch, as an
-    // earlier version made, multiplied it by five.
     assert!(
         large.0 < small.0 * 2,
         "preparing a batch with 20,000 queued took {} units of work, with 1,000 queued {}",
@@ -91,4 +118,14 @@ fn preparing_a_push_batch_does_not_scan_the_whole_queue() {
         large.1,
         small.1
     );
+}
+
+#[test]
+fn preparing_a_push_batch_does_not_scan_the_whole_queue() {
+    assert_flat(false);
+}
+
+#[test]
+fn refusals_and_a_waiting_snapshot_do_not_make_a_batch_scan_the_whole_queue() {
+    assert_flat(true);
 }
