@@ -142,6 +142,40 @@ fn set_state(conn: &Connection, key: &str, value: Option<&str>) -> Result<()> {
 /// Snapshots applied per write transaction: keeps the write lock short however large the page.
 const ROWS_PER_TRANSACTION: usize = 500;
 
+/// Short transactions are not enough for another connection that waits to write: SQLite's
+/// default busy handler (what `sqlite3_busy_timeout` installs, as most hosts and drivers do)
+/// retries after sleeping 1, 2, 5, 10, 15, 20, 25, 25, 25 ms, so its retries land in the
+/// moment between two transactions only by chance, and it waited 1–2 s for a 100,000-row
+/// pull (BENCHMARKS.md, "Lock hold"). Leaving the lock free for 30 ms after every 70 ms of
+/// applying puts one of its retries, never more than 25 ms apart in its first 78 ms, into a
+/// pause: it gets in within about 80 ms, at the cost of at most 30% more time for a long pull.
+const APPLY_BEFORE_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(30);
+
+thread_local! {
+    /// When this thread started its current stretch of applying (None: not applying lately).
+    static APPLYING_SINCE: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// After a chunk's transaction (the write lock is free): pauses once this thread has been
+/// applying pages for [`APPLY_BEFORE_PAUSE`]. A chunk after a quiet second starts a new stretch,
+/// so short pulls never pause.
+fn let_waiting_writers_in() {
+    let now = std::time::Instant::now();
+    APPLYING_SINCE.with(|since| match since.get() {
+        Some(start) if now.duration_since(start) < APPLY_BEFORE_PAUSE => {}
+        Some(start)
+            if now.duration_since(start)
+                < APPLY_BEFORE_PAUSE + std::time::Duration::from_secs(1) =>
+        {
+            std::thread::sleep(PAUSE);
+            since.set(Some(std::time::Instant::now()));
+        }
+        _ => since.set(Some(now)),
+    });
+}
+
 /// A pull answer as read: the snapshots stay raw JSON text until applied, so memory follows the
 /// answer's text plus one snapshot, not a parsed tree of the whole page.
 #[derive(serde::Deserialize)]
@@ -289,6 +323,7 @@ pub fn apply_page(conn: &Connection, body: &str) -> Result<PullPage> {
             }
             Ok((counts, entities))
         })?;
+        let_waiting_writers_in();
         out.pulled += counts.pulled;
         out.pull_errors += counts.pull_errors;
         crate::engine::add_reasons(&mut out.error_reasons, &counts.error_reasons);
