@@ -1,6 +1,7 @@
 //! Pull, sans IO: [`request_body`] says where this client stands, [`apply_page`] applies one
 //! page of server snapshots and its cursor in one transaction.
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::value::RawValue;
@@ -144,35 +145,38 @@ const ROWS_PER_TRANSACTION: usize = 500;
 
 /// Short transactions are not enough for another connection that waits to write: SQLite's
 /// default busy handler (what `sqlite3_busy_timeout` installs, as most hosts and drivers do)
-/// retries after sleeping 1, 2, 5, 10, 15, 20, 25, 25, 25 ms, so its retries land in the
-/// moment between two transactions only by chance, and it waited 1–2 s for a 100,000-row
-/// pull (BENCHMARKS.md, "Lock hold"). Leaving the lock free for 30 ms after every 70 ms of
-/// applying puts one of its retries, never more than 25 ms apart in its first 78 ms, into a
-/// pause: it gets in within about 80 ms, at the cost of at most 30% more time for a long pull.
-const APPLY_BEFORE_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
-const PAUSE: std::time::Duration = std::time::Duration::from_millis(30);
+/// sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, … ms between retries, so its retries land in the
+/// moment between two transactions only by chance, and it waited 1–2 s for a 100,000-row pull
+/// (BENCHMARKS.md, "Lock hold"). Its retries fall at 1, 3, 8, 18, 33, 53, 78, 103, 128, 178, …
+/// ms; modulo 80 ms no two are more than 15 ms apart, so leaving the lock free for 30 ms after
+/// every 50 ms of holding it catches one whatever the phase: it gets in within about 80 ms. A
+/// long pull takes about half as long again.
+const HOLD_BEFORE_PAUSE: Duration = Duration::from_millis(50);
+const PAUSE: Duration = Duration::from_millis(30);
 
 thread_local! {
-    /// When this thread started its current stretch of applying (None: not applying lately).
-    static APPLYING_SINCE: std::cell::Cell<Option<std::time::Instant>> =
+    /// This thread's time holding the write lock to apply since the lock was last free for a
+    /// [`PAUSE`], and when it last let it go.
+    static HELD_SINCE_PAUSE: std::cell::Cell<Option<(Duration, Instant)>> =
         const { std::cell::Cell::new(None) };
 }
 
-/// After a chunk's transaction (the write lock is free): pauses once this thread has been
-/// applying pages for [`APPLY_BEFORE_PAUSE`]. A chunk after a quiet second starts a new stretch,
-/// so short pulls never pause.
-fn let_waiting_writers_in() {
-    let now = std::time::Instant::now();
-    APPLYING_SINCE.with(|since| match since.get() {
-        Some(start) if now.duration_since(start) < APPLY_BEFORE_PAUSE => {}
-        Some(start)
-            if now.duration_since(start)
-                < APPLY_BEFORE_PAUSE + std::time::Duration::from_secs(1) =>
-        {
+/// After a chunk's transaction (begun at `chunk_started`; the write lock is free now): pauses
+/// once this thread has held the lock for [`HOLD_BEFORE_PAUSE`] without a gap of [`PAUSE`] (a
+/// slow network's wait for the next page is such a gap, so is the quiet before a new pull).
+fn let_waiting_writers_in(chunk_started: Instant) {
+    let now = Instant::now();
+    HELD_SINCE_PAUSE.with(|state| {
+        let mut held = match state.get() {
+            Some((held, released)) if chunk_started.duration_since(released) < PAUSE => held,
+            _ => Duration::ZERO,
+        };
+        held += now.duration_since(chunk_started);
+        if held >= HOLD_BEFORE_PAUSE {
             std::thread::sleep(PAUSE);
-            since.set(Some(std::time::Instant::now()));
+            held = Duration::ZERO;
         }
-        _ => since.set(Some(now)),
+        state.set(Some((held, Instant::now())));
     });
 }
 
@@ -287,6 +291,7 @@ pub fn apply_page(conn: &Connection, body: &str) -> Result<PullPage> {
         if index > 0 {
             crate::debug::kill_point("pull-between-chunks");
         }
+        let chunk_started = Instant::now();
         let (counts, entities) = apply::in_transaction(conn, |conn, applier| {
             let mut counts = PullPage::default();
             let mut entities = Vec::new();
@@ -323,7 +328,7 @@ pub fn apply_page(conn: &Connection, body: &str) -> Result<PullPage> {
             }
             Ok((counts, entities))
         })?;
-        let_waiting_writers_in();
+        let_waiting_writers_in(chunk_started);
         out.pulled += counts.pulled;
         out.pull_errors += counts.pull_errors;
         crate::engine::add_reasons(&mut out.error_reasons, &counts.error_reasons);
