@@ -551,3 +551,38 @@ pub fn attention_counts(conn: &Connection) -> (i64, i64, i64) {
         status["diverged"].as_i64().unwrap(),
     )
 }
+
+/// Calls SQLite makes to the progress handler, one per `VM_STEP` VM instructions.
+const VM_STEP: std::os::raw::c_int = 10;
+
+extern "C" fn count_vm_steps(counter: *mut std::os::raw::c_void) -> std::os::raw::c_int {
+    // SAFETY: the pointer is the `u64` that `vm_work` keeps alive around the call.
+    unsafe { *(counter as *mut u64) += 1 };
+    0
+}
+
+/// Work done by `sql` on `conn` (bound to `param` if given), and its result: SQLite
+/// virtual-machine instructions in units of `VM_STEP`, counted by a progress handler, which sees
+/// every statement on the connection, tether's own included. The count depends on the queries,
+/// not on the machine's speed, so tests can compare it.
+pub fn vm_work(conn: &rusqlite::Connection, sql: &str, param: Option<&str>) -> (u64, String) {
+    let mut counter: u64 = 0;
+    // SAFETY: the handle is valid while `conn` lives; the handler is removed before `counter`
+    // goes out of scope.
+    unsafe {
+        rusqlite::ffi::sqlite3_progress_handler(
+            conn.handle(),
+            VM_STEP,
+            Some(count_vm_steps),
+            &mut counter as *mut u64 as *mut std::os::raw::c_void,
+        );
+    }
+    let result = match param {
+        Some(p) => conn.query_row(sql, [p], |r| r.get::<_, Option<String>>(0)),
+        None => conn.query_row(sql, [], |r| r.get::<_, Option<String>>(0)),
+    };
+    unsafe {
+        rusqlite::ffi::sqlite3_progress_handler(conn.handle(), 0, None, std::ptr::null_mut())
+    };
+    (counter, result.unwrap().expect("a result"))
+}

@@ -2,44 +2,10 @@
 //! N pending mutations stays linear in N. Work is counted in SQLite virtual-machine instructions
 //! (a progress handler sees every statement on the connection, tether's own included), which
 //! depends on the queries, not on the machine's speed.
-use std::os::raw::{c_int, c_void};
-
-use rusqlite::ffi;
 use serde_json::json;
 use tether_harness::{
-    apply_snapshots, key_of, mutation_ids, open_loaded, pull_request, set_config, temp_db,
+    apply_snapshots, key_of, mutation_ids, open_loaded, pull_request, set_config, temp_db, vm_work,
 };
-
-/// Calls SQLite makes to the progress handler, one per `STEP` VM instructions.
-const STEP: c_int = 100;
-
-extern "C" fn count(counter: *mut c_void) -> c_int {
-    // SAFETY: the pointer is the `u64` that `instructions_of` keeps alive around the call.
-    unsafe { *(counter as *mut u64) += 1 };
-    0
-}
-
-/// VM instructions (in units of `STEP`) that `sql` executes on `conn`, nested statements included,
-/// and its result.
-fn instructions_of(conn: &rusqlite::Connection, sql: &str, param: Option<&str>) -> (u64, String) {
-    let mut counter: u64 = 0;
-    // SAFETY: the handle is valid while `conn` lives; the handler is removed before `counter`
-    // goes out of scope.
-    unsafe {
-        ffi::sqlite3_progress_handler(
-            conn.handle(),
-            STEP,
-            Some(count),
-            &mut counter as *mut u64 as *mut c_void,
-        );
-    }
-    let result = match param {
-        Some(p) => conn.query_row(sql, [p], |r| r.get::<_, Option<String>>(0)),
-        None => conn.query_row(sql, [], |r| r.get::<_, Option<String>>(0)),
-    };
-    unsafe { ffi::sqlite3_progress_handler(conn.handle(), 0, None, std::ptr::null_mut()) };
-    (counter, result.unwrap().expect("a result"))
-}
 
 /// The work of the first `tether_push_request()` (a batch of 100) and of recording the server's
 /// answer, with `pending` mutations queued. With `trouble`, a pulled snapshot of the last row
@@ -80,7 +46,7 @@ fn first_batch_work(pending: usize, trouble: bool) -> (u64, u64) {
             "the snapshot waits for the row's pending change"
         );
     }
-    let (request, body) = instructions_of(&conn, "SELECT tether_push_request()", None);
+    let (request, body) = vm_work(&conn, "SELECT tether_push_request()", None);
     let ids = mutation_ids(&serde_json::from_str(&body).unwrap());
     let refused = if trouble { 10 } else { 0 };
     let answer = json!({
@@ -90,7 +56,7 @@ fn first_batch_work(pending: usize, trouble: bool) -> (u64, u64) {
             "data": {"messages": {"title": ["The title is not allowed."]}}
         })).collect::<Vec<_>>(),
     });
-    let (response, result) = instructions_of(
+    let (response, result) = vm_work(
         &conn,
         "SELECT tether_push_response(?1)",
         Some(&answer.to_string()),
