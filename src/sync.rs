@@ -164,8 +164,8 @@ impl Run<'_> {
             let body = pull::request_body(self.conn, client, page_size)?;
             let answer = self.http.post(url, &body)?;
             self.renew()?;
-            let page =
-                pull::apply_page(self.conn, &answer).map_err(|e| self.http.scrub_error(e))?;
+            let page = pull::apply_page_then(self.conn, &answer, &mut || self.renew())
+                .map_err(|e| self.http.scrub_error(e))?;
             totals.add(&page);
             received += page.pulled + page.pull_errors + page.kept_local;
             (self.progress)(Progress {

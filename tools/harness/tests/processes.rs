@@ -396,3 +396,60 @@ fn debug_output_goes_to_stderr_without_secrets() {
         .unwrap();
     assert!(quiet.stderr.is_empty(), "debug_level 0 prints nothing");
 }
+
+/// A pulled page of more than one transaction (500 rows each): the lease is renewed between them,
+/// so a cycle whose lease was taken stops there instead of writing the rest of the page after
+/// another cycle took over. The other cycle here is simulated by a trigger of the application's
+/// that hands the lock over while the 600th row is written.
+#[test]
+fn a_cycle_that_lost_its_lease_stops_between_the_transactions_of_a_large_page() {
+    let server = Server::start(&[]);
+    let (_other_dir, _other_path, other) = synced_client(&server);
+    other
+        .execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200)
+             INSERT INTO tasks (title) SELECT 'row ' || i FROM n;",
+        )
+        .unwrap();
+    json(&other, "SELECT tether_sync()");
+
+    // No pull_page_size: the 1,200 rows come as one page, written 500, 500 and 200 at a time.
+    let (_dir, _path, conn) = synced_client(&server);
+    conn.execute_batch(
+        "CREATE TRIGGER hand_over AFTER INSERT ON tasks
+         WHEN (SELECT count(*) FROM tasks) = 600
+         BEGIN UPDATE tether_locks SET holder = 'someone-else' WHERE name = 'sync'; END;",
+    )
+    .unwrap();
+    let error = error_of(&conn, "SELECT tether_sync()");
+    assert!(error.contains("lost the sync lock"), "{error}");
+    assert_eq!(
+        column::<i64>(&conn, "SELECT count(*) FROM tasks"),
+        [1000],
+        "the transaction that wrote the 600th row ended; the third was not written"
+    );
+    assert_eq!(
+        cursor(&conn),
+        Value::Null,
+        "the page's cursor was not stored"
+    );
+
+    // The other cycle ends; the next one fetches the page again and converges, once each.
+    conn.execute_batch("DROP TRIGGER hand_over; DELETE FROM tether_locks;")
+        .unwrap();
+    let result = json(&conn, "SELECT tether_sync()");
+    assert_eq!(result["skipped"], false, "{result}");
+    assert_eq!(
+        column::<i64>(&conn, "SELECT count(DISTINCT title) FROM tasks"),
+        [1200]
+    );
+    assert_eq!(column::<i64>(&conn, "SELECT count(*) FROM tasks"), [1200]);
+    assert_eq!(
+        column::<i64>(
+            &conn,
+            "SELECT count(*) FROM tether_mutation_logs WHERE sync_status <> 'synced'"
+        ),
+        [0],
+        "applying server rows queued nothing"
+    );
+}
