@@ -751,7 +751,10 @@ fn auto_sync_in_two_processes_with_the_server_down_then_up() {
         &["--listen", &listen, "--quiet", "--model", TASK],
     );
     // The retry comes after the backoff (up to 2^n s after n failures): allow for a slow machine.
-    let pushed = wait_for(Duration::from_secs(60), || pending(&path) == 0);
+    // The cycle that pushed writes its log row after its last answer: wait for both.
+    let pushed = wait_for(Duration::from_secs(60), || {
+        pending(&path) == 0 && sync_log(&path).iter().all(|e| e["finished"] == 1)
+    });
     let entries = sync_log(&path);
     for shell in &mut shells {
         let _ = shell.kill();
