@@ -16,7 +16,7 @@ pub const LEASE_MS: i64 = 60_000;
 
 /// The error of a cycle whose lease another cycle took.
 pub const LOST: &str =
-    "lost the sync lock to another cycle (its lease expired); stopping before the next request";
+    "lost the sync lock to another cycle (its lease expired); stopping before its next request or write";
 
 pub struct Lease {
     holder: String,

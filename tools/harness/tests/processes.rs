@@ -304,7 +304,7 @@ fn a_cycle_that_lost_its_lease_stops_before_its_next_request() {
     let error = cycle.join().unwrap();
     assert!(
         error.contains(
-            "lost the sync lock to another cycle (its lease expired); stopping before the next request"
+            "lost the sync lock to another cycle (its lease expired); stopping before its next request or write"
         ),
         "{error}"
     );
