@@ -10,6 +10,7 @@
 //! - [`triggers`] — plain-SQL capture triggers (`sql/triggers`).
 //! - [`row_keys`] — each row's sync key by primary key, so keys survive REPLACE and rebuilds.
 //! - [`reconcile`] — tracking follows renames and rebuilds made by other tools.
+//! - [`keys`] — sync keys given when a sync starts, for tables tracked with `{"keys": "on_sync"}`.
 //! - [`queue`] — the mutation queue; identities given when first sent.
 //! - [`capture`] — applying server state without capturing it.
 //! - [`engine`] — the sync engine, sans IO: next request, apply answer.
@@ -31,6 +32,7 @@ pub mod engine;
 pub mod error;
 mod functions;
 pub mod identity;
+pub mod keys;
 pub mod naming;
 pub mod queue;
 pub mod reconcile;

@@ -12,11 +12,16 @@ use crate::error::Result;
 /// the queue reads every synced mutation kept for the retention period.
 pub const PENDING: &str = "sync_status <> 'synced' AND sync_status = 'pending'";
 
-/// Gives identities to at most `limit` pending mutations that lack them, oldest first, in a
+/// [`PENDING`] and creates still waiting for their sync keys (`crate::keys`).
+pub const PENDING_OR_UNKEYED: &str =
+    "sync_status <> 'synced' AND sync_status IN ('pending', 'unkeyed')";
+
+/// Gives identities to at most `limit` pending mutations below log id `below` that lack them,
+/// oldest first, in a
 /// few set-based statements. Returns how many were given. Versions follow queue order (each
 /// entity continues from its highest version given so far), so they equal what assigning at
 /// capture time would have produced; each id's time part is the mutation's capture time.
-pub fn assign_identities(conn: &Connection, limit: usize) -> Result<usize> {
+pub fn assign_identities(conn: &Connection, limit: usize, below: i64) -> Result<usize> {
     let limit = limit.min(i64::MAX as usize) as i64;
     write_txn(conn, |conn| {
         conn.execute_batch(
@@ -29,10 +34,10 @@ pub fn assign_identities(conn: &Connection, limit: usize) -> Result<usize> {
              SELECT b.id, b.entity_id, b.timestamp,
                     coalesce(v.version, 0) + row_number() OVER (PARTITION BY b.entity_id ORDER BY b.id)
                FROM (SELECT id, entity_id, timestamp FROM tether_mutation_logs
-                      WHERE {PENDING} AND mutation_id IS NULL ORDER BY id LIMIT ?1) AS b
+                      WHERE {PENDING} AND mutation_id IS NULL AND id < ?2 ORDER BY id LIMIT ?1) AS b
                LEFT JOIN tether_entity_versions AS v ON v.entity_id = b.entity_id"
         ))?
-        .execute([limit])?;
+        .execute([limit, below])?;
         if given == 0 {
             return Ok(0);
         }

@@ -41,7 +41,7 @@ pub fn status(
     let mut pending_by_model: HashMap<String, i64> = HashMap::new();
     let mut stmt = conn.prepare(&format!(
         "SELECT model, count(*) FROM tether_mutation_logs WHERE {} GROUP BY model",
-        crate::queue::PENDING
+        crate::queue::PENDING_OR_UNKEYED
     ))?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
         let (model, count) = row?;
@@ -115,7 +115,9 @@ pub fn status(
     }
 
     Ok(json!({
-        "pending": counts.get("pending").copied().unwrap_or(0),
+        // Creates still waiting for their keys (`{"keys": "on_sync"}`) are pending too.
+        "pending": counts.get("pending").copied().unwrap_or(0)
+            + counts.get("unkeyed").copied().unwrap_or(0),
         "failed": counts.get("failed").copied().unwrap_or(0),
         "conflicts": counts.get("conflict").copied().unwrap_or(0),
         // Rows whose local changes were discarded with no server state known to put back: they

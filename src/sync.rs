@@ -317,6 +317,9 @@ fn locked_cycle(
         progress,
     };
     let work = || -> Result<Value> {
+        // Rows of {"keys": "on_sync"} tables get their keys before anything is sent, and before
+        // a pull, which must know which rows hold unsent changes.
+        crate::keys::give(conn, None, &mut || run.renew())?;
         let pushed = if kind == Cycle::Pull {
             PushOutcome::default()
         } else {
@@ -405,6 +408,7 @@ pub fn register(
             let after = match *position {
                 Some(after) => after,
                 None => {
+                    crate::keys::give(&conn, None, &mut || Ok(()))?;
                     push::requeue_retryable(&conn, settings.number("max_retry_attempts"))?;
                     0
                 }
@@ -437,6 +441,7 @@ pub fn register(
             refuse_inside_transaction(&conn, "tether_pull_request")?;
             let settings = Settings::load(&conn, &pull_session)?;
             pull_session.schema_watch().reconcile(&conn, &settings)?;
+            crate::keys::give(&conn, None, &mut || Ok(()))?;
             let page_size = settings.get("pull_page_size").and_then(|v| v.parse().ok());
             pull::request_body(&conn, client_id(&settings)?, page_size)
         },

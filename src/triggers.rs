@@ -26,6 +26,13 @@ const GUARD: &str = include_str!("../sql/triggers/v2_guard.sql");
 const REKEY: &str = include_str!("../sql/triggers/v2_rekey.sql");
 const WATCH_INSERT: &str = include_str!("../sql/triggers/v2_watch_insert.sql");
 const WATCH_UPDATE: &str = include_str!("../sql/triggers/v2_watch_update.sql");
+// Tables tracked with {"keys": "on_sync"}.
+const KEYLESS_INSERT: &str = include_str!("../sql/triggers/v3_keyless_insert.sql");
+const INSERT_KEYED: &str = include_str!("../sql/triggers/v3_insert.sql");
+const DELETE_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_delete.sql");
+const REKEY_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_rekey.sql");
+const UPDATE_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_update.sql");
+const WATCH_INSERT_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_watch_insert.sql");
 
 /// json_object() takes at most 127 arguments on older SQLites: 63 columns per call.
 const COLUMNS_PER_CALL: usize = 63;
@@ -50,6 +57,9 @@ pub struct Capture<'a> {
     pub unique_sets: &'a [Vec<(String, String)>],
     /// Generated columns of the table.
     pub generated: &'a [String],
+    /// `{"keys": "on_sync"}`: an INSERT without a key logs one 'unkeyed' create and nothing
+    /// else; the key is given when the next sync starts (`crate::keys`).
+    pub keys_on_sync: bool,
 }
 
 /// Every trigger name tether may create on `table`, whichever exist.
@@ -62,6 +72,7 @@ pub fn trigger_names(table: &str) -> Vec<String> {
         "rekey",
         "watch_insert",
         "watch_update",
+        "keyless",
     ]
     .iter()
     .map(|kind| name(kind, table))
@@ -270,11 +281,36 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         r_alive = alive("r"),
     );
     let key_name = format!("{}.{}", capture.table, capture.sync_key);
-    let mut templates = vec![INSERT, UPDATE, DELETE, GUARD, WATCH_INSERT];
     let pk_columns = capture.primary_key.columns();
-    if !pk_columns.is_empty() {
-        templates.push(REKEY);
-    }
+    let mut templates = if capture.keys_on_sync {
+        if !matches!(capture.primary_key, PrimaryKey::RowidAlias(_)) {
+            bail!("{{\"keys\": \"on_sync\"}} needs an INTEGER PRIMARY KEY to find a row again when its key is given; {table:?} has none: track it without the option");
+        }
+        vec![
+            KEYLESS_INSERT,
+            INSERT_KEYED,
+            UPDATE_KEYS_ON_SYNC,
+            DELETE_KEYS_ON_SYNC,
+            GUARD,
+            if watching {
+                WATCH_INSERT
+            } else {
+                WATCH_INSERT_KEYS_ON_SYNC
+            },
+            REKEY_KEYS_ON_SYNC,
+        ]
+    } else {
+        let mut templates = vec![INSERT, UPDATE, DELETE, GUARD, WATCH_INSERT];
+        if !pk_columns.is_empty() {
+            templates.push(REKEY);
+        }
+        templates
+    };
+    let or_noted = if watching && capture.keys_on_sync {
+        format!("OR EXISTS (SELECT 1 FROM tether_replaced WHERE table_id = {table_id})")
+    } else {
+        String::new()
+    };
     if watching {
         templates.push(WATCH_UPDATE);
     }
@@ -282,6 +318,8 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     for template in templates {
         let sql = Template::new(template)
             .set("insert_trigger", &ident(&name("insert", table)))
+            .set("keyless_trigger", &ident(&name("keyless", table)))
+            .set("or_noted", &or_noted)
             .set("update_trigger", &ident(&name("update", table)))
             .set("delete_trigger", &ident(&name("delete", table)))
             .set("guard_trigger", &ident(&name("guard", table)))
@@ -343,6 +381,9 @@ pub fn expected_names(capture: &Capture) -> Vec<String> {
     if !capture.unique_sets.is_empty() {
         kinds.push("watch_update");
     }
+    if capture.keys_on_sync {
+        kinds.push("keyless");
+    }
     let mut names: Vec<String> = kinds.iter().map(|k| name(k, capture.table)).collect();
     names.sort();
     names
@@ -376,7 +417,8 @@ pub fn installed(conn: &Connection, table: &str) -> Result<Vec<String>> {
           WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE
             AND (name LIKE 'tether\\_insert\\_%' ESCAPE '\\' OR name LIKE 'tether\\_update\\_%' ESCAPE '\\'
                  OR name LIKE 'tether\\_delete\\_%' ESCAPE '\\' OR name LIKE 'tether\\_guard\\_%' ESCAPE '\\'
-                 OR name LIKE 'tether\\_rekey\\_%' ESCAPE '\\' OR name LIKE 'tether\\_watch\\_%' ESCAPE '\\')
+                 OR name LIKE 'tether\\_rekey\\_%' ESCAPE '\\' OR name LIKE 'tether\\_watch\\_%' ESCAPE '\\'
+                 OR name LIKE 'tether\\_keyless\\_%' ESCAPE '\\')
           ORDER BY name",
     )?;
     let names = stmt

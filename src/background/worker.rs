@@ -109,7 +109,7 @@ fn queue_mark(conn: &Connection) -> (i64, i64) {
             "SELECT coalesce(max(id), 0),
                     (SELECT count(*) FROM tether_mutation_logs WHERE {})
                FROM tether_mutation_logs",
-            crate::queue::PENDING
+            crate::queue::PENDING_OR_UNKEYED
         ),
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),

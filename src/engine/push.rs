@@ -154,7 +154,10 @@ pub fn next_batch(
     let never_had = NeverHad::load(conn, limits.retry_limit)?;
     let mut nothing_to_send: Vec<i64> = Vec::new();
     while ids.is_empty() {
-        crate::queue::assign_identities(conn, limit.min(10_000) as usize)?;
+        // Nothing from the oldest create still waiting for its key on: the server sees rows in
+        // the order they were written.
+        let unkeyed = crate::keys::first_unkeyed(conn)?;
+        crate::queue::assign_identities(conn, limit.min(10_000) as usize, unkeyed)?;
         crate::debug::kill_point("push-identities-given");
         let mut invalid: Vec<(i64, Option<String>, String)> = Vec::new();
         let mut full = false;
@@ -162,11 +165,11 @@ pub fn next_batch(
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT id, mutation_id, entity_id, model, operation, payload, version, timestamp
                    FROM tether_mutation_logs
-                  WHERE {} AND id > ?1 AND mutation_id IS NOT NULL
+                  WHERE {} AND id > ?1 AND id < ?3 AND mutation_id IS NOT NULL
                   ORDER BY id LIMIT ?2",
                 crate::queue::PENDING,
             ))?;
-            let mut rows = stmt.query((last_id, limit - ids.len() as i64))?;
+            let mut rows = stmt.query((last_id, limit - ids.len() as i64, unkeyed))?;
             let mut seen_any = false;
             while let Some(row) = rows.next()? {
                 seen_any = true;
@@ -211,7 +214,7 @@ pub fn next_batch(
                 }
                 last_id = id;
             }
-            if !seen_any && !unidentified_remain(conn)? {
+            if !seen_any && !unidentified_remain(conn, unkeyed)? {
                 if local_failures.is_empty() {
                     return Ok(None);
                 }
@@ -330,14 +333,15 @@ fn settle_unsendable_deletes(conn: &Connection, ids: &[i64]) -> Result<()> {
     })
 }
 
-/// Pending mutations not given identities yet (beyond what one round gives).
-fn unidentified_remain(conn: &Connection) -> Result<bool> {
+/// Pending mutations below log id `below` not given identities yet (beyond what one round
+/// gives).
+fn unidentified_remain(conn: &Connection, below: i64) -> Result<bool> {
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs WHERE {} AND mutation_id IS NULL)",
+            "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs WHERE {} AND mutation_id IS NULL AND id < ?1)",
             crate::queue::PENDING
         ))?
-        .query_row([], |r| r.get(0))?)
+        .query_row([below], |r| r.get(0))?)
 }
 
 /// Fails mutations that cannot be sent (`reason`, with each one's message), permanently. Like

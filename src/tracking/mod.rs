@@ -237,6 +237,10 @@ pub(crate) fn track(
         let existing = tracked_tables(conn)?
             .into_iter()
             .find(|t| t.table == info.name);
+        // Creates waiting for their keys are settled under the triggers that logged them.
+        if let Some(previous) = &existing {
+            crate::keys::give_in_transaction(conn, &previous.model)?;
+        }
         let plan = plan(
             conn,
             default_sync_key(settings),
@@ -405,6 +409,8 @@ fn untrack(conn: &Connection, name: &str) -> Result<Json> {
             .into_iter()
             .find(|t| t.table.eq_ignore_ascii_case(name))
             .ok_or_else(|| Error::new(format!("{name:?} is not tracked")))?;
+        // Rows still waiting for their keys get them: what is queued is sent as for any table.
+        crate::keys::give_in_transaction(conn, &table.model)?;
         triggers::remove(conn, &table.table)?;
         conn.execute(
             "DELETE FROM tether_tracked_tables WHERE table_name = ?1",

@@ -26,6 +26,21 @@ pub(crate) struct TrackOptions {
     pub(crate) json: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) backfill: Option<bool>,
+    /// When a new row gets its sync key: "on_insert" (the default: the capture trigger gives
+    /// it) or "on_sync" (when the next sync starts: capture writes one queue row, see
+    /// `crate::keys`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) keys: Option<String>,
+}
+
+impl TrackOptions {
+    pub(crate) fn keys_on_sync(&self) -> Result<bool> {
+        match self.keys.as_deref() {
+            None | Some("on_insert") => Ok(false),
+            Some("on_sync") => Ok(true),
+            Some(other) => bail!("\"keys\" must be \"on_insert\" or \"on_sync\", not {other:?}"),
+        }
+    }
 }
 
 /// The columns that sync: every column but a rowid-alias primary key (local to this device),
@@ -86,6 +101,7 @@ pub(crate) struct Plan {
     pub json_columns: Vec<String>,
     pub unique_sets: Vec<Vec<(String, String)>>,
     pub generated: Vec<String>,
+    pub keys_on_sync: bool,
 }
 
 impl Plan {
@@ -101,6 +117,7 @@ impl Plan {
             primary_key: &self.info.primary_key,
             unique_sets: &self.unique_sets,
             generated: &self.generated,
+            keys_on_sync: self.keys_on_sync,
         }
     }
 }
@@ -166,6 +183,7 @@ pub(crate) fn plan(
         bail!("model must be a non-empty name");
     }
     let synced = synced_columns(&info, &sync_key, &options)?;
+    let keys_on_sync = options.keys_on_sync()?;
     for name in options.json.iter().flatten() {
         if info.column(name).is_none() {
             bail!("{:?} has no column {name:?} (in \"json\")", info.name);
@@ -193,6 +211,7 @@ pub(crate) fn plan(
         .map(|c| c.name.clone())
         .collect();
     Ok(Plan {
+        keys_on_sync,
         generated,
         info,
         options,

@@ -1,9 +1,11 @@
-//! `tether-bench capture [ROWS] [ROUNDS] [unique]`: capture overhead of INSERT, UPDATE and DELETE on a
+//! `tether-bench capture [ROWS] [ROUNDS] [unique] [on_sync]`: capture overhead of INSERT, UPDATE and DELETE on a
 //! tracked table against the same statements on an untracked copy, side by side in one run,
 //! from a writer connection that loaded the extension, from one that did not, and from one that
 //! did not but keeps temporary files in memory (`PRAGMA temp_store = MEMORY`: the statement
 //! journal SQLite gives every write to a table whose triggers call functions then never spills
-//! to a file; BENCHMARKS.md).
+//! to a file; BENCHMARKS.md). With `on_sync` the table is tracked with `{"keys": "on_sync"}`:
+//! the keys are then given by a pass that runs when a sync starts, timed on its own after the
+//! INSERTs (and before the UPDATEs, which then change keyed rows, as after a sync).
 //!
 //! Set TETHER_EXTENSION to a release build (`cargo build --release` at the repository root)
 //! for meaningful figures; the debug build is used otherwise.
@@ -80,10 +82,15 @@ pub fn spread(samples: &[Duration]) -> String {
     )
 }
 
-fn capture(rows: i64, rounds: usize, unique: bool) {
+fn capture(rows: i64, rounds: usize, unique: bool, keys_on_sync: bool) {
     let schema = if unique { SCHEMA_UNIQUE } else { SCHEMA };
+    let options = if keys_on_sync {
+        r#"{"backfill": false, "keys": "on_sync"}"#
+    } else {
+        r#"{"backfill": false}"#
+    };
     println!("capture overhead: {rows} rows per operation, one transaction each, {rounds} rounds (a fresh database each)");
-    println!("table: {schema}");
+    println!("table: {schema}, tracked with {options}");
     println!("baseline: the same statements on an untracked table of the same shape, same connection, same run");
     println!("times in ms, min / median / max of the rounds; ratio = median tracked / median untracked\n");
     println!(
@@ -92,6 +99,7 @@ fn capture(rows: i64, rounds: usize, unique: bool) {
     );
     for writer in [Writer::Loaded, Writer::Plain, Writer::PlainTempInMemory] {
         let mut samples: Vec<[(Duration, Duration); 3]> = Vec::new();
+        let mut key_passes: Vec<Duration> = Vec::new();
         for round in 0..rounds {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("bench.db");
@@ -99,7 +107,7 @@ fn capture(rows: i64, rounds: usize, unique: bool) {
             setup
                 .execute_batch(&format!(
                     "PRAGMA journal_mode = WAL; CREATE TABLE untracked {schema}; CREATE TABLE tracked {schema};
-                     SELECT tether_track('tracked', '{{\"backfill\": false}}');"
+                     SELECT tether_track('tracked', '{options}');"
                 ))
                 .unwrap();
             let conn = open_plain(&path);
@@ -111,7 +119,24 @@ fn capture(rows: i64, rounds: usize, unique: bool) {
                 }
             }
             let mut ops = [(Duration::ZERO, Duration::ZERO); 3];
+            let mut key_pass = Duration::ZERO;
             for (i, op) in ["insert", "update", "delete"].into_iter().enumerate() {
+                if op == "update" && keys_on_sync {
+                    // What a sync does first (tether_pull_request runs the same pass).
+                    let start = Instant::now();
+                    setup
+                        .query_row("SELECT tether_pull_request()", [], |_| Ok(()))
+                        .unwrap();
+                    key_pass = start.elapsed();
+                    let keyless: i64 = conn
+                        .query_row(
+                            "SELECT count(*) FROM tracked WHERE tether_id IS NULL",
+                            [],
+                            |r| r.get(0),
+                        )
+                        .unwrap();
+                    assert_eq!(keyless, 0, "every row got its key");
+                }
                 // Alternate which table goes first, so warm-up favours neither.
                 let (base, tracked) = if round % 2 == 0 {
                     let b = time_op(&conn, "untracked", op, rows);
@@ -129,6 +154,7 @@ fn capture(rows: i64, rounds: usize, unique: bool) {
                 .unwrap();
             assert_eq!(captured, 3 * rows, "every write was captured");
             samples.push(ops);
+            key_passes.push(key_pass);
         }
         for (i, op) in ["INSERT", "UPDATE", "DELETE"].into_iter().enumerate() {
             let base: Vec<Duration> = samples.iter().map(|s| s[i].0).collect();
@@ -140,6 +166,21 @@ fn capture(rows: i64, rounds: usize, unique: bool) {
                 spread(&tracked),
                 median(tracked.clone()).as_secs_f64() / median(base.clone()).as_secs_f64()
             );
+            if i == 0 && keys_on_sync {
+                let with_keys: Vec<Duration> = samples
+                    .iter()
+                    .zip(&key_passes)
+                    .map(|(s, k)| s[0].1 + *k)
+                    .collect();
+                println!(
+                    "{:<26} {:<9} {:>26} {:>26} {:>7.2}x",
+                    writer.name(),
+                    "+ keys",
+                    "(the pass alone)",
+                    spread(&key_passes),
+                    median(with_keys).as_secs_f64() / median(base.clone()).as_secs_f64()
+                );
+            }
         }
     }
 }
@@ -235,7 +276,8 @@ fn main() {
         Some("capture") => {
             let rows = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
             let rounds = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
-            capture(rows, rounds, args.get(4).is_some_and(|a| a == "unique"));
+            let flag = |name: &str| args.iter().skip(4).any(|a| a == name);
+            capture(rows, rounds, flag("unique"), flag("on_sync"));
         }
         Some("server") => server(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(50_000)),
         Some("push") => {

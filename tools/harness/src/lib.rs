@@ -136,7 +136,7 @@ pub fn is_ulid(s: &str) -> bool {
 pub fn give_identities(path: &Path) -> usize {
     let engine = Connection::open(path).expect("open database");
     tether::register(&engine).expect("register tether");
-    tether::queue::assign_identities(&engine, usize::MAX >> 1).expect("assign identities")
+    tether::queue::assign_identities(&engine, usize::MAX >> 1, i64::MAX).expect("assign identities")
 }
 
 pub use tether::identity::ulid_millis;

@@ -328,6 +328,8 @@ struct Run {
     /// Who created each project (its sync key), to give children parents from other clients.
     creators: HashMap<String, usize>,
     trace: Vec<String>,
+    /// Tables tracked with {"keys": "on_sync"}: a new row's key is NULL until a sync starts.
+    keys_on_sync: bool,
 }
 
 impl Run {
@@ -376,7 +378,7 @@ impl Run {
         }
         let keys: Vec<String> = column(
             conn,
-            "SELECT tether_id FROM projects WHERE name LIKE 'P%' ORDER BY tether_id",
+            "SELECT tether_id FROM projects WHERE name LIKE 'P%' AND tether_id IS NOT NULL ORDER BY tether_id",
         );
         let foreign: Vec<&String> = keys
             .iter()
@@ -672,7 +674,7 @@ impl Run {
                 let id = tag.unwrap();
                 let (key, code): (String, String) = conn
                     .query_row(
-                        "SELECT tether_id, code FROM tags WHERE id = ?1",
+                        "SELECT coalesce(tether_id, '?'), code FROM tags WHERE id = ?1",
                         [id],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
@@ -706,9 +708,11 @@ impl Run {
                     &[&code, &nonce],
                 );
                 let key: String = conn
-                    .query_row("SELECT tether_id FROM tags WHERE code = ?1", [&code], |r| {
-                        r.get(0)
-                    })
+                    .query_row(
+                        "SELECT coalesce(tether_id, '?') FROM tags WHERE code = ?1",
+                        [&code],
+                        |r| r.get(0),
+                    )
                     .unwrap();
                 format!("{key} {code}")
             }
@@ -876,6 +880,9 @@ impl Run {
             if function != "tether_push" {
                 points.extend(PULL_KILL_POINTS);
             }
+            if self.keys_on_sync {
+                points.push(KEYS_KILL_POINT);
+            }
             let point = points[self.below(points.len())];
             command.env("TETHER_TEST_KILL_POINT", point);
             let mut child = command
@@ -949,12 +956,19 @@ const PUSH_KILL_POINTS: [&str; 3] = [
     "push-recording-answer",
 ];
 const PULL_KILL_POINTS: [&str; 2] = ["pull-inside-chunk", "quarantine-retry"];
+/// Reached only when some row waits for its key (tables tracked with {"keys": "on_sync"}).
+const KEYS_KILL_POINT: &str = "keys-inside-chunk";
 const CYCLE_KILL_POINT: &str = "pruning";
 
-fn new_client(server: &Server, who: usize, batch: i64, page: i64) -> Client {
+fn new_client(server: &Server, who: usize, batch: i64, page: i64, keys_on_sync: bool) -> Client {
     let (dir, path) = temp_db();
     let conn = open_loaded(&path);
-    conn.execute_batch(SCHEMA).unwrap();
+    let schema = if keys_on_sync {
+        SCHEMA.replace("')", r#"', '{"keys": "on_sync"}')"#)
+    } else {
+        SCHEMA.to_string()
+    };
+    conn.execute_batch(&schema).unwrap();
     set_config(&conn, "server_url", server.url.as_str());
     set_config(&conn, "push_batch_size", batch);
     set_config(&conn, "pull_page_size", page);
@@ -969,17 +983,24 @@ fn new_client(server: &Server, who: usize, batch: i64, page: i64) -> Client {
 
 #[test]
 fn random_writes_faults_and_kills_converge() {
-    converge(0);
+    converge(0, false);
+}
+
+/// The same with every table tracked with {"keys": "on_sync"}: rows get their keys when a sync
+/// starts (and a killed sync may stop inside that pass).
+#[test]
+fn random_writes_faults_and_kills_converge_with_keys_given_on_sync() {
+    converge(0, true);
 }
 
 /// The same with writes the server refuses for good (updates and creates): each client keeps its
 /// refused values until, at the end, it discards what needs attention.
 #[test]
 fn random_writes_with_refused_changes_converge_once_discarded() {
-    converge(2);
+    converge(2, false);
 }
 
-fn converge(default_invalid: u64) {
+fn converge(default_invalid: u64, keys_on_sync: bool) {
     let started = Instant::now();
     let seed: u64 = env_number("TETHER_SEED").unwrap_or_else(|| now_ms() as u64 | 1);
     let target = env_number("TETHER_OPS").unwrap_or(240) as usize;
@@ -987,7 +1008,7 @@ fn converge(default_invalid: u64) {
     let invalid = env_number("TETHER_INVALID").unwrap_or(default_invalid);
     let lost_answers = env_number("TETHER_LOST_ANSWERS").unwrap_or(1) != 0;
     println!(
-        "TETHER_SEED={seed} TETHER_OPS={target} TETHER_KILLS={max_kills} TETHER_INVALID={invalid} TETHER_LOST_ANSWERS={}",
+        "TETHER_SEED={seed} TETHER_OPS={target} TETHER_KILLS={max_kills} TETHER_INVALID={invalid} TETHER_LOST_ANSWERS={} keys on sync: {keys_on_sync}",
         u8::from(lost_answers)
     );
     let mut run = Run {
@@ -1013,6 +1034,7 @@ fn converge(default_invalid: u64) {
         children_of_foreign_parents: 0,
         creators: HashMap::new(),
         trace: Vec::new(),
+        keys_on_sync,
     };
     let server = Server::start(&[
         "--strict-duplicates",
@@ -1027,7 +1049,7 @@ fn converge(default_invalid: u64) {
     let mut clients: Vec<Client> = [(2, 3), (0, 1), (5, 100)]
         .into_iter()
         .enumerate()
-        .map(|(who, (batch, page))| new_client(&server, who, batch, page))
+        .map(|(who, (batch, page))| new_client(&server, who, batch, page, keys_on_sync))
         .collect();
 
     let mut done = 0;
@@ -1076,7 +1098,7 @@ fn converge(default_invalid: u64) {
 
     // A fourth client joins now. Its first pull brings everything, one row per page: children
     // of parents renamed since come before their parent (kept aside, then applied).
-    let mut late = new_client(&server, 3, 100, 1);
+    let mut late = new_client(&server, 3, 100, 1, keys_on_sync);
     for round in 1..=2 {
         let result = run
             .call(&mut late, "tether_sync")

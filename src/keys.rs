@@ -1,0 +1,274 @@
+//! The key pass of tables tracked with `{"keys": "on_sync"}`. Their capture trigger logs an
+//! INSERT as one `create` with `sync_status = 'unkeyed'`, no key, no payload and the row's
+//! INTEGER PRIMARY KEY as `locator` (sql/triggers/v3_keyless_insert.sql). When a sync, push or
+//! pull starts, each such create, newest first, is settled by what the database holds now:
+//!
+//! - no row at the locator: the row was deleted before it was ever sent; the create goes;
+//! - a row that already has its key and its `tether_row_keys` record: a later create for the
+//!   same locator claimed it (rowid reuse, REPLACE of a keyless row), or a repair or the
+//!   full-path trigger keyed it; the create goes;
+//! - a row with a key but no record (the user set it): the create is that key's;
+//! - a row without a key: it takes over the key of its locator's record when no row holds that
+//!   key (it replaced a keyed row through INSERT OR REPLACE: one `update` of that entity), else
+//!   a new ULID (one `create`); the key is written into the row (the user's own triggers run, as
+//!   they would at insert), then the payload is read from the row as it is now.
+//!
+//! The settled create keeps its place in the queue, so rows reach the server in the order they
+//! were written, and nothing after the oldest unkeyed create is sent before it is settled
+//! ([`first_unkeyed`]). Chunks are short transactions; a crash loses at most the chunk running.
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::db::write_txn;
+use crate::error::{Error, Result};
+use crate::sql::ident;
+use crate::table_info::PrimaryKey;
+
+/// Unkeyed creates settled per transaction.
+const CHUNK: i64 = 500;
+
+const UNKEYED: &str = "sync_status <> 'synced' AND sync_status = 'unkeyed'";
+
+/// The log id of the oldest unkeyed create: mutations from it on wait (`i64::MAX` when none).
+pub fn first_unkeyed(conn: &Connection) -> Result<i64> {
+    let first: Option<i64> = conn
+        .prepare_cached(&format!(
+            "SELECT id FROM tether_mutation_logs WHERE {UNKEYED} ORDER BY id LIMIT 1"
+        ))?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(first.unwrap_or(i64::MAX))
+}
+
+/// Settles every unkeyed create (of `only_model`, or of all models), newest first, in short
+/// transactions, calling `between_chunks` after each. Returns how many were settled.
+pub fn give(
+    conn: &Connection,
+    only_model: Option<&str>,
+    between_chunks: &mut dyn FnMut() -> Result<()>,
+) -> Result<usize> {
+    if first_unkeyed(conn)? == i64::MAX {
+        return Ok(0);
+    }
+    let tables = locate_tables(conn)?;
+    let (mut below, mut settled) = (i64::MAX, 0);
+    loop {
+        let chunk = write_txn(conn, |conn| settle_chunk(conn, &tables, only_model, below))?;
+        let Some(lowest) = chunk.lowest else {
+            return Ok(settled);
+        };
+        settled += chunk.count;
+        below = lowest;
+        between_chunks()?;
+    }
+}
+
+/// [`give`] for one model inside the caller's transaction (tracking and untracking settle a
+/// table's creates before they change its triggers).
+pub fn give_in_transaction(conn: &Connection, model: &str) -> Result<usize> {
+    if first_unkeyed(conn)? == i64::MAX {
+        return Ok(0);
+    }
+    let tables = locate_tables(conn)?;
+    let (mut below, mut settled) = (i64::MAX, 0);
+    loop {
+        let chunk = settle_chunk(conn, &tables, Some(model), below)?;
+        let Some(lowest) = chunk.lowest else {
+            return Ok(settled);
+        };
+        settled += chunk.count;
+        below = lowest;
+    }
+}
+
+/// What settling a create of one model needs: None when its rows cannot be found (untracked
+/// since, the table gone, or no INTEGER PRIMARY KEY any more).
+struct Located {
+    table: String,
+    table_id: i64,
+    /// `main."table"`, the quoted key and primary key columns, the payload expression on `t`.
+    name: String,
+    key: String,
+    pk: String,
+    /// The primary key column's name, unquoted.
+    pk_name: String,
+    payload: String,
+}
+
+fn locate_tables(conn: &Connection) -> Result<HashMap<String, Located>> {
+    let mut located = HashMap::new();
+    for table in crate::tracking::tracked_tables(conn)? {
+        let Ok(info) = crate::table_info::table_info(conn, &table.table) else {
+            continue;
+        };
+        let PrimaryKey::RowidAlias(pk) = &info.primary_key else {
+            continue;
+        };
+        located.insert(
+            table.model.clone(),
+            Located {
+                name: format!("main.{}", ident(&table.table)),
+                key: ident(&table.sync_key),
+                pk: ident(pk),
+                pk_name: pk.clone(),
+                payload: crate::triggers::payload_expr(
+                    &table.synced_columns,
+                    &table.json_columns,
+                    "t",
+                )?,
+                table: table.table,
+                table_id: table.table_id,
+            },
+        );
+    }
+    Ok(located)
+}
+
+struct Chunk {
+    count: usize,
+    /// The lowest log id seen; None when there was nothing below the bound.
+    lowest: Option<i64>,
+}
+
+fn settle_chunk(
+    conn: &Connection,
+    tables: &HashMap<String, Located>,
+    only_model: Option<&str>,
+    below: i64,
+) -> Result<Chunk> {
+    let creates: Vec<(i64, String, Option<i64>, i64)> = conn
+        .prepare_cached(&format!(
+            "SELECT id, model, locator, timestamp FROM tether_mutation_logs
+              WHERE {UNKEYED} AND id < ?1 AND (?2 IS NULL OR model = ?2)
+              ORDER BY id DESC LIMIT ?3"
+        ))?
+        .query_map((below, only_model, CHUNK), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let lowest = creates.last().map(|c| c.0);
+    for (id, model, locator, timestamp) in &creates {
+        match (tables.get(model), locator) {
+            (Some(table), Some(locator)) => settle(conn, table, *id, *locator, *timestamp)?,
+            // The rows cannot be read; a table that comes back (a rebuild) is repaired by
+            // tracking, which keys and queues every row without a key.
+            _ => drop_create(conn, *id)?,
+        }
+        crate::debug::kill_point("keys-inside-chunk");
+    }
+    Ok(Chunk {
+        count: creates.len(),
+        lowest,
+    })
+}
+
+/// The row's key could not be written: its create fails locally (`invalid_value`), with the
+/// reason, so it is listed for attention and holds nothing back.
+fn refuse(conn: &Connection, table: &Located, id: i64, locator: i64, error: &Error) -> Result<()> {
+    let message = format!(
+        "cannot be sent: row {locator} of {:?} could not be given its sync key: {}",
+        table.table,
+        error.message()
+    );
+    conn.prepare_cached(
+        "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = 'invalid_value',
+                rejection_data = json_object('message', ?2), local_pk = json_object(?3, ?4),
+                updated_at = CURRENT_TIMESTAMP
+          WHERE id = ?1",
+    )?
+    .execute((id, message, &table.pk_name, locator))?;
+    Ok(())
+}
+
+fn drop_create(conn: &Connection, id: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM tether_mutation_logs WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
+fn settle(conn: &Connection, table: &Located, id: i64, locator: i64, timestamp: i64) -> Result<()> {
+    let Located {
+        name,
+        key,
+        pk,
+        payload,
+        ..
+    } = table;
+    let row: Option<Option<String>> = conn
+        .prepare_cached(&format!("SELECT {key} FROM {name} WHERE {pk} = ?1"))?
+        .query_row([locator], |r| r.get(0))
+        .optional()?;
+    let record: Option<String> = conn
+        .prepare_cached("SELECT sync_key FROM tether_row_keys WHERE table_id = ?1 AND row_pk = ?2")?
+        .query_row((table.table_id, locator), |r| r.get(0))
+        .optional()?;
+    let (entity, operation) = match row {
+        None => return drop_create(conn, id),
+        Some(Some(held)) if record.as_deref() == Some(held.as_str()) => {
+            return drop_create(conn, id)
+        }
+        Some(Some(held)) => {
+            let known: bool = conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM tether_entity_versions WHERE entity_id = ?1)",
+                )?
+                .query_row([&held], |r| r.get(0))?;
+            (held, if known { "update" } else { "create" })
+        }
+        Some(None) => {
+            let mut taken_over = None;
+            if let Some(recorded) = record {
+                let held: bool = conn
+                    .prepare_cached(&format!(
+                        "SELECT EXISTS (SELECT 1 FROM {name} WHERE {key} = ?1)"
+                    ))?
+                    .query_row([&recorded], |r| r.get(0))?;
+                taken_over = (!held).then_some(recorded);
+            }
+            let (entity, operation) = match taken_over {
+                Some(recorded) => (recorded, "update"),
+                None => (crate::identity::ulid_at(timestamp.max(0) as u64), "create"),
+            };
+            // A trigger of the table's own may refuse the write (an append-only guard): that
+            // row fails alone, as an unsendable value does, and the others go on.
+            conn.execute_batch("SAVEPOINT tether_key")?;
+            let written = conn
+                .prepare_cached(&format!(
+                    "UPDATE {name} SET {key} = ?1 WHERE {pk} = ?2 AND {key} IS NULL"
+                ))?
+                .execute((&entity, locator));
+            match written {
+                Ok(_) => conn.execute_batch("RELEASE tether_key")?,
+                Err(error) => {
+                    let error = Error::from(error);
+                    if conn.is_autocommit() || !error.is_row_problem() {
+                        return Err(error);
+                    }
+                    conn.execute_batch("ROLLBACK TO tether_key; RELEASE tether_key")?;
+                    return refuse(conn, table, id, locator, &error);
+                }
+            }
+            (entity, operation)
+        }
+    };
+    // Read after the key is written: a trigger of the user's may have changed the row (or
+    // deleted it, and with it logged the entity's delete: nothing is left to create).
+    let filled = conn
+        .prepare_cached(&format!(
+            "UPDATE tether_mutation_logs
+                SET entity_id = ?2, operation = ?3, sync_status = 'pending',
+                    updated_at = CURRENT_TIMESTAMP,
+                    payload = (SELECT {payload} FROM {name} AS t WHERE t.{pk} = ?4)
+              WHERE id = ?1 AND EXISTS (SELECT 1 FROM {name} AS t WHERE t.{pk} = ?4)"
+        ))?
+        .execute((id, &entity, operation, locator))?;
+    if filled == 0 {
+        return drop_create(conn, id);
+    }
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key) VALUES (?1, ?2, ?3)",
+    )?
+    .execute((table.table_id, locator, &entity))?;
+    Ok(())
+}

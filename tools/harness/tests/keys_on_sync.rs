@@ -1,0 +1,533 @@
+//! Tables tracked with {"keys": "on_sync"}: an INSERT logs one 'unkeyed' create and the row gets
+//! its sync key when a sync starts. Every write path before that first sync must reach the
+//! server as the entities the user means, each once: checked against the server's own table
+//! and the mutations it recorded as applied. Writes come from connections that never loaded
+//! tether.
+use std::path::PathBuf;
+
+use rusqlite::Connection;
+use serde_json::Value;
+use tether_harness::*;
+
+const TASK_MODEL: &str =
+    r#"{"name": "Task", "fields": {"title": "nullable|string", "slug": "nullable|string"}}"#;
+const TASKS: &str = "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE);";
+const ON_SYNC: &str = r#"{"keys": "on_sync"}"#;
+
+struct Setup {
+    _server: Server,
+    server_db: PathBuf,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    conn: Connection,
+    plain: Connection,
+}
+
+fn setup(schema: &str, tables: &[&str]) -> Setup {
+    let (dir, path) = temp_db();
+    let server_db = dir.path().join("server.db");
+    let server = Server::start(&["--db", server_db.to_str().unwrap(), "--model", TASK_MODEL]);
+    let conn = open_loaded(&path);
+    conn.execute_batch(&format!("PRAGMA journal_mode = WAL; {schema}"))
+        .unwrap();
+    for table in tables {
+        json(
+            &conn,
+            &format!("SELECT tether_track('{table}', '{ON_SYNC}')"),
+        );
+    }
+    set_config(&conn, "server_url", server.url.as_str());
+    let plain = open_plain(&path);
+    Setup {
+        _server: server,
+        server_db,
+        _dir: dir,
+        path,
+        conn,
+        plain,
+    }
+}
+
+impl Setup {
+    fn sync(&self) -> Value {
+        let result = json(&self.conn, "SELECT tether_sync()");
+        assert_eq!(result["failed"], 0, "{result}");
+        result
+    }
+
+    fn write(&self, sql: &str) {
+        self.plain
+            .execute_batch(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// `tether_id|title` of every local row, by id.
+    fn local(&self) -> Vec<String> {
+        column(
+            &self.plain,
+            "SELECT coalesce(tether_id, 'NULL') || '|' || coalesce(title, '') FROM tasks ORDER BY id",
+        )
+    }
+
+    /// `tether_id|title` of every live row the server holds, by sync key.
+    fn on_server(&self) -> Vec<String> {
+        let conn = Connection::open(&self.server_db).unwrap();
+        column(
+            &conn,
+            "SELECT tether_id || '|' || coalesce(title, '') FROM tasks WHERE deleted_us IS NULL ORDER BY tether_id",
+        )
+    }
+
+    /// How many mutations the server applied to the entity `key`.
+    fn applied_to(&self, key: &str) -> i64 {
+        let conn = Connection::open(&self.server_db).unwrap();
+        conn.query_row(
+            "SELECT count(*) FROM tether_applied_mutations WHERE entity_id = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// Every entity the server ever got a mutation of.
+    fn entities_on_server(&self) -> Vec<String> {
+        let conn = Connection::open(&self.server_db).unwrap();
+        column(
+            &conn,
+            "SELECT DISTINCT entity_id FROM tether_applied_mutations ORDER BY entity_id",
+        )
+    }
+
+    /// Local rows and server rows are the same set (by key and title), and the server never
+    /// heard of an entity no local row holds (nothing created twice, nothing left behind).
+    fn assert_converged(&self) {
+        let mut local = self.local();
+        local.sort();
+        assert!(
+            local.iter().all(|r| !r.starts_with("NULL|")),
+            "every row has its key after a sync: {local:?}"
+        );
+        assert_eq!(
+            self.on_server(),
+            local,
+            "the server holds exactly the local rows"
+        );
+        let keys: Vec<String> = local
+            .iter()
+            .map(|r| r.split('|').next().unwrap().to_string())
+            .collect();
+        for entity in self.entities_on_server() {
+            assert!(
+                keys.contains(&entity) || self.deleted_on_server(&entity),
+                "the server got entity {entity}, which no local row is and which was not deleted"
+            );
+        }
+    }
+
+    fn deleted_on_server(&self, key: &str) -> bool {
+        let conn = Connection::open(&self.server_db).unwrap();
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE tether_id = ?1 AND deleted_us IS NOT NULL)
+                 OR EXISTS (SELECT 1 FROM tether_tombstones WHERE tether_id = ?1)",
+            [key],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    fn statuses(&self) -> Vec<String> {
+        column(
+            &self.plain,
+            "SELECT operation || ' ' || sync_status FROM tether_mutation_logs ORDER BY id",
+        )
+    }
+}
+
+#[test]
+fn a_new_row_has_no_key_until_a_sync_starts_and_is_created_once() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write("INSERT INTO tasks (title) VALUES ('buy milk')");
+    assert_eq!(
+        s.local(),
+        ["NULL|buy milk"],
+        "tether_id stays NULL until a sync"
+    );
+    assert_eq!(s.statuses(), ["create unkeyed"]);
+    let status = json(&s.conn, "SELECT tether_status()");
+    assert_eq!(
+        status["pending"], 1,
+        "a create waiting for its key is pending: {status}"
+    );
+    // Changes before the sync travel in the create: nothing else is logged.
+    s.write("UPDATE tasks SET title = 'buy oat milk'");
+    assert_eq!(s.statuses(), ["create unkeyed"]);
+    let result = s.sync();
+    assert_eq!(result["pushed"], 1, "{result}");
+    let key = key_of(&s.plain, "tasks", 1);
+    assert!(is_ulid(&key), "{key}");
+    assert_eq!(s.on_server(), [format!("{key}|buy oat milk")]);
+    assert_eq!(s.applied_to(&key), 1, "one create, applied once");
+    assert_eq!(s.statuses(), ["create synced"]);
+    // From then on the row is captured like any other.
+    s.write("UPDATE tasks SET title = 'done'");
+    s.sync();
+    assert_eq!(s.on_server(), [format!("{key}|done")]);
+    assert_eq!(s.applied_to(&key), 2);
+}
+
+#[test]
+fn rows_deleted_reused_or_replaced_before_the_first_sync_are_sent_as_they_end() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write(
+        "INSERT INTO tasks (id, title) VALUES (1, 'gone'), (2, 'first at 2'), (3, 'replaced');
+         DELETE FROM tasks WHERE id = 1;
+         DELETE FROM tasks WHERE id = 2;
+         INSERT INTO tasks (id, title) VALUES (2, 'second at 2');
+         INSERT OR REPLACE INTO tasks (id, title) VALUES (3, 'replacement');
+         INSERT INTO tasks (id, title) VALUES (4, 'upserted') ON CONFLICT (id) DO UPDATE SET title = excluded.title;
+         INSERT INTO tasks (id, title) VALUES (4, 'upserted again') ON CONFLICT (id) DO UPDATE SET title = excluded.title;",
+    );
+    s.sync();
+    assert_eq!(
+        column::<String>(&s.plain, "SELECT title FROM tasks ORDER BY id"),
+        ["second at 2", "replacement", "upserted again"]
+    );
+    s.assert_converged();
+    assert_eq!(
+        s.entities_on_server().len(),
+        3,
+        "one entity per row, none for deleted rows"
+    );
+    for key in column::<String>(&s.plain, "SELECT tether_id FROM tasks") {
+        assert_eq!(s.applied_to(&key), 1, "{key}: created once");
+    }
+}
+
+#[test]
+fn a_synced_row_replaced_by_primary_key_stays_its_entity_whatever_follows() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write("INSERT INTO tasks (id, title) VALUES (1, 'a'), (2, 'b'), (3, 'c')");
+    s.sync();
+    let (k1, k2, k3) = (
+        key_of(&s.plain, "tasks", 1),
+        key_of(&s.plain, "tasks", 2),
+        key_of(&s.plain, "tasks", 3),
+    );
+    // REPLACE without a key: the new row is the same entity (an update), and takes over the key
+    // at once (other tables' foreign keys may refer to it).
+    s.write(
+        "INSERT OR REPLACE INTO tasks (id, title) VALUES (1, 'a replaced');
+         INSERT OR REPLACE INTO tasks (id, title) VALUES (2, 'b replaced');
+         DELETE FROM tasks WHERE id = 2;
+         INSERT OR REPLACE INTO tasks (id, title) VALUES (3, 'c replaced');
+         UPDATE tasks SET id = 30 WHERE id = 3;",
+    );
+    assert_eq!(s.local()[0], format!("{k1}|a replaced"));
+    s.sync();
+    assert_eq!(key_of(&s.plain, "tasks", 1), k1, "row 1 kept its entity");
+    assert_eq!(
+        key_of(&s.plain, "tasks", 30),
+        k3,
+        "row 3 moved to 30 as its entity"
+    );
+    assert!(
+        s.deleted_on_server(&k2),
+        "the replaced then deleted row 2 is deleted"
+    );
+    s.assert_converged();
+    assert_eq!(s.entities_on_server().len(), 3, "no new entity");
+    assert_eq!(s.applied_to(&k1), 2, "create, then one update");
+    assert_eq!(s.applied_to(&k3), 2, "create, then one update");
+}
+
+#[test]
+fn primary_key_changes_before_the_first_sync_create_each_row_once() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write(
+        "INSERT INTO tasks (id, title) VALUES (1, 'one'), (2, 'two');
+         UPDATE tasks SET id = 3 WHERE id = 1;
+         UPDATE tasks SET id = 1 WHERE id = 2;
+         UPDATE tasks SET id = 2 WHERE id = 3;
+         INSERT INTO tasks (id, title) VALUES (3, 'three');
+         UPDATE tasks SET id = 10 WHERE id = 3;
+         INSERT INTO tasks (id, title) VALUES (3, 'new three');
+         UPDATE OR REPLACE tasks SET id = 3 WHERE id = 10;",
+    );
+    s.sync();
+    assert_eq!(
+        column::<String>(&s.plain, "SELECT id || ' ' || title FROM tasks ORDER BY id"),
+        ["1 two", "2 one", "3 three"]
+    );
+    s.assert_converged();
+    assert_eq!(s.entities_on_server().len(), 3);
+}
+
+#[test]
+fn a_key_given_in_the_insert_is_kept_and_captured_at_once() {
+    let s = setup(TASKS, &["tasks"]);
+    let key: String = s
+        .conn
+        .query_row("SELECT tether_ulid()", [], |r| r.get(0))
+        .unwrap();
+    s.plain
+        .execute(
+            "INSERT INTO tasks (title, tether_id) VALUES ('keyed', ?1)",
+            [&key],
+        )
+        .unwrap();
+    assert_eq!(s.statuses(), ["create pending"]);
+    assert_eq!(
+        ops_after(&s.conn, 0),
+        [op("create", &key)],
+        "captured with its key at once"
+    );
+    s.sync();
+    assert_eq!(s.on_server(), [format!("{key}|keyed")]);
+    assert_eq!(s.applied_to(&key), 1);
+}
+
+#[test]
+fn unique_constraints_replace_and_update_or_replace_as_with_keys_on_insert() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write("INSERT INTO tasks (id, title, slug) VALUES (1, 'q', 'q'), (2, 'p', 'p')");
+    s.sync();
+    let (kq, kp) = (key_of(&s.plain, "tasks", 1), key_of(&s.plain, "tasks", 2));
+    s.write(
+        // A new row through the unique slug of a synced row: that entity, at once.
+        "INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (5, 'p again', 'p');
+         -- A row without a key takes a synced row's slug: that row is deleted.
+         INSERT INTO tasks (id, title, slug) VALUES (6, 'r', 'r');
+         UPDATE OR REPLACE tasks SET slug = 'q' WHERE id = 6;",
+    );
+    assert_eq!(key_of(&s.plain, "tasks", 5), kp);
+    s.sync();
+    assert!(
+        s.deleted_on_server(&kq),
+        "the row UPDATE OR REPLACE removed is deleted"
+    );
+    s.assert_converged();
+    assert_eq!(
+        column::<String>(&s.plain, "SELECT slug FROM tasks ORDER BY id"),
+        ["p", "q"]
+    );
+}
+
+#[test]
+fn rows_reach_the_server_in_the_order_they_were_written() {
+    let s = setup(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);",
+        &["tasks"],
+    );
+    // notes keep keys on insert: their mutations sit between the waiting creates.
+    json(&s.conn, "SELECT tether_track('notes')");
+    s.write(
+        "INSERT INTO tasks (title) VALUES ('first');
+         INSERT INTO notes (body) VALUES ('second');
+         INSERT INTO tasks (title) VALUES ('third');",
+    );
+    let body = s
+        .conn
+        .query_row("SELECT tether_push_request()", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let order: Vec<String> = body["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = &m["payload"];
+            p["title"]
+                .as_str()
+                .or(p["body"].as_str())
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(order, ["first", "second", "third"]);
+}
+
+#[test]
+fn nothing_logged_after_a_waiting_create_is_sent_before_it() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write("INSERT INTO tasks (title) VALUES ('synced')");
+    s.sync();
+    s.write(
+        "UPDATE tasks SET title = 'one' WHERE id = 1;
+         INSERT INTO tasks (id, title) VALUES (7, 'waiting');
+         UPDATE tasks SET title = 'two' WHERE id = 1;",
+    );
+    // A batch built without a key pass first (as a push's later batches are, when another
+    // connection logs a create meanwhile) stops before the waiting create.
+    let engine = Connection::open(&s.path).unwrap();
+    tether::register(&engine).unwrap();
+    let limits = tether::engine::push::Limits {
+        count: 100,
+        bytes: 1 << 20,
+        retry_limit: 3,
+    };
+    let batch = tether::engine::push::next_batch(&engine, "client", 0, limits)
+        .unwrap()
+        .expect("a batch");
+    assert_eq!(
+        batch.size, 1,
+        "only what was logged before the waiting create"
+    );
+    // A push request gives keys first: all three go, in the order they were written.
+    let body: Value = serde_json::from_str(
+        &s.conn
+            .query_row("SELECT tether_push_request()", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    let sent: Vec<String> = body["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["operation"].as_str().unwrap(),
+                m["payload"]["title"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(sent, ["update one", "create waiting", "update two"]);
+}
+
+#[test]
+fn a_sync_killed_inside_the_key_pass_converges_on_the_next() {
+    let s = setup(TASKS, &["tasks"]);
+    let values: Vec<String> = (1..=1200).map(|i| format!("({i}, 'row {i}')")).collect();
+    s.write(&format!(
+        "INSERT INTO tasks (id, title) VALUES {}",
+        values.join(", ")
+    ));
+    let mut child = std::process::Command::new("sqlite3")
+        .arg(&s.path)
+        .arg(format!(".load {}", extension_path().display()))
+        .arg("SELECT tether_sync();")
+        .env("TETHER_TEST_KILL_POINT", "keys-inside-chunk")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sqlite3 shell");
+    let stderr = child.stderr.take().unwrap();
+    let reached = {
+        use std::io::BufRead;
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("tether-kill-point: keys-inside-chunk"))
+    };
+    assert!(reached, "the sync reached the key pass");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Killed inside the pass's first transaction: nothing of it stayed.
+    let keyed: i64 = s
+        .plain
+        .query_row(
+            "SELECT count(*) FROM tasks WHERE tether_id IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(keyed, 0);
+    s.conn.execute("DELETE FROM tether_locks", []).unwrap();
+    s.sync();
+    s.assert_converged();
+    assert_eq!(s.entities_on_server().len(), 1200);
+}
+
+#[test]
+fn untracking_and_retracking_give_waiting_rows_their_keys_first() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write("INSERT INTO tasks (title) VALUES ('a'), ('b')");
+    // Re-tracking with other options settles the waiting creates under the old triggers.
+    json(
+        &s.conn,
+        "SELECT tether_track('tasks', '{\"keys\": \"on_insert\"}')",
+    );
+    assert_eq!(s.statuses(), ["create pending", "create pending"]);
+    s.write("INSERT INTO tasks (title) VALUES ('c')");
+    assert!(
+        !s.local()[2].starts_with("NULL"),
+        "keys on insert again: {:?}",
+        s.local()
+    );
+    json(
+        &s.conn,
+        &format!("SELECT tether_track('tasks', '{ON_SYNC}')"),
+    );
+    s.write("INSERT INTO tasks (title) VALUES ('d')");
+    let result = json(&s.conn, "SELECT tether_untrack('tasks')");
+    assert_eq!(result["pending"], 4, "{result}");
+    assert!(s.local().iter().all(|r| !r.starts_with("NULL")));
+    s.sync();
+    s.assert_converged();
+}
+
+#[test]
+fn the_option_needs_an_integer_primary_key() {
+    let (_dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch("CREATE TABLE codes (code TEXT PRIMARY KEY, label TEXT)")
+        .unwrap();
+    let error = error_of(&conn, &format!("SELECT tether_track('codes', '{ON_SYNC}')"));
+    assert!(error.contains("INTEGER PRIMARY KEY"), "{error}");
+    let error = error_of(
+        &conn,
+        r#"SELECT tether_track('codes', '{"keys": "later"}')"#,
+    );
+    assert!(error.contains("\"on_insert\" or \"on_sync\""), "{error}");
+}
+
+#[test]
+fn a_dropped_table_does_not_hold_back_the_queue() {
+    let s = setup(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);
+         CREATE TABLE scratch (id INTEGER PRIMARY KEY, body TEXT);",
+        &["tasks", "scratch"],
+    );
+    s.write(
+        "INSERT INTO scratch (body) VALUES ('temporary');
+         INSERT INTO tasks (title) VALUES ('kept');
+         DROP TABLE scratch;",
+    );
+    s.sync();
+    s.assert_converged();
+    assert_eq!(s.statuses(), ["create synced"]);
+}
+
+#[test]
+fn a_row_whose_own_trigger_refuses_its_key_fails_alone() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write(
+        "CREATE TRIGGER append_only BEFORE UPDATE ON tasks
+         WHEN OLD.title = 'ledger' BEGIN SELECT RAISE(ABORT, 'ledger rows are never updated'); END;
+         INSERT INTO tasks (title) VALUES ('ledger'), ('ordinary');",
+    );
+    let result = json(&s.conn, "SELECT tether_sync()");
+    assert_eq!(result["pushed"], 1, "the other row goes: {result}");
+    assert_eq!(result["failed"], 0, "{result}");
+    let reason: Vec<String> = column(
+        &s.plain,
+        "SELECT rejection_reason || ': ' || (rejection_data ->> '$.message') || ' ' || local_pk
+           FROM tether_mutation_logs WHERE sync_status = 'failed'",
+    );
+    assert_eq!(reason.len(), 1, "{reason:?}");
+    assert!(
+        reason[0].contains("row 1 of \"tasks\" could not be given its sync key")
+            && reason[0].contains("ledger rows are never updated")
+            && reason[0].ends_with(r#"{"id":1}"#),
+        "{reason:?}"
+    );
+    assert_eq!(json(&s.conn, "SELECT tether_status()")["failed"], 1);
+    // Nothing is left waiting, nothing wedges: the next sync has nothing to do.
+    let again = s.sync();
+    assert_eq!(again["pushed"], 0, "{again}");
+}
