@@ -232,14 +232,16 @@ fn settle(conn: &Connection, table: &Located, id: i64, locator: i64, timestamp: 
             };
             // A trigger of the table's own may refuse the write (an append-only guard): that
             // row fails alone, as an unsendable value does, and the others go on.
-            conn.execute_batch("SAVEPOINT tether_key")?;
+            conn.prepare_cached("SAVEPOINT tether_key")?.execute([])?;
             let written = conn
                 .prepare_cached(&format!(
                     "UPDATE {name} SET {key} = ?1 WHERE {pk} = ?2 AND {key} IS NULL"
                 ))?
                 .execute((&entity, locator));
             match written {
-                Ok(_) => conn.execute_batch("RELEASE tether_key")?,
+                Ok(_) => {
+                    conn.prepare_cached("RELEASE tether_key")?.execute([])?;
+                }
                 Err(error) => {
                     let error = Error::from(error);
                     if conn.is_autocommit() || !error.is_row_problem() {

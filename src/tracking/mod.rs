@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use rusqlite::functions::Context;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value as Json};
 
 use crate::bail;
@@ -94,7 +94,16 @@ pub fn tracked_tables(conn: &Connection) -> Result<Vec<TrackedTable>> {
     .collect()
 }
 
-fn ensure_sync_key_column(conn: &Connection, info: &TableInfo, sync_key: &str) -> Result<bool> {
+/// Adds the sync key column if missing and its unique index. Tables tracked with
+/// `{"keys": "on_sync"}` get a partial index (`WHERE key IS NOT NULL`): a row inserted without a
+/// key then writes no index entry until its key is given, one page less per transaction. A
+/// foreign key of another table referring to the sync key needs a full index: then it stays full.
+fn ensure_sync_key_column(
+    conn: &Connection,
+    info: &TableInfo,
+    sync_key: &str,
+    keys_on_sync: bool,
+) -> Result<bool> {
     let table = &info.name;
     let added = match info
         .columns
@@ -114,11 +123,28 @@ fn ensure_sync_key_column(conn: &Connection, info: &TableInfo, sync_key: &str) -
             true
         }
     };
+    let partial = keys_on_sync && !referred_to(conn, table, sync_key)?;
+    let index = key_index(table);
+    let existing: Option<String> = conn
+        .query_row(
+            "SELECT sql FROM main.sqlite_schema WHERE type = 'index' AND name = ?1",
+            [&index],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if existing.is_some_and(|sql| sql.contains(" WHERE ") != partial) {
+        conn.execute_batch(&format!("DROP INDEX main.{}", ident(&index)))?;
+    }
+    let key = ident(sync_key);
+    let only_keyed = if partial {
+        format!(" WHERE {key} IS NOT NULL")
+    } else {
+        String::new()
+    };
     conn.execute_batch(&format!(
-        "CREATE UNIQUE INDEX IF NOT EXISTS main.{} ON {} ({})",
-        ident(&key_index(table)),
+        "CREATE UNIQUE INDEX IF NOT EXISTS main.{} ON {} ({key}){only_keyed}",
+        ident(&index),
         ident(table),
-        ident(sync_key)
     ))
     .map_err(|e| match e {
         rusqlite::Error::SqliteFailure(f, _)
@@ -131,6 +157,17 @@ fn ensure_sync_key_column(conn: &Connection, info: &TableInfo, sync_key: &str) -
         other => other.into(),
     })?;
     Ok(added)
+}
+
+/// True when a foreign key of some table refers to `table`'s column `column`.
+fn referred_to(conn: &Connection, table: &str, column: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (
+             SELECT 1 FROM main.sqlite_schema AS s, pragma_foreign_key_list(s.name, 'main') AS f
+              WHERE s.type = 'table' AND f.\"table\" = ?1 COLLATE NOCASE AND f.\"to\" = ?2 COLLATE NOCASE)",
+        [table, column],
+        |r| r.get(0),
+    )?)
 }
 
 /// The name of the unique index on a table's sync key.
@@ -250,7 +287,8 @@ pub(crate) fn track(
         )?;
         let table = plan.info.name.clone();
         triggers::remove(conn, &table)?;
-        let sync_key_added = ensure_sync_key_column(conn, &plan.info, &plan.sync_key)?;
+        let sync_key_added =
+            ensure_sync_key_column(conn, &plan.info, &plan.sync_key, plan.keys_on_sync)?;
         let capture = plan.capture();
         let repair = crate::row_keys::restore(conn, &capture, sync_key_added)?;
         let known = crate::row_keys::known_to_server(&format!("t.{}", ident(&plan.sync_key)));
@@ -315,6 +353,7 @@ pub(crate) fn track(
             "columns": plan.synced,
             "json_columns": plan.json_columns,
             "sync_key_added": sync_key_added,
+            "keys": if plan.keys_on_sync { "on_sync" } else { "on_insert" },
             "keys_restored": repair.restored,
             "keys_assigned": repair.assigned,
             "queued_creates": queued_creates,

@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """Capture cost measured the way cr-sqlite publishes its write overhead.
 
-Usage: /usr/bin/python3 tools/bench/crsql_method.py LIBTETHER_PATH [ITERATIONS=2000] [ROUNDS=5]
+Usage: /usr/bin/python3 tools/bench/crsql_method.py LIBTETHER_PATH [ITERATIONS=2000] [ROUNDS=5] [on_sync]
 
 cr-sqlite's method: Python's sqlite3 module, a file database in a temporary directory,
 PRAGMA journal_mode=WAL and synchronous=NORMAL, four tables of the same shape. Each iteration
 writes one row into each of the four tables and commits (so one transaction = 4 single-row
 statements); an INSERT phase, then an UPDATE phase (one row of each table per iteration), then a
 DELETE phase. The tracked run has the four tables tracked with tether_track; the untracked run
-is the same on untracked tables.
+is the same on untracked tables. With `on_sync` the tables are tracked with {"keys": "on_sync"}:
+rows get their keys from the pass a sync starts with, run (by a loaded connection) between the
+INSERT and UPDATE phases and timed on its own, so the updates change keyed rows as after a sync.
 
 Two writer kinds, each against its own baseline:
   loaded  the writer connection loaded libtether (untracked baseline: a loaded connection too)
@@ -55,16 +57,16 @@ def connect(db, lib=None):
     return conn
 
 
-def prepare(dirname, lib, tracked, writer):
-    """A fresh database with the four tables; returns the writer connection."""
+def prepare(dirname, lib, tracked, writer, options):
+    """A fresh database with the four tables; returns the writer connection and the path."""
     db = os.path.join(dirname, "bench.db")
     setup = connect(db, lib if tracked else None)
     for t in TABLES:
         setup.execute(f"CREATE TABLE {t} {SCHEMA}")
         if tracked:
-            setup.execute(f"SELECT tether_track('{t}')")
+            setup.execute(f"SELECT tether_track('{t}', '{options}')")
     setup.close()
-    return connect(db, lib if writer == "loaded" else None)
+    return connect(db, lib if writer == "loaded" else None), db
 
 
 def clock():
@@ -76,8 +78,9 @@ def since(start):
     return wall - start[0], cpu - start[1]
 
 
-def run_phases(conn, iterations):
-    """Times the INSERT, UPDATE and DELETE phases; returns three (wall, cpu) pairs in seconds."""
+def run_phases(conn, iterations, between=lambda: None):
+    """Times the INSERT, UPDATE and DELETE phases; returns three (wall, cpu) pairs in seconds.
+    `between` runs after the INSERT phase, untimed."""
     ins = [f"INSERT INTO {t} (a, b, c) VALUES (?, ?, ?)" for t in TABLES]
     upd = [f"UPDATE {t} SET a = ?, b = ? WHERE id = ?" for t in TABLES]
     dele = [f"DELETE FROM {t} WHERE id = ?" for t in TABLES]
@@ -92,6 +95,7 @@ def run_phases(conn, iterations):
                 ex(sql, (f"row {i}", i, "some text"))
             ex("COMMIT")
         times.append(since(start))
+        between()
         start = clock()
         for i in range(1, iterations + 1):
             ex("BEGIN")
@@ -114,11 +118,23 @@ def run_phases(conn, iterations):
     return times
 
 
-def sample(lib, tracked, writer, iterations):
+def sample(lib, tracked, writer, iterations, on_sync):
+    """The three phases' times, and the key pass's (wall seconds; 0 unless `on_sync`)."""
     dirname = tempfile.mkdtemp(prefix="crsql-method-")
+    options = '{"keys": "on_sync"}' if on_sync else "{}"
+    key_pass = [0.0]
+
+    def give_keys():
+        if tracked and on_sync:
+            keys = connect(db, lib)
+            start = time.perf_counter()
+            keys.execute("SELECT tether_pull_request()").fetchone()
+            key_pass[0] = time.perf_counter() - start
+            keys.close()
+
     try:
-        conn = prepare(dirname, lib, tracked, writer)
-        times = run_phases(conn, iterations)
+        conn, db = prepare(dirname, lib, tracked, writer, options)
+        times = run_phases(conn, iterations, give_keys)
         if tracked:
             captured = conn.execute(
                 "SELECT operation, count(*) FROM tether_mutation_logs GROUP BY operation ORDER BY operation"
@@ -126,7 +142,7 @@ def sample(lib, tracked, writer, iterations):
             want = [(op, 4 * iterations) for op in ("create", "delete", "update")]
             assert captured == want, f"captured {captured}, expected {want}"
         conn.close()
-        return times
+        return times, key_pass[0]
     finally:
         shutil.rmtree(dirname)
 
@@ -137,6 +153,7 @@ def main():
     lib = load_name(sys.argv[1])
     iterations = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+    on_sync = "on_sync" in sys.argv[4:]
     if not hasattr(sqlite3.Connection, "enable_load_extension"):
         sys.exit("this Python's sqlite3 cannot load extensions: use Debian's /usr/bin/python3")
 
@@ -150,15 +167,20 @@ def main():
     print(f"python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, tether {version}, loaded as {lib!r}")
     print(f"cr-sqlite method: 4 tables {SCHEMA}, {iterations} iterations per phase, each iteration one")
     print("single-row statement per table then COMMIT; WAL, synchronous=NORMAL, file database;")
-    print(f"{rounds} rounds, untracked/tracked interleaved (ABAB), fresh database per sample\n")
+    print(f"{rounds} rounds, untracked/tracked interleaved (ABAB), fresh database per sample")
+    print('tables tracked with {"keys": "on_sync"}\n' if on_sync else "tables tracked with keys on insert (the default)\n")
 
     writers = ("loaded", "plain")
     results = {(w, tr): [] for w in writers for tr in (False, True)}
+    key_passes = {w: [] for w in writers}
     began = time.perf_counter()
     for r in range(rounds):
         for w in writers:
             for tracked in (False, True):
-                results[(w, tracked)].append(sample(lib, tracked, w, iterations))
+                times, key_pass = sample(lib, tracked, w, iterations, on_sync)
+                results[(w, tracked)].append(times)
+                if tracked:
+                    key_passes[w].append(key_pass)
         print(f"round {r + 1}/{rounds} done ({time.perf_counter() - began:.1f} s)", file=sys.stderr)
 
     writes = 4 * iterations
@@ -174,6 +196,12 @@ def main():
                 fmt = lambda xs, m: f"{min(xs):7.1f} /{m:7.1f} /{max(xs):7.1f}"
                 print(f"{w:<7} {phase:<7} {fmt(base, mb):>27} {fmt(trk, mt):>27} {mt / mb:6.2f}x "
                       f"{(mt - mb) * 1e3 / writes:9.2f}")
+                if phase == "INSERT" and on_sync and k == 0:
+                    passes = [x * 1e3 for x in key_passes[w]]
+                    with_keys = statistics.median(t + x for t, x in zip(trk, passes))
+                    print(f"{w:<7} {'+ keys':<7} {'(the key pass, one run)':>27} "
+                          f"{fmt(passes, statistics.median(passes)):>27} {with_keys / mb:6.2f}x "
+                          f"{(with_keys - mb) * 1e3 / writes:9.2f}")
         print()
     print("ratio = median tracked / median untracked; +us/write = extra microseconds per row write")
     print("(the wall-clock figures are cr-sqlite's; the CPU ones leave out waits: I/O, other processes)")

@@ -531,3 +531,37 @@ fn a_row_whose_own_trigger_refuses_its_key_fails_alone() {
     let again = s.sync();
     assert_eq!(again["pushed"], 0, "{again}");
 }
+
+#[test]
+fn the_key_index_leaves_rows_without_keys_out_unless_a_foreign_key_needs_it_whole() {
+    let (_dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch(
+        "CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT, tether_id TEXT);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
+                             project TEXT REFERENCES projects (tether_id));
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);",
+    )
+    .unwrap();
+    let index_sql = |table: &str| -> String {
+        conn.query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'tether_sync_key_' || ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    json(&conn, &format!("SELECT tether_track('notes', '{ON_SYNC}')"));
+    assert!(index_sql("notes").ends_with("WHERE \"tether_id\" IS NOT NULL"));
+    json(&conn, &format!("SELECT tether_track('projects', '{ON_SYNC}')"));
+    assert!(!index_sql("projects").contains("WHERE"), "a foreign key refers to it");
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         INSERT INTO projects (id, name, tether_id) VALUES (1, 'keyed', '01JZZZZZZZZZZZZZZZZZZZZZZZ');
+         INSERT INTO tasks (title, project) VALUES ('child', '01JZZZZZZZZZZZZZZZZZZZZZZZ');",
+    )
+    .unwrap();
+    // Back to keys on insert: a full index again.
+    json(&conn, r#"SELECT tether_track('notes', '{"keys": "on_insert"}')"#);
+    assert!(!index_sql("notes").contains("WHERE"));
+}
