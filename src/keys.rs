@@ -24,6 +24,8 @@ use crate::db::write_txn;
 use crate::error::{Error, Result};
 use crate::sql::ident;
 use crate::table_info::PrimaryKey;
+use crate::tracking::TrackedTable;
+use crate::triggers::Capture;
 
 /// Unkeyed creates settled per transaction.
 const CHUNK: i64 = 500;
@@ -51,7 +53,11 @@ pub fn give(
     if first_unkeyed(conn)? == i64::MAX {
         return Ok(0);
     }
-    let tables = locate_tables(conn)?;
+    let mut tables = HashMap::new();
+    for table in crate::tracking::tracked_tables(conn)? {
+        let place = locate(conn, &TableShape::from(&table))?;
+        tables.insert(table.model.clone(), place);
+    }
     let (mut below, mut settled) = (i64::MAX, 0);
     loop {
         let chunk = write_txn(conn, |conn| settle_chunk(conn, &tables, only_model, below))?;
@@ -64,13 +70,56 @@ pub fn give(
     }
 }
 
-/// [`give`] for one model inside the caller's transaction (tracking and untracking settle a
-/// table's creates before they change its triggers).
-pub fn give_in_transaction(conn: &Connection, model: &str) -> Result<usize> {
+/// What the key pass reads of a tracked table.
+pub struct TableShape<'a> {
+    pub model: &'a str,
+    pub table: &'a str,
+    pub table_id: i64,
+    pub sync_key: &'a str,
+    pub synced: &'a [String],
+    pub json_columns: &'a [String],
+}
+
+impl<'a> From<&'a Capture<'a>> for TableShape<'a> {
+    fn from(capture: &'a Capture<'a>) -> Self {
+        TableShape {
+            model: capture.model,
+            table: capture.table,
+            table_id: capture.table_id,
+            sync_key: capture.sync_key,
+            synced: capture.columns,
+            json_columns: capture.json_columns,
+        }
+    }
+}
+
+impl<'a> From<&'a TrackedTable> for TableShape<'a> {
+    fn from(table: &'a TrackedTable) -> Self {
+        TableShape {
+            model: &table.model,
+            table: &table.table,
+            table_id: table.table_id,
+            sync_key: &table.sync_key,
+            synced: &table.synced_columns,
+            json_columns: &table.json_columns,
+        }
+    }
+}
+
+/// Settles the unkeyed creates logged under `model` inside the caller's transaction, for the
+/// table as `shape` describes it now (tracking settles them before it changes the triggers,
+/// untracking before it removes them). Creates that failed to get their key are tried again.
+pub fn give_in_transaction(conn: &Connection, model: &str, shape: TableShape) -> Result<usize> {
+    conn.prepare_cached(
+        "UPDATE tether_mutation_logs
+            SET sync_status = 'unkeyed', rejection_reason = NULL, rejection_data = NULL, local_pk = NULL
+          WHERE sync_status <> 'synced' AND sync_status = 'failed' AND entity_id = '' AND model = ?1",
+    )?
+    .execute([model])?;
     if first_unkeyed(conn)? == i64::MAX {
         return Ok(0);
     }
-    let tables = locate_tables(conn)?;
+    let tables = HashMap::from([(model.to_string(), locate(conn, &shape)?)]);
     let (mut below, mut settled) = (i64::MAX, 0);
     loop {
         let chunk = settle_chunk(conn, &tables, Some(model), below)?;
@@ -82,8 +131,17 @@ pub fn give_in_transaction(conn: &Connection, model: &str) -> Result<usize> {
     }
 }
 
-/// What settling a create of one model needs: None when its rows cannot be found (untracked
-/// since, the table gone, or no INTEGER PRIMARY KEY any more).
+/// Where the rows of one model are, and how to read them.
+enum Place {
+    Found(Located),
+    /// The table is gone (or untracked): its rows cannot be read. A table that comes back (a
+    /// rebuild) is repaired by tracking, which keys and queues every row without a key.
+    Gone,
+    /// The table is there but not as tracked (a column renamed or dropped, no INTEGER PRIMARY
+    /// KEY any more) and tracking could not repair it: why.
+    Changed(String),
+}
+
 struct Located {
     table: String,
     table_id: i64,
@@ -96,33 +154,44 @@ struct Located {
     payload: String,
 }
 
-fn locate_tables(conn: &Connection) -> Result<HashMap<String, Located>> {
-    let mut located = HashMap::new();
-    for table in crate::tracking::tracked_tables(conn)? {
-        let Ok(info) = crate::table_info::table_info(conn, &table.table) else {
-            continue;
-        };
-        let PrimaryKey::RowidAlias(pk) = &info.primary_key else {
-            continue;
-        };
-        located.insert(
-            table.model.clone(),
-            Located {
-                name: format!("main.{}", ident(&table.table)),
-                key: ident(&table.sync_key),
-                pk: ident(pk),
-                pk_name: pk.clone(),
-                payload: crate::triggers::payload_expr(
-                    &table.synced_columns,
-                    &table.json_columns,
-                    "t",
-                )?,
-                table: table.table,
-                table_id: table.table_id,
-            },
-        );
+/// The table as it is now: every column the key pass names is checked to exist (a name that
+/// does not could be read as a string literal by SQLite).
+fn locate(conn: &Connection, shape: &TableShape) -> Result<Place> {
+    let TableShape {
+        table,
+        table_id,
+        sync_key,
+        synced,
+        json_columns,
+        ..
+    } = *shape;
+    if !crate::table_info::table_exists(conn, table)? {
+        return Ok(Place::Gone);
     }
-    Ok(located)
+    let info = crate::table_info::table_info(conn, table)?;
+    let PrimaryKey::RowidAlias(pk) = &info.primary_key else {
+        return Ok(Place::Changed(format!(
+            "{table:?} has no INTEGER PRIMARY KEY any more"
+        )));
+    };
+    let missing: Vec<&str> = std::iter::once(sync_key)
+        .chain(synced.iter().map(String::as_str))
+        .filter(|c| info.column(c).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Place::Changed(format!(
+            "{table:?} has no column {missing:?} any more"
+        )));
+    }
+    Ok(Place::Found(Located {
+        name: format!("main.{}", ident(table)),
+        key: ident(sync_key),
+        pk: ident(pk),
+        pk_name: pk.clone(),
+        payload: crate::triggers::payload_expr(synced, json_columns, "t")?,
+        table: table.to_string(),
+        table_id,
+    }))
 }
 
 struct Chunk {
@@ -133,7 +202,7 @@ struct Chunk {
 
 fn settle_chunk(
     conn: &Connection,
-    tables: &HashMap<String, Located>,
+    tables: &HashMap<String, Place>,
     only_model: Option<&str>,
     below: i64,
 ) -> Result<Chunk> {
@@ -150,9 +219,15 @@ fn settle_chunk(
     let lowest = creates.last().map(|c| c.0);
     for (id, model, locator, timestamp) in &creates {
         match (tables.get(model), locator) {
-            (Some(table), Some(locator)) => settle(conn, table, *id, *locator, *timestamp)?,
-            // The rows cannot be read; a table that comes back (a rebuild) is repaired by
-            // tracking, which keys and queues every row without a key.
+            (Some(Place::Found(table)), Some(locator)) => {
+                settle(conn, table, *id, *locator, *timestamp)?
+            }
+            (Some(Place::Changed(why)), Some(locator)) => {
+                let message = format!(
+                    "row {locator} waits for its sync key, but {why}: tether_track the table again (it gives the key then)"
+                );
+                fail(conn, *id, &message, None)?
+            }
             _ => drop_create(conn, *id)?,
         }
         crate::debug::kill_point("keys-inside-chunk");
@@ -163,21 +238,18 @@ fn settle_chunk(
     })
 }
 
-/// The row's key could not be written: its create fails locally (`invalid_value`), with the
-/// reason, so it is listed for attention and holds nothing back.
-fn refuse(conn: &Connection, table: &Located, id: i64, locator: i64, error: &Error) -> Result<()> {
-    let message = format!(
-        "cannot be sent: row {locator} of {:?} could not be given its sync key: {}",
-        table.table,
-        error.message()
-    );
+/// A create that cannot get its key fails locally (`invalid_value`) with the reason, and
+/// `local_pk` naming the row when known: it is listed for attention and holds nothing back.
+/// `tether_retry` and tracking the table again put it back to wait for the next key pass.
+fn fail(conn: &Connection, id: i64, message: &str, row: Option<(&str, i64)>) -> Result<()> {
     conn.prepare_cached(
         "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = 'invalid_value',
-                rejection_data = json_object('message', ?2), local_pk = json_object(?3, ?4),
+                rejection_data = json_object('message', 'cannot be sent: ' || ?2),
+                local_pk = CASE WHEN ?3 IS NOT NULL THEN json_object(?3, ?4) END,
                 updated_at = CURRENT_TIMESTAMP
           WHERE id = ?1",
     )?
-    .execute((id, message, &table.pk_name, locator))?;
+    .execute((id, message, row.map(|r| r.0), row.map(|r| r.1)))?;
     Ok(())
 }
 
@@ -193,6 +265,7 @@ fn settle(conn: &Connection, table: &Located, id: i64, locator: i64, timestamp: 
         key,
         pk,
         payload,
+        table_id,
         ..
     } = table;
     let row: Option<Option<String>> = conn
@@ -201,8 +274,15 @@ fn settle(conn: &Connection, table: &Located, id: i64, locator: i64, timestamp: 
         .optional()?;
     let record: Option<String> = conn
         .prepare_cached("SELECT sync_key FROM tether_row_keys WHERE table_id = ?1 AND row_pk = ?2")?
-        .query_row((table.table_id, locator), |r| r.get(0))
+        .query_row((table_id, locator), |r| r.get(0))
         .optional()?;
+    let write_record = |at: i64, entity: &str| -> Result<()> {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key) VALUES (?1, ?2, ?3)",
+        )?
+        .execute((table_id, at, entity))?;
+        Ok(())
+    };
     let (entity, operation) = match row {
         None => return drop_create(conn, id),
         Some(Some(held)) if record.as_deref() == Some(held.as_str()) => {
@@ -214,6 +294,7 @@ fn settle(conn: &Connection, table: &Located, id: i64, locator: i64, timestamp: 
                     "SELECT EXISTS (SELECT 1 FROM tether_entity_versions WHERE entity_id = ?1)",
                 )?
                 .query_row([&held], |r| r.get(0))?;
+            write_record(locator, &held)?;
             (held, if known { "update" } else { "create" })
         }
         Some(None) => {
@@ -230,9 +311,12 @@ fn settle(conn: &Connection, table: &Located, id: i64, locator: i64, timestamp: 
                 Some(recorded) => (recorded, "update"),
                 None => (crate::identity::ulid_at(timestamp.max(0) as u64), "create"),
             };
-            // A trigger of the table's own may refuse the write (an append-only guard): that
-            // row fails alone, as an unsendable value does, and the others go on.
+            // The record first: the trigger that logs a key the application gives
+            // (v3_key_given.sql) then knows this one is tether's. A trigger of the table's own
+            // may refuse the write (an append-only guard): that row fails alone, as an
+            // unsendable value does, and the others go on.
             conn.prepare_cached("SAVEPOINT tether_key")?.execute([])?;
+            write_record(locator, &entity)?;
             let written = conn
                 .prepare_cached(&format!(
                     "UPDATE {name} SET {key} = ?1 WHERE {pk} = ?2 AND {key} IS NULL"
@@ -248,29 +332,31 @@ fn settle(conn: &Connection, table: &Located, id: i64, locator: i64, timestamp: 
                         return Err(error);
                     }
                     conn.execute_batch("ROLLBACK TO tether_key; RELEASE tether_key")?;
-                    return refuse(conn, table, id, locator, &error);
+                    let message = format!(
+                        "row {locator} of {:?} could not be given its sync key: {}",
+                        table.table,
+                        error.message()
+                    );
+                    return fail(conn, id, &message, Some((&table.pk_name, locator)));
                 }
             }
             (entity, operation)
         }
     };
-    // Read after the key is written: a trigger of the user's may have changed the row (or
-    // deleted it, and with it logged the entity's delete: nothing is left to create).
+    // Read after the key is written, found by its key: a trigger of the user's may have changed
+    // the row, moved it (its record moved with it) or deleted it (and logged the entity's
+    // delete: nothing is left to create).
     let filled = conn
         .prepare_cached(&format!(
             "UPDATE tether_mutation_logs
                 SET entity_id = ?2, operation = ?3, sync_status = 'pending',
                     updated_at = CURRENT_TIMESTAMP,
-                    payload = (SELECT {payload} FROM {name} AS t WHERE t.{pk} = ?4)
-              WHERE id = ?1 AND EXISTS (SELECT 1 FROM {name} AS t WHERE t.{pk} = ?4)"
+                    payload = (SELECT {payload} FROM {name} AS t WHERE t.{key} = ?2)
+              WHERE id = ?1 AND EXISTS (SELECT 1 FROM {name} AS t WHERE t.{key} = ?2)"
         ))?
-        .execute((id, &entity, operation, locator))?;
+        .execute((id, &entity, operation))?;
     if filled == 0 {
         return drop_create(conn, id);
     }
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key) VALUES (?1, ?2, ?3)",
-    )?
-    .execute((table.table_id, locator, &entity))?;
     Ok(())
 }

@@ -121,6 +121,12 @@ fn target(conn: &Connection, table: Option<&str>, key: Option<Sql>) -> Result<Ta
             describe(&key)
         ))
     })?;
+    if entity.is_empty() {
+        bail!(
+            "row {} of {name:?} is waiting for its sync key, which could not be written (tether_attention says why): tether_retry({name:?}) tries every such row of the table again, tether_discard({name:?}) leaves them unsynced",
+            describe(&key)
+        );
+    }
     Ok(Target {
         table: Some(table),
         entity: Some(entity),
@@ -271,6 +277,7 @@ fn rows_to_resolve(
              SELECT entity_id, model, min(id) AS first FROM tether_mutation_logs
               WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict')
                 AND (?1 IS NULL OR model = ?1) AND (?2 IS NULL OR entity_id = ?2)
+                AND entity_id <> ''
               GROUP BY entity_id
              UNION ALL
              SELECT entity_id, model, NULL FROM tether_diverged
@@ -588,9 +595,54 @@ fn take_lock(conn: &Connection) -> Result<Lease> {
     }
 }
 
+/// Creates of `{"keys": "on_sync"}` rows whose key could not be written (they failed with no
+/// entity): a retry puts them back to wait for the next key pass, a discard leaves the rows
+/// unsynced. Only when no single row is named (such a row has no key to name it by).
+fn resolve_keyless(
+    conn: &Connection,
+    resolution: Resolution,
+    target: &Target,
+    tally: &mut Tally,
+) -> Result<()> {
+    if target.entity.is_some() {
+        return Ok(());
+    }
+    let model = target.table.as_ref().map(|t| t.model.clone());
+    let set = match resolution {
+        Resolution::Retry => {
+            "sync_status = 'unkeyed', rejection_reason = NULL, rejection_data = NULL, local_pk = NULL"
+        }
+        Resolution::Discard => {
+            "sync_status = 'resolved', resolution = 'discarded', resolved_at = CURRENT_TIMESTAMP"
+        }
+    };
+    let rows: Vec<(String, Option<String>)> = crate::db::write_txn(conn, |conn| {
+        let rows = conn
+            .prepare(&format!(
+                "UPDATE tether_mutation_logs SET {set}, updated_at = CURRENT_TIMESTAMP
+                  WHERE sync_status <> 'synced' AND sync_status = 'failed' AND entity_id = ''
+                    AND (?1 IS NULL OR model = ?1)
+                 RETURNING model, json_extract(rejection_data, '$.message')"
+            ))?
+            .query_map([&model], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    })?;
+    let outcome = match resolution {
+        Resolution::Retry => "key given at the next sync",
+        Resolution::Discard => "left unsynced",
+    };
+    for (model, message) in rows {
+        tally.row(json!({"model": model, "message": message}), outcome, 1);
+    }
+    Ok(())
+}
+
 fn run(conn: &Connection, resolution: Resolution, target: &Target) -> Result<Value> {
     let lease = take_lock(conn)?;
     let done = (|| -> Result<Value> {
+        let mut keyless = Tally::default();
+        resolve_keyless(conn, resolution, target, &mut keyless)?;
         let mut rows = rows_to_resolve(conn, target, resolution)?;
         // One row named that needs nothing: a retry sends it again as it is (an update made
         // while its capture was down, a field the server only listed since).
@@ -607,7 +659,7 @@ fn run(conn: &Connection, resolution: Resolution, target: &Target) -> Result<Val
             );
             return Ok(tally.to_json(resolution));
         }
-        let mut tally = Tally::default();
+        let mut tally = keyless;
         let mut plans = HashMap::new();
         for chunk in rows.chunks(ROWS_PER_TRANSACTION) {
             let reports: Vec<(Value, &'static str, usize)> = match resolution {

@@ -39,9 +39,16 @@ pub fn status(
         counts.insert(status, count);
     }
     let mut pending_by_model: HashMap<String, i64> = HashMap::new();
+    // A row waiting for its key may have several creates logged (each change of it logs one;
+    // the last claims it): it is one pending change.
     let mut stmt = conn.prepare(&format!(
-        "SELECT model, count(*) FROM tether_mutation_logs WHERE {} GROUP BY model",
-        crate::queue::PENDING_OR_UNKEYED
+        "SELECT model, count(*) FROM (
+             SELECT model FROM tether_mutation_logs WHERE {}
+             UNION ALL
+             SELECT model FROM tether_mutation_logs
+              WHERE sync_status <> 'synced' AND sync_status = 'unkeyed' GROUP BY model, locator)
+          GROUP BY model",
+        crate::queue::PENDING
     ))?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
         let (model, count) = row?;
@@ -115,9 +122,8 @@ pub fn status(
     }
 
     Ok(json!({
-        // Creates still waiting for their keys (`{"keys": "on_sync"}`) are pending too.
-        "pending": counts.get("pending").copied().unwrap_or(0)
-            + counts.get("unkeyed").copied().unwrap_or(0),
+        // Rows waiting for their keys (`{"keys": "on_sync"}`) are pending too.
+        "pending": pending_by_model.values().sum::<i64>(),
         "failed": counts.get("failed").copied().unwrap_or(0),
         "conflicts": counts.get("conflict").copied().unwrap_or(0),
         // Rows whose local changes were discarded with no server state known to put back: they

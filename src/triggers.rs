@@ -33,6 +33,7 @@ const DELETE_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_delete.sql");
 const REKEY_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_rekey.sql");
 const UPDATE_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_update.sql");
 const WATCH_INSERT_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_watch_insert.sql");
+const KEY_GIVEN: &str = include_str!("../sql/triggers/v3_key_given.sql");
 
 /// json_object() takes at most 127 arguments on older SQLites: 63 columns per call.
 const COLUMNS_PER_CALL: usize = 63;
@@ -73,6 +74,7 @@ pub fn trigger_names(table: &str) -> Vec<String> {
         "watch_insert",
         "watch_update",
         "keyless",
+        "key_given",
     ]
     .iter()
     .map(|kind| name(kind, table))
@@ -298,6 +300,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
                 WATCH_INSERT_KEYS_ON_SYNC
             },
             REKEY_KEYS_ON_SYNC,
+            KEY_GIVEN,
         ]
     } else {
         let mut templates = vec![INSERT, UPDATE, DELETE, GUARD, WATCH_INSERT];
@@ -319,6 +322,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         let sql = Template::new(template)
             .set("insert_trigger", &ident(&name("insert", table)))
             .set("keyless_trigger", &ident(&name("keyless", table)))
+            .set("key_given_trigger", &ident(&name("key_given", table)))
             .set("or_noted", &or_noted)
             .set("update_trigger", &ident(&name("update", table)))
             .set("delete_trigger", &ident(&name("delete", table)))
@@ -383,6 +387,7 @@ pub fn expected_names(capture: &Capture) -> Vec<String> {
     }
     if capture.keys_on_sync {
         kinds.push("keyless");
+        kinds.push("key_given");
     }
     let mut names: Vec<String> = kinds.iter().map(|k| name(k, capture.table)).collect();
     names.sort();
@@ -418,7 +423,7 @@ pub fn installed(conn: &Connection, table: &str) -> Result<Vec<String>> {
             AND (name LIKE 'tether\\_insert\\_%' ESCAPE '\\' OR name LIKE 'tether\\_update\\_%' ESCAPE '\\'
                  OR name LIKE 'tether\\_delete\\_%' ESCAPE '\\' OR name LIKE 'tether\\_guard\\_%' ESCAPE '\\'
                  OR name LIKE 'tether\\_rekey\\_%' ESCAPE '\\' OR name LIKE 'tether\\_watch\\_%' ESCAPE '\\'
-                 OR name LIKE 'tether\\_keyless\\_%' ESCAPE '\\')
+                 OR name LIKE 'tether\\_keyless\\_%' ESCAPE '\\' OR name LIKE 'tether\\_key\\_given\\_%' ESCAPE '\\')
           ORDER BY name",
     )?;
     let names = stmt

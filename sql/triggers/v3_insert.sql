@@ -1,9 +1,10 @@
 -- INSERT (tables tracked with {"keys": "on_sync"}): the inserts v3_keyless_insert.sql leaves to
 -- this trigger (a key given, server state applied, a row noted as replaced through the sync key
 -- or a UNIQUE constraint, a row in the place of a keyed one) are captured as v2_insert.sql
--- captures them, with one difference: no new key is made here. A row without a key that takes over no replaced row's key logs an
--- 'unkeyed' create instead (the key pass gives it its key), or, while server state is applied,
--- nothing. Making a ULID in plain SQL takes a large share of the trigger's registers, which
+-- captures them, with one difference: no new key is made here. A row without a key that takes
+-- over no replaced row's key logs an 'unkeyed' create instead, for the key pass, even while
+-- server state is applied (a trigger of the user's reacting to it wrote the row; without the
+-- create it would never sync). A plain-SQL ULID takes many of the trigger's registers, which
 -- SQLite allocates and clears on every INSERT whether this trigger's WHEN holds or not.
 CREATE TRIGGER {{insert_trigger}} AFTER INSERT ON {{table}}
 WHEN NEW.{{sync_key}} IS NOT NULL OR NOT {{not_suppressed}}
@@ -44,7 +45,7 @@ BEGIN
      WHERE {{sync_key}} IS NULL AND {{row_match_new}} AND NOT {{not_suppressed}};
     INSERT INTO tether_mutation_logs (entity_id, model, operation, timestamp, sync_status, locator)
     SELECT '', {{model}}, 'create', {{now_ms}}, 'unkeyed', {{pk_new}} FROM {{table}} AS t
-     WHERE {{t_is_new}} AND t.{{sync_key}} IS NULL AND {{not_suppressed}};
+     WHERE {{t_is_new}} AND t.{{sync_key}} IS NULL;
     DELETE FROM tether_row_keys
      WHERE table_id = {{table_id}} AND row_pk IN (
            SELECT r.row_pk FROM tether_replaced AS r

@@ -274,10 +274,6 @@ pub(crate) fn track(
         let existing = tracked_tables(conn)?
             .into_iter()
             .find(|t| t.table == info.name);
-        // Creates waiting for their keys are settled under the triggers that logged them.
-        if let Some(previous) = &existing {
-            crate::keys::give_in_transaction(conn, &previous.model)?;
-        }
         let plan = plan(
             conn,
             default_sync_key(settings),
@@ -290,6 +286,11 @@ pub(crate) fn track(
         let sync_key_added =
             ensure_sync_key_column(conn, &plan.info, &plan.sync_key, plan.keys_on_sync)?;
         let capture = plan.capture();
+        // Rows waiting for their keys ({"keys": "on_sync"}) get them now, read as the table is
+        // now, before the repair below would give them keys without their place in the queue.
+        if let Some(previous) = &existing {
+            crate::keys::give_in_transaction(conn, &previous.model, (&capture).into())?;
+        }
         let repair = crate::row_keys::restore(conn, &capture, sync_key_added)?;
         let known = crate::row_keys::known_to_server(&format!("t.{}", ident(&plan.sync_key)));
         let queued_creates = if plan.options.backfill.unwrap_or(true) {
@@ -449,7 +450,7 @@ fn untrack(conn: &Connection, name: &str) -> Result<Json> {
             .find(|t| t.table.eq_ignore_ascii_case(name))
             .ok_or_else(|| Error::new(format!("{name:?} is not tracked")))?;
         // Rows still waiting for their keys get them: what is queued is sent as for any table.
-        crate::keys::give_in_transaction(conn, &table.model)?;
+        crate::keys::give_in_transaction(conn, &table.model, (&table).into())?;
         triggers::remove(conn, &table.table)?;
         conn.execute(
             "DELETE FROM tether_tracked_tables WHERE table_name = ?1",

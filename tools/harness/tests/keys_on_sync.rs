@@ -9,8 +9,7 @@ use rusqlite::Connection;
 use serde_json::Value;
 use tether_harness::*;
 
-const TASK_MODEL: &str =
-    r#"{"name": "Task", "fields": {"title": "nullable|string", "slug": "nullable|string"}}"#;
+const TASK_MODEL: &str = r#"{"name": "Task", "fields": {"title": "nullable|string", "slug": "nullable|string", "remark": "nullable|string"}}"#;
 const TASKS: &str = "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE);";
 const ON_SYNC: &str = r#"{"keys": "on_sync"}"#;
 
@@ -135,6 +134,11 @@ impl Setup {
         .unwrap()
     }
 
+    /// The body `tether_push_request()` builds (after its key pass).
+    fn push_request(&self) -> Value {
+        json(&self.conn, "SELECT tether_push_request()")
+    }
+
     fn statuses(&self) -> Vec<String> {
         column(
             &self.plain,
@@ -158,9 +162,11 @@ fn a_new_row_has_no_key_until_a_sync_starts_and_is_created_once() {
         status["pending"], 1,
         "a create waiting for its key is pending: {status}"
     );
-    // Changes before the sync travel in the create: nothing else is logged.
+    // A change before the sync logs a new create (the last one claims the row, so the row is
+    // sent at the place of its last change); the row is still one pending change.
     s.write("UPDATE tasks SET title = 'buy oat milk'");
-    assert_eq!(s.statuses(), ["create unkeyed"]);
+    assert_eq!(s.statuses(), ["create unkeyed", "create unkeyed"]);
+    assert_eq!(json(&s.conn, "SELECT tether_status()")["pending"], 1);
     let result = s.sync();
     assert_eq!(result["pushed"], 1, "{result}");
     let key = key_of(&s.plain, "tasks", 1);
@@ -326,13 +332,7 @@ fn rows_reach_the_server_in_the_order_they_were_written() {
          INSERT INTO notes (body) VALUES ('second');
          INSERT INTO tasks (title) VALUES ('third');",
     );
-    let body = s
-        .conn
-        .query_row("SELECT tether_push_request()", [], |r| {
-            r.get::<_, String>(0)
-        })
-        .unwrap();
-    let body: Value = serde_json::from_str(&body).unwrap();
+    let body = s.push_request();
     let order: Vec<String> = body["mutations"]
         .as_array()
         .unwrap()
@@ -376,14 +376,7 @@ fn nothing_logged_after_a_waiting_create_is_sent_before_it() {
         "only what was logged before the waiting create"
     );
     // A push request gives keys first: all three go, in the order they were written.
-    let body: Value = serde_json::from_str(
-        &s.conn
-            .query_row("SELECT tether_push_request()", [], |r| {
-                r.get::<_, String>(0)
-            })
-            .unwrap(),
-    )
-    .unwrap();
+    let body = s.push_request();
     let sent: Vec<String> = body["mutations"]
         .as_array()
         .unwrap()
@@ -447,7 +440,7 @@ fn a_sync_killed_inside_the_key_pass_converges_on_the_next() {
 fn untracking_and_retracking_give_waiting_rows_their_keys_first() {
     let s = setup(TASKS, &["tasks"]);
     s.write("INSERT INTO tasks (title) VALUES ('a'), ('b')");
-    // Re-tracking with other options settles the waiting creates under the old triggers.
+    // Re-tracking with other options first gives the waiting rows their keys.
     json(
         &s.conn,
         "SELECT tether_track('tasks', '{\"keys\": \"on_insert\"}')",
@@ -530,6 +523,167 @@ fn a_row_whose_own_trigger_refuses_its_key_fails_alone() {
     // Nothing is left waiting, nothing wedges: the next sync has nothing to do.
     let again = s.sync();
     assert_eq!(again["pushed"], 0, "{again}");
+    // Such a row has no key to name it by: the table is named.
+    let error = error_of(&s.conn, "SELECT tether_retry('tasks', 1)");
+    assert!(error.contains("waiting for its sync key"), "{error}");
+    s.write("DROP TRIGGER append_only");
+    let retried = json(&s.conn, "SELECT tether_retry('tasks')");
+    assert_eq!(
+        retried["outcomes"]["key given at the next sync"], 1,
+        "{retried}"
+    );
+    s.sync();
+    s.assert_converged();
+    assert_eq!(s.on_server().len(), 2);
+}
+
+#[test]
+fn a_row_left_without_a_key_by_a_discard_stays_local() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write(
+        "CREATE TRIGGER append_only BEFORE UPDATE ON tasks
+         BEGIN SELECT RAISE(ABORT, 'never updated'); END;
+         INSERT INTO tasks (title) VALUES ('ledger');",
+    );
+    s.sync();
+    let discarded = json(&s.conn, "SELECT tether_discard('tasks')");
+    assert_eq!(discarded["outcomes"]["left unsynced"], 1, "{discarded}");
+    let status = json(&s.conn, "SELECT tether_status()");
+    assert_eq!(
+        (status["failed"].as_i64(), status["pending"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert!(s.on_server().is_empty());
+    assert_eq!(s.local(), ["NULL|ledger"]);
+}
+
+#[test]
+fn a_renamed_column_with_rows_waiting_syncs_them_as_the_table_is_now() {
+    let s = setup(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT, note TEXT);",
+        &["tasks"],
+    );
+    s.write(
+        "INSERT INTO tasks (title, slug, note) VALUES ('a', 'x', 'n');
+         ALTER TABLE tasks RENAME COLUMN note TO remark;
+         INSERT INTO tasks (title, slug, remark) VALUES ('b', 'y', 'r');",
+    );
+    s.sync();
+    s.assert_converged();
+    assert_eq!(s.entities_on_server().len(), 2);
+    let remarks: Vec<String> = column(
+        &Connection::open(&s.server_db).unwrap(),
+        "SELECT coalesce(remark, 'none') FROM tasks ORDER BY id",
+    );
+    assert_eq!(remarks, ["n", "r"], "sent under the column's new name");
+}
+
+#[test]
+fn a_rebuild_without_the_key_column_while_rows_wait_keys_them_once() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write("INSERT INTO tasks (id, title) VALUES (1, 'synced')");
+    s.sync();
+    let k1 = key_of(&s.plain, "tasks", 1);
+    // A migration tool's rebuild from a model that does not know tether_id.
+    s.write(
+        "INSERT INTO tasks (id, title) VALUES (2, 'waiting');
+         BEGIN;
+         CREATE TABLE tasks_new (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE);
+         INSERT INTO tasks_new (id, title, slug) SELECT id, title, slug FROM tasks;
+         DROP TABLE tasks;
+         ALTER TABLE tasks_new RENAME TO tasks;
+         COMMIT;",
+    );
+    s.sync();
+    assert_eq!(
+        key_of(&s.plain, "tasks", 1),
+        k1,
+        "the synced row keeps its key"
+    );
+    let k2 = key_of(&s.plain, "tasks", 2);
+    assert!(is_ulid(&k2), "{k2}");
+    s.assert_converged();
+    assert_eq!(s.entities_on_server().len(), 2);
+    assert_eq!(s.applied_to(&k2), 1);
+}
+
+#[test]
+fn a_key_the_application_gives_with_an_update_is_that_row_from_then_on() {
+    let s = setup(TASKS, &["tasks"]);
+    let key: String = s
+        .conn
+        .query_row("SELECT tether_ulid()", [], |r| r.get(0))
+        .unwrap();
+    s.write("INSERT INTO tasks (id, title) VALUES (7, 'given later')");
+    s.plain
+        .execute("UPDATE tasks SET tether_id = ?1 WHERE id = 7", [&key])
+        .unwrap();
+    s.write(
+        "UPDATE tasks SET id = 5 WHERE id = 7;
+         UPDATE tasks SET title = 'moved' WHERE id = 5;",
+    );
+    s.sync();
+    assert_eq!(s.on_server(), [format!("{key}|moved")]);
+    // And a REPLACE of it afterwards is an update of that entity.
+    s.write("INSERT OR REPLACE INTO tasks (id, title) VALUES (5, 'replaced')");
+    assert_eq!(key_of(&s.plain, "tasks", 5), key);
+    s.sync();
+    s.assert_converged();
+    assert_eq!(s.entities_on_server(), [key]);
+}
+
+#[test]
+fn a_row_changed_to_refer_to_a_newer_row_is_sent_after_it() {
+    let s = setup(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT, project TEXT);
+         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);",
+        &["tasks"],
+    );
+    json(&s.conn, "SELECT tether_track('projects')");
+    s.write(
+        "INSERT INTO tasks (title) VALUES ('child');
+         INSERT INTO projects (name) VALUES ('parent');
+         UPDATE tasks SET project = (SELECT tether_id FROM projects);",
+    );
+    let body = s.push_request();
+    let models: Vec<&str> = body["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["Project", "Task"], "the parent first: {body}");
+}
+
+#[test]
+fn a_row_a_trigger_writes_while_server_rows_are_applied_is_synced_too() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write("CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);");
+    json(&s.conn, "SELECT tether_track('projects')");
+    s.write(
+        "CREATE TRIGGER inbox AFTER INSERT ON projects
+         BEGIN INSERT INTO tasks (title) VALUES ('inbox of ' || NEW.name); END;",
+    );
+    // The server's row arrives in a pull page, applied without being captured.
+    let page = serde_json::json!({
+        "snapshots": [{"entity_id": "01JZZZZZZZZZZZZZZZZZZZZZZZ", "model": "Project",
+                       "operation": "create", "payload": {"name": "from server"},
+                       "updated_at": "2026-11-26T10:00:00Z"}],
+        "new_sync_cursor": 1, "has_more": false
+    });
+    s.conn
+        .query_row(
+            "SELECT tether_pull_response(?1)",
+            [page.to_string()],
+            |_| Ok(()),
+        )
+        .unwrap();
+    assert_eq!(s.local(), ["NULL|inbox of from server"]);
+    s.conn
+        .query_row("SELECT tether_push_request()", [], |_| Ok(()))
+        .unwrap();
+    assert!(!s.local()[0].starts_with("NULL"), "{:?}", s.local());
+    assert_eq!(json(&s.conn, "SELECT tether_status()")["pending"], 1);
 }
 
 #[test]
@@ -553,8 +707,14 @@ fn the_key_index_leaves_rows_without_keys_out_unless_a_foreign_key_needs_it_whol
     };
     json(&conn, &format!("SELECT tether_track('notes', '{ON_SYNC}')"));
     assert!(index_sql("notes").ends_with("WHERE \"tether_id\" IS NOT NULL"));
-    json(&conn, &format!("SELECT tether_track('projects', '{ON_SYNC}')"));
-    assert!(!index_sql("projects").contains("WHERE"), "a foreign key refers to it");
+    json(
+        &conn,
+        &format!("SELECT tether_track('projects', '{ON_SYNC}')"),
+    );
+    assert!(
+        !index_sql("projects").contains("WHERE"),
+        "a foreign key refers to it"
+    );
     conn.execute_batch(
         "PRAGMA foreign_keys = ON;
          INSERT INTO projects (id, name, tether_id) VALUES (1, 'keyed', '01JZZZZZZZZZZZZZZZZZZZZZZZ');
@@ -562,6 +722,9 @@ fn the_key_index_leaves_rows_without_keys_out_unless_a_foreign_key_needs_it_whol
     )
     .unwrap();
     // Back to keys on insert: a full index again.
-    json(&conn, r#"SELECT tether_track('notes', '{"keys": "on_insert"}')"#);
+    json(
+        &conn,
+        r#"SELECT tether_track('notes', '{"keys": "on_insert"}')"#,
+    );
     assert!(!index_sql("notes").contains("WHERE"));
 }
