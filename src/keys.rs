@@ -20,6 +20,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension};
 
+use crate::bail;
 use crate::db::write_txn;
 use crate::error::{Error, Result};
 use crate::sql::ident;
@@ -30,7 +31,9 @@ use crate::triggers::Capture;
 /// Unkeyed creates settled per transaction.
 const CHUNK: i64 = 500;
 
-const UNKEYED: &str = "sync_status <> 'synced' AND sync_status = 'unkeyed'";
+/// The condition for creates waiting for their keys (served by the partial index of unsynced
+/// mutations).
+pub const UNKEYED: &str = "sync_status <> 'synced' AND sync_status = 'unkeyed'";
 
 /// The log id of the oldest unkeyed create: mutations from it on wait (`i64::MAX` when none).
 pub fn first_unkeyed(conn: &Connection) -> Result<i64> {
@@ -60,7 +63,21 @@ pub fn give(
     }
     let (mut below, mut settled) = (i64::MAX, 0);
     loop {
-        let chunk = write_txn(conn, |conn| settle_chunk(conn, &tables, only_model, below))?;
+        let mut ended = None;
+        let chunk = write_txn(conn, |conn| {
+            let chunk = settle_chunk(conn, &tables, only_model, below, &mut ended)?;
+            match &ended {
+                Some((_, message)) => Err(Error::new(message.clone())),
+                None => Ok(chunk),
+            }
+        });
+        // A trigger of the user's ended the whole transaction (RAISE(ROLLBACK)) while a row got
+        // its key: that row fails alone, and the chunk runs again without it.
+        if let Some((id, message)) = ended {
+            write_txn(conn, |conn| fail(conn, id, &message, None))?;
+            continue;
+        }
+        let chunk = chunk?;
         let Some(lowest) = chunk.lowest else {
             return Ok(settled);
         };
@@ -108,21 +125,34 @@ impl<'a> From<&'a TrackedTable> for TableShape<'a> {
 
 /// Settles the unkeyed creates logged under `model` inside the caller's transaction, for the
 /// table as `shape` describes it now (tracking settles them before it changes the triggers,
-/// untracking before it removes them). Creates that failed to get their key are tried again.
-pub fn give_in_transaction(conn: &Connection, model: &str, shape: TableShape) -> Result<usize> {
-    conn.prepare_cached(
-        "UPDATE tether_mutation_logs
-            SET sync_status = 'unkeyed', rejection_reason = NULL, rejection_data = NULL, local_pk = NULL
-          WHERE sync_status <> 'synced' AND sync_status = 'failed' AND entity_id = '' AND model = ?1",
-    )?
-    .execute([model])?;
+/// untracking before it removes them). With `retry_refused`, creates that failed to get their
+/// key are tried again (tracking again is what their message asks for).
+pub fn give_in_transaction(
+    conn: &Connection,
+    model: &str,
+    shape: TableShape,
+    retry_refused: bool,
+) -> Result<usize> {
+    if retry_refused {
+        conn.prepare_cached(
+            "UPDATE tether_mutation_logs
+                SET sync_status = 'unkeyed', rejection_reason = NULL, rejection_data = NULL, local_pk = NULL
+              WHERE sync_status <> 'synced' AND sync_status = 'failed' AND entity_id = '' AND model = ?1",
+        )?
+        .execute([model])?;
+    }
     if first_unkeyed(conn)? == i64::MAX {
         return Ok(0);
     }
     let tables = HashMap::from([(model.to_string(), locate(conn, &shape)?)]);
     let (mut below, mut settled) = (i64::MAX, 0);
     loop {
-        let chunk = settle_chunk(conn, &tables, Some(model), below)?;
+        let mut ended = None;
+        let chunk = settle_chunk(conn, &tables, Some(model), below, &mut ended)?;
+        // The caller's transaction is gone with it: nothing more can be written.
+        if let Some((_, message)) = ended {
+            bail!("{message}");
+        }
         let Some(lowest) = chunk.lowest else {
             return Ok(settled);
         };
@@ -200,11 +230,14 @@ struct Chunk {
     lowest: Option<i64>,
 }
 
+/// Settles the creates below log id `below`, newest first. When a trigger of the user's ends
+/// the transaction (RAISE(ROLLBACK)) it stops there, naming the create in `ended`.
 fn settle_chunk(
     conn: &Connection,
     tables: &HashMap<String, Place>,
     only_model: Option<&str>,
     below: i64,
+    ended: &mut Option<(i64, String)>,
 ) -> Result<Chunk> {
     let creates: Vec<(i64, String, Option<i64>, i64)> = conn
         .prepare_cached(&format!(
@@ -220,7 +253,13 @@ fn settle_chunk(
     for (id, model, locator, timestamp) in &creates {
         match (tables.get(model), locator) {
             (Some(Place::Found(table)), Some(locator)) => {
-                settle(conn, table, *id, *locator, *timestamp)?
+                if let Err(message) = settle(conn, table, model, *id, *locator, *timestamp)? {
+                    *ended = Some((*id, message));
+                    return Ok(Chunk {
+                        count: 0,
+                        lowest: None,
+                    });
+                }
             }
             (Some(Place::Changed(why)), Some(locator)) => {
                 let message = format!(
@@ -259,7 +298,16 @@ fn drop_create(conn: &Connection, id: i64) -> Result<()> {
     Ok(())
 }
 
-fn settle(conn: &Connection, table: &Located, id: i64, locator: i64, timestamp: i64) -> Result<()> {
+/// Settles one create. `Ok(Err(message))`: a trigger of the user's ended the transaction while
+/// the row got its key; nothing more may be written in it.
+fn settle(
+    conn: &Connection,
+    table: &Located,
+    model: &str,
+    id: i64,
+    locator: i64,
+    timestamp: i64,
+) -> Result<std::result::Result<(), String>> {
     let Located {
         name,
         key,
@@ -268,6 +316,18 @@ fn settle(conn: &Connection, table: &Located, id: i64, locator: i64, timestamp: 
         table_id,
         ..
     } = table;
+    // A create logged for the same row after this pass began (by another connection, between
+    // two chunks) is the row's last: it claims the row at the next pass, at its own place.
+    // Only creates newer than the pass are still waiting above this one: a cheap range.
+    let newer: bool = conn
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs
+                             WHERE {UNKEYED} AND id > ?1 AND model = ?2 AND locator = ?3)"
+        ))?
+        .query_row((id, model, locator), |r| r.get(0))?;
+    if newer {
+        return drop_create(conn, id).map(Ok);
+    }
     let row: Option<Option<String>> = conn
         .prepare_cached(&format!("SELECT {key} FROM {name} WHERE {pk} = ?1"))?
         .query_row([locator], |r| r.get(0))
@@ -276,17 +336,10 @@ fn settle(conn: &Connection, table: &Located, id: i64, locator: i64, timestamp: 
         .prepare_cached("SELECT sync_key FROM tether_row_keys WHERE table_id = ?1 AND row_pk = ?2")?
         .query_row((table_id, locator), |r| r.get(0))
         .optional()?;
-    let write_record = |at: i64, entity: &str| -> Result<()> {
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key) VALUES (?1, ?2, ?3)",
-        )?
-        .execute((table_id, at, entity))?;
-        Ok(())
-    };
-    let (entity, operation) = match row {
-        None => return drop_create(conn, id),
+    let (entity, operation, give) = match row {
+        None => return drop_create(conn, id).map(Ok),
         Some(Some(held)) if record.as_deref() == Some(held.as_str()) => {
-            return drop_create(conn, id)
+            return drop_create(conn, id).map(Ok)
         }
         Some(Some(held)) => {
             let known: bool = conn
@@ -294,8 +347,7 @@ fn settle(conn: &Connection, table: &Located, id: i64, locator: i64, timestamp: 
                     "SELECT EXISTS (SELECT 1 FROM tether_entity_versions WHERE entity_id = ?1)",
                 )?
                 .query_row([&held], |r| r.get(0))?;
-            write_record(locator, &held)?;
-            (held, if known { "update" } else { "create" })
+            (held, if known { "update" } else { "create" }, false)
         }
         Some(None) => {
             let mut taken_over = None;
@@ -307,56 +359,71 @@ fn settle(conn: &Connection, table: &Located, id: i64, locator: i64, timestamp: 
                     .query_row([&recorded], |r| r.get(0))?;
                 taken_over = (!held).then_some(recorded);
             }
-            let (entity, operation) = match taken_over {
-                Some(recorded) => (recorded, "update"),
-                None => (crate::identity::ulid_at(timestamp.max(0) as u64), "create"),
-            };
-            // The record first: the trigger that logs a key the application gives
-            // (v3_key_given.sql) then knows this one is tether's. A trigger of the table's own
-            // may refuse the write (an append-only guard): that row fails alone, as an
-            // unsendable value does, and the others go on.
-            conn.prepare_cached("SAVEPOINT tether_key")?.execute([])?;
-            write_record(locator, &entity)?;
-            let written = conn
+            match taken_over {
+                Some(recorded) => (recorded, "update", true),
+                None => (
+                    crate::identity::ulid_at(timestamp.max(0) as u64),
+                    "create",
+                    true,
+                ),
+            }
+        }
+    };
+    // The row's writes in a savepoint: a trigger of the table's own may refuse the key (an
+    // append-only guard), ignore it (RAISE(IGNORE)), or the payload may be too large; that row
+    // then fails alone, as an unsendable value does, and the others go on.
+    conn.prepare_cached("SAVEPOINT tether_key")?.execute([])?;
+    let written = (|| -> Result<Option<String>> {
+        // The record first: the trigger that logs a key the application gives
+        // (v3_key_given.sql) then knows this one is tether's.
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key) VALUES (?1, ?2, ?3)",
+        )?
+        .execute((table_id, locator, &entity))?;
+        if give {
+            let changed = conn
                 .prepare_cached(&format!(
                     "UPDATE {name} SET {key} = ?1 WHERE {pk} = ?2 AND {key} IS NULL"
                 ))?
-                .execute((&entity, locator));
-            match written {
-                Ok(_) => {
-                    conn.prepare_cached("RELEASE tether_key")?.execute([])?;
-                }
-                Err(error) => {
-                    let error = Error::from(error);
-                    if conn.is_autocommit() || !error.is_row_problem() {
-                        return Err(error);
-                    }
-                    conn.execute_batch("ROLLBACK TO tether_key; RELEASE tether_key")?;
-                    let message = format!(
-                        "row {locator} of {:?} could not be given its sync key: {}",
-                        table.table,
-                        error.message()
-                    );
-                    return fail(conn, id, &message, Some((&table.pk_name, locator)));
-                }
+                .execute((&entity, locator))?;
+            if changed == 0 {
+                return Ok(Some("a trigger of the table ignored the write".to_string()));
             }
-            (entity, operation)
         }
+        // Read after the key is written, found by its key: a trigger of the user's may have
+        // changed the row or moved it (its record moved with it).
+        let filled = conn
+            .prepare_cached(&format!(
+                "UPDATE tether_mutation_logs
+                    SET entity_id = ?2, operation = ?3, sync_status = 'pending',
+                        updated_at = CURRENT_TIMESTAMP,
+                        payload = (SELECT {payload} FROM {name} AS t WHERE t.{key} = ?2)
+                  WHERE id = ?1 AND EXISTS (SELECT 1 FROM {name} AS t WHERE t.{key} = ?2)"
+            ))?
+            .execute((id, &entity, operation))?;
+        Ok((filled == 0).then(|| "a trigger of the table deleted the row".to_string()))
+    })();
+    let refused = match written {
+        Ok(None) => {
+            conn.prepare_cached("RELEASE tether_key")?.execute([])?;
+            return Ok(Ok(()));
+        }
+        Ok(Some(why)) => why,
+        Err(error) if conn.is_autocommit() => {
+            return Ok(Err(format!(
+                "row {locator} of {:?} could not be given its sync key: {}",
+                table.table,
+                error.message()
+            )))
+        }
+        Err(error) if error.is_row_problem() => error.message().to_string(),
+        Err(error) => return Err(error),
     };
-    // Read after the key is written, found by its key: a trigger of the user's may have changed
-    // the row, moved it (its record moved with it) or deleted it (and logged the entity's
-    // delete: nothing is left to create).
-    let filled = conn
-        .prepare_cached(&format!(
-            "UPDATE tether_mutation_logs
-                SET entity_id = ?2, operation = ?3, sync_status = 'pending',
-                    updated_at = CURRENT_TIMESTAMP,
-                    payload = (SELECT {payload} FROM {name} AS t WHERE t.{key} = ?2)
-              WHERE id = ?1 AND EXISTS (SELECT 1 FROM {name} AS t WHERE t.{key} = ?2)"
-        ))?
-        .execute((id, &entity, operation))?;
-    if filled == 0 {
-        return drop_create(conn, id);
-    }
-    Ok(())
+    conn.execute_batch("ROLLBACK TO tether_key; RELEASE tether_key")?;
+    let message = format!(
+        "row {locator} of {:?} could not be given its sync key: {refused}",
+        table.table
+    );
+    fail(conn, id, &message, Some((&table.pk_name, locator)))?;
+    Ok(Ok(()))
 }

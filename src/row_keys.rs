@@ -36,7 +36,16 @@ pub struct Repair {
 /// rebuilt the table from a model that does not know it) and at least half of the recorded rows
 /// are there again: a rebuild copies the rows. A table dropped and created anew holds new rows,
 /// even where their primary keys repeat old ones; they get new keys.
-pub fn restore(conn: &Connection, capture: &Capture, key_column_vanished: bool) -> Result<Repair> {
+///
+/// `before_new_keys` runs between the two: rows of a `{"keys": "on_sync"}` table waiting for
+/// their keys get them there, in queue order (they have no records, so they do not change what
+/// is restored).
+pub fn restore(
+    conn: &Connection,
+    capture: &Capture,
+    key_column_vanished: bool,
+    before_new_keys: impl FnOnce() -> Result<()>,
+) -> Result<Repair> {
     let table = format!("main.{}", ident(capture.table));
     let key = ident(capture.sync_key);
     let row_pk = capture.primary_key.row_pk(&ident(capture.table));
@@ -77,6 +86,7 @@ pub fn restore(conn: &Connection, capture: &Capture, key_column_vanished: bool) 
             [],
         )?
     };
+    before_new_keys()?;
     let mut remember = conn.prepare("INSERT INTO temp.tether_newly_keyed (key) VALUES (?1)")?;
     let mut assign = conn.prepare(&format!(
         "UPDATE {table} SET {key} = tether_ulid() WHERE {key} IS NULL RETURNING {key}"

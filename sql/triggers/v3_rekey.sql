@@ -1,9 +1,10 @@
 -- A changed primary key (tables tracked with {"keys": "on_sync"}). As v2_rekey.sql: UPDATE OR
 -- REPLACE onto a primary key another keyed row held deleted that row without a trigger: its
--- entity gets a 'delete'. The row's record moves with it: its own, or for a row without a key
--- yet, the record of the keyed row it replaced (it is that entity). A row without a key is
--- found by its new primary key from now on: it logs a new 'unkeyed' create, which, being the
--- last for that locator, claims it; the one at the old primary key finds no row and is dropped.
+-- entity gets a 'delete'. The row's record moves with it (a row without a key has none: an
+-- insert in the place of a recorded row takes over its key at once; moving any record there is
+-- still what keeps it right). A row without a key is found by its new primary key from now on:
+-- it logs a new 'unkeyed' create, which, being the last for that locator, claims it; the one at
+-- the old primary key finds no row and is dropped.
 CREATE TRIGGER {{rekey_trigger}} AFTER UPDATE OF {{pk_columns}} ON {{table}}
 WHEN {{pk_old}} IS NOT {{pk_new}}
 BEGIN

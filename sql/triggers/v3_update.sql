@@ -11,10 +11,10 @@ BEGIN
     INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
     SELECT NEW.{{sync_key}}, {{model}}, 'update', {{payload_row}}, {{now_ms}}
       FROM {{table}} AS t
-     WHERE {{t_is_new}} AND ({{changed}}) AND OLD.{{sync_key}} IS NOT NULL
-       AND NEW.{{sync_key}} IS NOT NULL AND {{not_suppressed}};
+     WHERE OLD.{{sync_key}} IS NOT NULL AND NEW.{{sync_key}} IS NOT NULL
+       AND {{t_is_new}} AND ({{changed}}) AND {{not_suppressed}};
     INSERT INTO tether_mutation_logs (entity_id, model, operation, timestamp, sync_status, locator)
     SELECT '', {{model}}, 'create', {{now_ms}}, 'unkeyed', {{pk_new}}
-     WHERE ({{changed}}) AND NEW.{{sync_key}} IS NULL AND {{not_suppressed}};
+     WHERE NEW.{{sync_key}} IS NULL AND ({{changed}}) AND {{not_suppressed}};
     {{clear_replaced}}
 END

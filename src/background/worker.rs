@@ -69,12 +69,15 @@ pub(super) fn run(
     done.notify_all();
 }
 
-/// Mutations the server has not taken: pending, or failed and awaiting a retry.
+/// Mutations the server has not taken: pending, failed and awaiting a retry, or waiting for
+/// their keys (`{"keys": "on_sync"}`).
 fn unsent(conn: &Connection, retry_limit: u64) -> i64 {
     conn.query_row(
         &format!(
-            "SELECT count(*) FROM tether_mutation_logs WHERE {}",
-            crate::queue::unsent(retry_limit)
+            "SELECT (SELECT count(*) FROM tether_mutation_logs WHERE {})
+                  + (SELECT count(*) FROM tether_mutation_logs WHERE {})",
+            crate::queue::unsent(retry_limit),
+            crate::keys::UNKEYED,
         ),
         [],
         |r| r.get(0),

@@ -286,12 +286,15 @@ pub(crate) fn track(
         let sync_key_added =
             ensure_sync_key_column(conn, &plan.info, &plan.sync_key, plan.keys_on_sync)?;
         let capture = plan.capture();
-        // Rows waiting for their keys ({"keys": "on_sync"}) get them now, read as the table is
-        // now, before the repair below would give them keys without their place in the queue.
-        if let Some(previous) = &existing {
-            crate::keys::give_in_transaction(conn, &previous.model, (&capture).into())?;
-        }
-        let repair = crate::row_keys::restore(conn, &capture, sync_key_added)?;
+        // Rows waiting for their keys ({"keys": "on_sync"}) get them, read as the table is now,
+        // after recorded keys are restored and before the rows without either get new ones
+        // (which would lose their place in the queue).
+        let repair = crate::row_keys::restore(conn, &capture, sync_key_added, || {
+            if let Some(previous) = &existing {
+                crate::keys::give_in_transaction(conn, &previous.model, (&capture).into(), true)?;
+            }
+            Ok(())
+        })?;
         let known = crate::row_keys::known_to_server(&format!("t.{}", ident(&plan.sync_key)));
         let queued_creates = if plan.options.backfill.unwrap_or(true) {
             triggers::queue_rows(conn, &capture, "create", &format!("NOT ({known})"), [])?
@@ -450,7 +453,7 @@ fn untrack(conn: &Connection, name: &str) -> Result<Json> {
             .find(|t| t.table.eq_ignore_ascii_case(name))
             .ok_or_else(|| Error::new(format!("{name:?} is not tracked")))?;
         // Rows still waiting for their keys get them: what is queued is sent as for any table.
-        crate::keys::give_in_transaction(conn, &table.model, (&table).into())?;
+        crate::keys::give_in_transaction(conn, &table.model, (&table).into(), false)?;
         triggers::remove(conn, &table.table)?;
         conn.execute(
             "DELETE FROM tether_tracked_tables WHERE table_name = ?1",

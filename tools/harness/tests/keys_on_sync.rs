@@ -47,6 +47,20 @@ fn setup(schema: &str, tables: &[&str]) -> Setup {
     }
 }
 
+/// `tasks` (keys on sync) with a `column` referring to a row of `parent (id, name)`, whose keys
+/// are given on insert.
+fn setup_with_parent(parent: &str, column: &str) -> Setup {
+    let s = setup(
+        &format!(
+            "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT, {column} TEXT);
+             CREATE TABLE {parent} (id INTEGER PRIMARY KEY, name TEXT);"
+        ),
+        &["tasks"],
+    );
+    json(&s.conn, &format!("SELECT tether_track('{parent}')"));
+    s
+}
+
 impl Setup {
     fn sync(&self) -> Value {
         let result = json(&self.conn, "SELECT tether_sync()");
@@ -634,12 +648,7 @@ fn a_key_the_application_gives_with_an_update_is_that_row_from_then_on() {
 
 #[test]
 fn a_row_changed_to_refer_to_a_newer_row_is_sent_after_it() {
-    let s = setup(
-        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT, project TEXT);
-         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);",
-        &["tasks"],
-    );
-    json(&s.conn, "SELECT tether_track('projects')");
+    let s = setup_with_parent("projects", "project");
     s.write(
         "INSERT INTO tasks (title) VALUES ('child');
          INSERT INTO projects (name) VALUES ('parent');
@@ -727,4 +736,138 @@ fn the_key_index_leaves_rows_without_keys_out_unless_a_foreign_key_needs_it_whol
         r#"SELECT tether_track('notes', '{"keys": "on_insert"}')"#,
     );
     assert!(!index_sql("notes").contains("WHERE"));
+}
+
+#[test]
+fn a_rebuild_while_rows_wait_keeps_the_synced_rows_entities() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write("INSERT INTO tasks (id, title) VALUES (1, 's1'), (2, 's2'), (3, 's3')");
+    s.sync();
+    let synced: Vec<String> = column(&s.plain, "SELECT tether_id FROM tasks ORDER BY id");
+    // More rows wait for their keys than there are synced rows, then a tool rebuilds the table
+    // from a model without tether_id.
+    s.write(
+        "INSERT INTO tasks (title) VALUES ('n1'), ('n2'), ('n3'), ('n4'), ('n5');
+         CREATE TABLE tasks_new (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE);
+         INSERT INTO tasks_new (id, title, slug) SELECT id, title, slug FROM tasks;
+         DROP TABLE tasks;
+         ALTER TABLE tasks_new RENAME TO tasks;",
+    );
+    s.sync();
+    let kept: Vec<String> = column(
+        &s.plain,
+        "SELECT tether_id FROM tasks WHERE id <= 3 ORDER BY id",
+    );
+    assert_eq!(kept, synced, "the synced rows keep their entities");
+    for key in &synced {
+        assert!(!s.deleted_on_server(key), "{key} was deleted on the server");
+    }
+    s.assert_converged();
+    assert_eq!(s.entities_on_server().len(), 8);
+}
+
+#[test]
+fn auto_sync_pushes_rows_waiting_for_their_keys() {
+    let s = setup(TASKS, &["tasks"]);
+    set_config(&s.conn, "auto_sync", "true");
+    s.write("INSERT INTO tasks (title) VALUES ('written elsewhere')");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.on_server().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    json(&s.conn, "SELECT tether_stop()");
+    assert_eq!(s.on_server().len(), 1, "auto_sync pushed the row");
+    s.assert_converged();
+}
+
+#[test]
+fn a_trigger_that_rolls_back_or_ignores_the_key_write_fails_its_row_alone() {
+    for raise in ["RAISE(ROLLBACK, 'locked')", "RAISE(IGNORE)"] {
+        let s = setup(
+            "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT, locked INTEGER);",
+            &["tasks"],
+        );
+        s.write(&format!(
+            "CREATE TRIGGER guard_locked BEFORE UPDATE ON tasks WHEN OLD.locked
+             BEGIN SELECT {raise}; END;
+             INSERT INTO tasks (title, locked) VALUES ('a', 1), ('b', 0), ('c', 1);"
+        ));
+        let result = s.sync();
+        assert_eq!(
+            result["pushed"], 1,
+            "{raise}: the unlocked row goes: {result}"
+        );
+        let failed: Vec<String> = column(
+            &s.plain,
+            "SELECT rejection_data ->> '$.message' FROM tether_mutation_logs WHERE sync_status = 'failed'",
+        );
+        assert_eq!(failed.len(), 2, "{raise}: {failed:?}");
+        assert!(
+            failed
+                .iter()
+                .all(|m| m.contains("could not be given its sync key")),
+            "{failed:?}"
+        );
+        assert!(
+            column::<String>(
+                &s.plain,
+                "SELECT row_pk || ' ' || sync_key FROM tether_row_keys"
+            )
+            .len()
+                == 1,
+            "{raise}: only the keyed row has a record"
+        );
+        // Untracking still works, and what failed stays listed.
+        json(&s.conn, "SELECT tether_untrack('tasks')");
+    }
+}
+
+#[test]
+fn a_row_changed_by_another_connection_between_two_chunks_is_sent_after_what_it_refers_to() {
+    let s = setup_with_parent("sessions", "session");
+    let values: Vec<String> = (1..=700).map(|i| format!("('t{i}')")).collect();
+    s.write(&format!(
+        "INSERT INTO tasks (title) VALUES {}",
+        values.join(", ")
+    ));
+    // The pass settles the newest 500 first; between the chunks another connection creates a
+    // session and points the oldest task at it.
+    let engine = Connection::open(&s.path).unwrap();
+    tether::register(&engine).unwrap();
+    let mut chunks = 0;
+    tether::keys::give(&engine, None, &mut || {
+        chunks += 1;
+        if chunks == 1 {
+            s.plain.execute_batch(
+                "INSERT INTO sessions (name) VALUES ('S');
+                 UPDATE tasks SET session = (SELECT tether_id FROM sessions) WHERE id = 1;",
+            )?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert!(chunks >= 2);
+    // The next pass settles the row's newer create, which stands after the session's.
+    tether::keys::give(&engine, None, &mut || Ok(())).unwrap();
+    let order: Vec<String> = column(
+        &s.plain,
+        "SELECT model || ' ' || coalesce(payload ->> '$.title', payload ->> '$.name')
+           FROM tether_mutation_logs
+          WHERE sync_status = 'pending' AND (model = 'Session' OR payload ->> '$.title' = 't1')
+          ORDER BY id",
+    );
+    assert_eq!(order, ["Session S", "Task t1"]);
+    let session: String = s
+        .plain
+        .query_row("SELECT tether_id FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    let sent: String = s
+        .plain
+        .query_row(
+            "SELECT payload ->> '$.session' FROM tether_mutation_logs WHERE payload ->> '$.title' = 't1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(sent, session);
 }
