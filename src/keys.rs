@@ -20,13 +20,16 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::bail;
 use crate::db::write_txn;
 use crate::error::{Error, Result};
 use crate::sql::ident;
 use crate::table_info::PrimaryKey;
 use crate::tracking::TrackedTable;
 use crate::triggers::Capture;
+
+/// What the message of a create that failed because its table changed asks for; tracking the
+/// table again retries those (and only those).
+const RETRACK: &str = "tether_track the table again (it gives the key then)";
 
 /// Unkeyed creates settled per transaction.
 const CHUNK: i64 = 500;
@@ -67,14 +70,21 @@ pub fn give(
         let chunk = write_txn(conn, |conn| {
             let chunk = settle_chunk(conn, &tables, only_model, below, &mut ended)?;
             match &ended {
-                Some((_, message)) => Err(Error::new(message.clone())),
+                Some(end) => Err(Error::new(end.message.clone())),
                 None => Ok(chunk),
             }
         });
         // A trigger of the user's ended the whole transaction (RAISE(ROLLBACK)) while a row got
         // its key: that row fails alone, and the chunk runs again without it.
-        if let Some((id, message)) = ended {
-            write_txn(conn, |conn| fail(conn, id, &message, None))?;
+        if let Some(end) = ended {
+            write_txn(conn, |conn| {
+                fail(
+                    conn,
+                    end.id,
+                    &end.message,
+                    Some((&end.pk_name, end.locator)),
+                )
+            })?;
             continue;
         }
         let chunk = chunk?;
@@ -137,9 +147,10 @@ pub fn give_in_transaction(
         conn.prepare_cached(
             "UPDATE tether_mutation_logs
                 SET sync_status = 'unkeyed', rejection_reason = NULL, rejection_data = NULL, local_pk = NULL
-              WHERE sync_status <> 'synced' AND sync_status = 'failed' AND entity_id = '' AND model = ?1",
+              WHERE sync_status <> 'synced' AND sync_status = 'failed' AND entity_id = '' AND model = ?1
+                AND instr(rejection_data, ?2) > 0",
         )?
-        .execute([model])?;
+        .execute((model, RETRACK))?;
     }
     if first_unkeyed(conn)? == i64::MAX {
         return Ok(0);
@@ -150,8 +161,11 @@ pub fn give_in_transaction(
         let mut ended = None;
         let chunk = settle_chunk(conn, &tables, Some(model), below, &mut ended)?;
         // The caller's transaction is gone with it: nothing more can be written.
-        if let Some((_, message)) = ended {
-            bail!("{message}");
+        if let Some(end) = ended {
+            return Err(crate::db::still_in_transaction(
+                conn,
+                Error::new(end.message),
+            )?);
         }
         let Some(lowest) = chunk.lowest else {
             return Ok(settled);
@@ -182,6 +196,8 @@ struct Located {
     /// The primary key column's name, unquoted.
     pk_name: String,
     payload: String,
+    /// The table has triggers of its own, which may refuse, ignore or undo the key's write.
+    user_triggers: bool,
 }
 
 /// The table as it is now: every column the key pass names is checked to exist (a name that
@@ -213,7 +229,15 @@ fn locate(conn: &Connection, shape: &TableShape) -> Result<Place> {
             "{table:?} has no column {missing:?} any more"
         )));
     }
+    let user_triggers: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema
+                             WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE
+                               AND name NOT LIKE 'tether\\_%' ESCAPE '\\')",
+        )?
+        .query_row([table], |r| r.get(0))?;
     Ok(Place::Found(Located {
+        user_triggers,
         name: format!("main.{}", ident(table)),
         key: ident(sync_key),
         pk: ident(pk),
@@ -230,6 +254,14 @@ struct Chunk {
     lowest: Option<i64>,
 }
 
+/// A create whose key's write a trigger of the user's answered by ending the transaction.
+struct Ended {
+    id: i64,
+    message: String,
+    pk_name: String,
+    locator: i64,
+}
+
 /// Settles the creates below log id `below`, newest first. When a trigger of the user's ends
 /// the transaction (RAISE(ROLLBACK)) it stops there, naming the create in `ended`.
 fn settle_chunk(
@@ -237,7 +269,7 @@ fn settle_chunk(
     tables: &HashMap<String, Place>,
     only_model: Option<&str>,
     below: i64,
-    ended: &mut Option<(i64, String)>,
+    ended: &mut Option<Ended>,
 ) -> Result<Chunk> {
     let creates: Vec<(i64, String, Option<i64>, i64)> = conn
         .prepare_cached(&format!(
@@ -254,7 +286,12 @@ fn settle_chunk(
         match (tables.get(model), locator) {
             (Some(Place::Found(table)), Some(locator)) => {
                 if let Err(message) = settle(conn, table, model, *id, *locator, *timestamp)? {
-                    *ended = Some((*id, message));
+                    *ended = Some(Ended {
+                        id: *id,
+                        message,
+                        pk_name: table.pk_name.clone(),
+                        locator: *locator,
+                    });
                     return Ok(Chunk {
                         count: 0,
                         lowest: None,
@@ -262,9 +299,7 @@ fn settle_chunk(
                 }
             }
             (Some(Place::Changed(why)), Some(locator)) => {
-                let message = format!(
-                    "row {locator} waits for its sync key, but {why}: tether_track the table again (it gives the key then)"
-                );
+                let message = format!("row {locator} waits for its sync key, but {why}: {RETRACK}");
                 fail(conn, *id, &message, None)?
             }
             _ => drop_create(conn, *id)?,
@@ -281,15 +316,40 @@ fn settle_chunk(
 /// `local_pk` naming the row when known: it is listed for attention and holds nothing back.
 /// `tether_retry` and tracking the table again put it back to wait for the next key pass.
 fn fail(conn: &Connection, id: i64, message: &str, row: Option<(&str, i64)>) -> Result<()> {
+    fail_as(conn, id, message, row, None)
+}
+
+/// [`fail`], naming the entity when the row has its key (only its payload could not be read).
+fn fail_as(
+    conn: &Connection,
+    id: i64,
+    message: &str,
+    row: Option<(&str, i64)>,
+    entity: Option<&str>,
+) -> Result<()> {
     conn.prepare_cached(
         "UPDATE tether_mutation_logs SET sync_status = 'failed', rejection_reason = 'invalid_value',
+                entity_id = coalesce(?5, entity_id),
                 rejection_data = json_object('message', 'cannot be sent: ' || ?2),
                 local_pk = CASE WHEN ?3 IS NOT NULL THEN json_object(?3, ?4) END,
                 updated_at = CURRENT_TIMESTAMP
           WHERE id = ?1",
     )?
-    .execute((id, message, row.map(|r| r.0), row.map(|r| r.1)))?;
+    .execute((id, message, row.map(|r| r.0), row.map(|r| r.1), entity))?;
     Ok(())
+}
+
+/// The row itself is what the write cannot take: a constraint or a trigger's RAISE, a value too
+/// large, a datatype mismatch.
+fn refused_by_the_row(error: &Error) -> bool {
+    matches!(
+        error.sqlite_code(),
+        Some(
+            rusqlite::ErrorCode::ConstraintViolation
+                | rusqlite::ErrorCode::TooBig
+                | rusqlite::ErrorCode::TypeMismatch
+        )
+    )
 }
 
 fn drop_create(conn: &Connection, id: i64) -> Result<()> {
@@ -317,13 +377,16 @@ fn settle(
         ..
     } = table;
     // A create logged for the same row after this pass began (by another connection, between
-    // two chunks) is the row's last: it claims the row at the next pass, at its own place.
-    // Only creates newer than the pass are still waiting above this one: a cheap range.
+    // two chunks) is the row's last: it claims the row at the next pass, at its own place. A
+    // newer one that failed to get the key speaks for the row too (a retry puts it back). Only
+    // creates newer than the pass are still waiting above this one, and few failed: cheap
+    // ranges of the index of unsynced mutations.
     let newer: bool = conn
-        .prepare_cached(&format!(
+        .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs
-                             WHERE {UNKEYED} AND id > ?1 AND model = ?2 AND locator = ?3)"
-        ))?
+                             WHERE sync_status <> 'synced' AND sync_status IN ('unkeyed', 'failed')
+                               AND id > ?1 AND entity_id = '' AND model = ?2 AND locator = ?3)",
+        )?
         .query_row((id, model, locator), |r| r.get(0))?;
     if newer {
         return drop_create(conn, id).map(Ok);
@@ -351,7 +414,7 @@ fn settle(
         }
         Some(None) => {
             let mut taken_over = None;
-            if let Some(recorded) = record {
+            if let Some(recorded) = record.clone() {
                 let held: bool = conn
                     .prepare_cached(&format!(
                         "SELECT EXISTS (SELECT 1 FROM {name} WHERE {key} = ?1)"
@@ -369,10 +432,16 @@ fn settle(
             }
         }
     };
-    // The row's writes in a savepoint: a trigger of the table's own may refuse the key (an
-    // append-only guard), ignore it (RAISE(IGNORE)), or the payload may be too large; that row
-    // then fails alone, as an unsendable value does, and the others go on.
-    conn.prepare_cached("SAVEPOINT tether_key")?.execute([])?;
+    // A trigger of the table's own may refuse the key (an append-only guard), ignore it
+    // (RAISE(IGNORE)) or delete the row: the row's writes then go in a savepoint, undone, and
+    // the row fails alone, as an unsendable value does; the others go on. Without such
+    // triggers only the payload can fail (too large): the row keeps its key, and its create
+    // fails as that entity's. (A savepoint journals every page it changes: half the pass.)
+    let guarded = table.user_triggers;
+    if guarded {
+        conn.prepare_cached("SAVEPOINT tether_key")?.execute([])?;
+    }
+    let key_written = std::cell::Cell::new(!give);
     let written = (|| -> Result<Option<String>> {
         // The record first: the trigger that logs a key the application gives
         // (v3_key_given.sql) then knows this one is tether's.
@@ -389,6 +458,7 @@ fn settle(
             if changed == 0 {
                 return Ok(Some("a trigger of the table ignored the write".to_string()));
             }
+            key_written.set(true);
         }
         // Read after the key is written, found by its key: a trigger of the user's may have
         // changed the row or moved it (its record moved with it).
@@ -405,25 +475,53 @@ fn settle(
     })();
     let refused = match written {
         Ok(None) => {
-            conn.prepare_cached("RELEASE tether_key")?.execute([])?;
+            if guarded {
+                conn.prepare_cached("RELEASE tether_key")?.execute([])?;
+            }
             return Ok(Ok(()));
         }
         Ok(Some(why)) => why,
-        Err(error) if conn.is_autocommit() => {
+        Err(error) if refused_by_the_row(&error) && conn.is_autocommit() => {
             return Ok(Err(format!(
                 "row {locator} of {:?} could not be given its sync key: {}",
                 table.table,
                 error.message()
             )))
         }
-        Err(error) if error.is_row_problem() => error.message().to_string(),
+        Err(error) if refused_by_the_row(&error) => error.message().to_string(),
+        // Anything else (a function a trigger calls that this connection lacks, I/O, memory)
+        // says nothing against the row: the sync fails and is tried again.
         Err(error) => return Err(error),
     };
-    conn.execute_batch("ROLLBACK TO tether_key; RELEASE tether_key")?;
-    let message = format!(
-        "row {locator} of {:?} could not be given its sync key: {refused}",
-        table.table
-    );
-    fail(conn, id, &message, Some((&table.pk_name, locator)))?;
+    let row = Some((table.pk_name.as_str(), locator));
+    if guarded {
+        conn.execute_batch("ROLLBACK TO tether_key; RELEASE tether_key")?;
+        let message = format!(
+            "row {locator} of {:?} could not be given its sync key: {refused}",
+            table.table
+        );
+        fail(conn, id, &message, row)?;
+    } else if key_written.get() {
+        let message = format!("row {locator} of {:?}: {refused}", table.table);
+        fail_as(conn, id, &message, row, Some(&entity))?;
+    } else {
+        // The key's write failed (its statement undone by SQLite): the record goes back to
+        // what it was.
+        match &record {
+            Some(previous) => conn
+                .prepare_cached(
+                    "UPDATE tether_row_keys SET sync_key = ?3 WHERE table_id = ?1 AND row_pk = ?2",
+                )?
+                .execute((table_id, locator, previous))?,
+            None => conn
+                .prepare_cached("DELETE FROM tether_row_keys WHERE table_id = ?1 AND row_pk = ?2")?
+                .execute((table_id, locator))?,
+        };
+        let message = format!(
+            "row {locator} of {:?} could not be given its sync key: {refused}",
+            table.table
+        );
+        fail(conn, id, &message, row)?;
+    }
     Ok(Ok(()))
 }

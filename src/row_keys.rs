@@ -86,17 +86,7 @@ pub fn restore(
             [],
         )?
     };
-    before_new_keys()?;
-    let mut remember = conn.prepare("INSERT INTO temp.tether_newly_keyed (key) VALUES (?1)")?;
-    let mut assign = conn.prepare(&format!(
-        "UPDATE {table} SET {key} = tether_ulid() WHERE {key} IS NULL RETURNING {key}"
-    ))?;
-    let mut rows = assign.query([])?;
-    let mut assigned = 0;
-    while let Some(row) = rows.next()? {
-        remember.execute([row.get::<_, String>(0)?])?;
-        assigned += 1;
-    }
+    // Counted before the key pass, whose new records say nothing of a rebuild.
     let live_records: i64 = conn.query_row(
         &format!(
             "SELECT count(*) FROM tether_row_keys AS s WHERE s.table_id = {id}
@@ -105,6 +95,25 @@ pub fn restore(
         [],
         |r| r.get(0),
     )?;
+    before_new_keys()?;
+    let mut remember = conn.prepare("INSERT INTO temp.tether_newly_keyed (key) VALUES (?1)")?;
+    // Not a row whose key the key pass could not write (a trigger of the table's own refused
+    // it): it waits, failed, for the user; writing it here would be refused the same way.
+    let mut assign = conn.prepare(&format!(
+        "UPDATE {table} SET {key} = tether_ulid()
+          WHERE {key} IS NULL
+            AND NOT EXISTS (SELECT 1 FROM tether_mutation_logs AS l
+                             WHERE l.sync_status <> 'synced' AND l.sync_status = 'failed'
+                               AND l.entity_id = '' AND l.model = {model} AND l.locator = {row_pk})
+         RETURNING {key}",
+        model = literal(capture.model),
+    ))?;
+    let mut rows = assign.query([])?;
+    let mut assigned = 0;
+    while let Some(row) = rows.next()? {
+        remember.execute([row.get::<_, String>(0)?])?;
+        assigned += 1;
+    }
     Ok(Repair {
         restored,
         assigned,

@@ -159,6 +159,23 @@ fn ensure_sync_key_column(
     Ok(added)
 }
 
+/// Rows of `{"keys": "on_sync"}` tables waiting for their keys get them in the key pass's own
+/// short transactions first, where a row a trigger of the user's refuses (even with
+/// RAISE(ROLLBACK)) fails alone; what is left (a table whose shape changed) is settled inside
+/// the tracking transaction. Not inside the caller's transaction: everything is settled there.
+fn settle_waiting_rows(conn: &Connection, name: &str) -> Result<()> {
+    if !conn.is_autocommit() {
+        return Ok(());
+    }
+    let tracked = tracked_tables(conn)?
+        .into_iter()
+        .find(|t| t.table.eq_ignore_ascii_case(name));
+    if let Some(table) = tracked {
+        crate::keys::give(conn, Some(&table.model), &mut || Ok(()))?;
+    }
+    Ok(())
+}
+
 /// True when a foreign key of some table refers to `table`'s column `column`.
 fn referred_to(conn: &Connection, table: &str, column: &str) -> Result<bool> {
     Ok(conn.query_row(
@@ -269,6 +286,7 @@ pub(crate) fn track(
 ) -> Result<Json> {
     let given = parse_options(options)?;
     let given_explicitly = given.is_some();
+    settle_waiting_rows(conn, name)?;
     write_txn(conn, |conn| {
         let info = table_info(conn, name)?;
         let existing = tracked_tables(conn)?
@@ -447,6 +465,7 @@ fn rerender_pending(conn: &Connection, plan: &Plan, previous: &TrackedTable) -> 
 }
 
 fn untrack(conn: &Connection, name: &str) -> Result<Json> {
+    settle_waiting_rows(conn, name)?;
     write_txn(conn, |conn| {
         let table = tracked_tables(conn)?
             .into_iter()

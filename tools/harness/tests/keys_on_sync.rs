@@ -871,3 +871,184 @@ fn a_row_changed_by_another_connection_between_two_chunks_is_sent_after_what_it_
         .unwrap();
     assert_eq!(sent, session);
 }
+
+#[test]
+fn a_row_whose_key_or_payload_cannot_be_written_fails_alone() {
+    let s = setup(TASKS, &["tasks"]);
+    // Under a 2,000-byte limit: row 1 can be written but its payload (every quote escaped) not;
+    // row 2 cannot even be written with its key; row 3 goes.
+    s.write(&format!(
+        "INSERT INTO tasks (title) VALUES ('{}'), ('{}'), ('small')",
+        "\"".repeat(1500),
+        "x".repeat(3000)
+    ));
+    let engine = Connection::open(&s.path).unwrap();
+    tether::register(&engine).unwrap();
+    // SAFETY: the handle is this open connection's, used on this thread only.
+    unsafe {
+        rusqlite::ffi::sqlite3_limit(engine.handle(), rusqlite::ffi::SQLITE_LIMIT_LENGTH, 2000)
+    };
+    tether::keys::give(&engine, None, &mut || Ok(())).unwrap();
+    let keyed = key_of(&s.plain, "tasks", 1);
+    assert_eq!(
+        s.local()[1],
+        format!("NULL|{}", "x".repeat(3000)),
+        "row 2 keeps no key"
+    );
+    let failed: Vec<String> = column(
+        &s.plain,
+        "SELECT id || ' ' || entity_id || ' ' || rejection_reason FROM tether_mutation_logs
+          WHERE sync_status = 'failed' ORDER BY id",
+    );
+    assert_eq!(
+        failed,
+        [
+            format!("1 {keyed} invalid_value"),
+            "2  invalid_value".to_string()
+        ]
+    );
+    assert_eq!(
+        column::<i64>(
+            &s.plain,
+            "SELECT row_pk FROM tether_row_keys ORDER BY row_pk"
+        ),
+        [1, 3],
+        "records only for rows holding their keys"
+    );
+    // Once they can be read: row 1 is retried as its entity, row 2 by table.
+    json(&s.conn, &format!("SELECT tether_retry('tasks', '{keyed}')"));
+    json(&s.conn, "SELECT tether_retry('tasks')");
+    s.sync();
+    s.assert_converged();
+    assert_eq!(s.on_server().len(), 3);
+}
+
+#[test]
+fn a_trigger_that_moves_the_row_when_it_gets_its_key_leaves_one_record() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write(
+        "CREATE TRIGGER mv AFTER UPDATE OF tether_id ON tasks
+         BEGIN UPDATE tasks SET id = id + 100 WHERE id = NEW.id AND id < 100; END;
+         INSERT INTO tasks (title) VALUES ('a');",
+    );
+    s.sync();
+    let key = key_of(&s.plain, "tasks", 101);
+    assert_eq!(
+        column::<String>(
+            &s.plain,
+            "SELECT row_pk || ' ' || sync_key FROM tether_row_keys"
+        ),
+        [format!("101 {key}")]
+    );
+    assert_eq!(s.applied_to(&key), 1, "created once");
+    // No record is left at the old number for a new row there to take over.
+    s.write(
+        "DROP TRIGGER mv; DELETE FROM tasks;
+         INSERT INTO tasks (id, title) VALUES (1, 'unrelated');",
+    );
+    s.sync();
+    s.assert_converged();
+    assert!(s.deleted_on_server(&key));
+}
+
+#[test]
+fn a_missing_function_fails_the_sync_not_the_rows() {
+    let s = setup(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT, h TEXT);",
+        &["tasks"],
+    );
+    // The application's writing connection has its own function, which a trigger calls.
+    let app_hash = |conn: &Connection| {
+        conn.create_scalar_function(
+            "app_hash",
+            1,
+            rusqlite::functions::FunctionFlags::SQLITE_UTF8,
+            |ctx| Ok(format!("h:{}", ctx.get::<String>(0)?)),
+        )
+        .unwrap()
+    };
+    app_hash(&s.plain);
+    s.write(
+        "CREATE TRIGGER h AFTER UPDATE OF tether_id ON tasks
+         BEGIN UPDATE tasks SET h = app_hash(NEW.title) WHERE id = NEW.id; END;
+         INSERT INTO tasks (title) VALUES ('a');",
+    );
+    // The syncing connection lacks it: the sync fails, the row waits.
+    let error = error_of(&s.conn, "SELECT tether_sync()");
+    assert!(error.contains("app_hash"), "{error}");
+    assert_eq!(s.statuses(), ["create unkeyed"]);
+    app_hash(&s.conn);
+    s.sync();
+    s.assert_converged();
+}
+
+#[test]
+fn a_table_created_anew_while_rows_wait_deletes_nothing_on_the_server() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write("INSERT INTO tasks (id, title) VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')");
+    s.sync();
+    s.write(
+        "INSERT INTO tasks (id, title) VALUES (5, 'w5'), (6, 'w6');
+         CREATE TABLE tasks_new (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE);
+         INSERT INTO tasks_new (id, title) SELECT id, title FROM tasks WHERE id > 4;
+         DROP TABLE tasks;
+         ALTER TABLE tasks_new RENAME TO tasks;",
+    );
+    s.sync();
+    let deletes: i64 = s
+        .plain
+        .query_row(
+            "SELECT count(*) FROM tether_mutation_logs WHERE operation = 'delete'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        deletes, 0,
+        "a table created anew: the server keeps its rows"
+    );
+    assert_eq!(s.entities_on_server().len(), 6);
+}
+
+#[test]
+fn a_refusing_trigger_blocks_neither_tracking_again_nor_untracking() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write(
+        "CREATE TRIGGER rb BEFORE UPDATE ON tasks WHEN NEW.title = 'bad'
+         BEGIN SELECT RAISE(ROLLBACK, 'no'); END;
+         INSERT INTO tasks (title) VALUES ('bad'), ('good');",
+    );
+    json(
+        &s.conn,
+        &format!("SELECT tether_track('tasks', '{ON_SYNC}')"),
+    );
+    assert_eq!(s.statuses(), ["create failed", "create pending"]);
+    // Inside the application's transaction the pass cannot fail one row alone: the error says
+    // the transaction is gone.
+    s.write("INSERT INTO tasks (title) VALUES ('bad')");
+    s.conn.execute_batch("BEGIN").unwrap();
+    let error = error_of(
+        &s.conn,
+        &format!("SELECT tether_track('tasks', '{ON_SYNC}')"),
+    );
+    assert!(error.contains("rolled the transaction back"), "{error}");
+    assert!(s.conn.is_autocommit());
+    json(&s.conn, "SELECT tether_untrack('tasks')");
+}
+
+#[test]
+fn a_row_changed_several_times_whose_key_is_ignored_fails_once() {
+    let s = setup(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT, locked INTEGER);",
+        &["tasks"],
+    );
+    s.write(
+        "CREATE TRIGGER guard BEFORE UPDATE OF tether_id ON tasks WHEN OLD.locked
+         BEGIN SELECT RAISE(IGNORE); END;
+         INSERT INTO tasks (title, locked) VALUES ('a', 1);
+         UPDATE tasks SET title = 'b';
+         UPDATE tasks SET title = 'c';",
+    );
+    s.sync();
+    assert_eq!(json(&s.conn, "SELECT tether_status()")["failed"], 1);
+}
