@@ -6,7 +6,10 @@
 //! - `tether_rekey_<t>` (tables with a declared primary key): follows primary key changes;
 //! - `tether_watch_insert_<t>`: notes rows REPLACE is about to delete through the sync key or
 //!   another UNIQUE constraint; `tether_watch_update_<t>` (tables with other UNIQUE
-//!   constraints): the same for UPDATE OR REPLACE.
+//!   constraints): the same for UPDATE OR REPLACE;
+//! - tables tracked with `{"keys": "on_sync"}` (v3 templates): `tether_keyless_<t>` logs an
+//!   INSERT without a key as one 'unkeyed' create (`crate::keys` gives the key later), and
+//!   `tether_key_given_<t>` captures a key the application writes into a waiting row.
 use rusqlite::Connection;
 
 use crate::bail;

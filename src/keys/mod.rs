@@ -3,6 +3,8 @@
 //! INTEGER PRIMARY KEY as `locator` (sql/triggers/v3_keyless_insert.sql). When a sync, push or
 //! pull starts, each such create, newest first, is settled by what the database holds now:
 //!
+//! - a newer create for the same row waits or failed (logged by another connection during the
+//!   pass, or refused): that one speaks for the row; this one goes;
 //! - no row at the locator: the row was deleted before it was ever sent; the create goes;
 //! - a row that already has its key and its `tether_row_keys` record: a later create for the
 //!   same locator claimed it (rowid reuse, REPLACE of a keyless row), or a repair or the
@@ -16,16 +18,19 @@
 //! The settled create keeps its place in the queue, so rows reach the server in the order they
 //! were written, and nothing after the oldest unkeyed create is sent before it is settled
 //! ([`first_unkeyed`]). Chunks are short transactions; a crash loses at most the chunk running.
+//! A row the database will not take its key or payload for (a trigger of the table's own, a
+//! value too large) fails alone (`invalid_value`); any other error fails the pass, to be run
+//! again.
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::db::write_txn;
 use crate::error::{Error, Result};
-use crate::sql::ident;
-use crate::table_info::PrimaryKey;
-use crate::tracking::TrackedTable;
-use crate::triggers::Capture;
+
+mod place;
+pub use place::TableShape;
+use place::{locate, Located, Place};
 
 /// What the message of a create that failed because its table changed asks for; tracking the
 /// table again retries those (and only those).
@@ -97,42 +102,6 @@ pub fn give(
     }
 }
 
-/// What the key pass reads of a tracked table.
-pub struct TableShape<'a> {
-    pub model: &'a str,
-    pub table: &'a str,
-    pub table_id: i64,
-    pub sync_key: &'a str,
-    pub synced: &'a [String],
-    pub json_columns: &'a [String],
-}
-
-impl<'a> From<&'a Capture<'a>> for TableShape<'a> {
-    fn from(capture: &'a Capture<'a>) -> Self {
-        TableShape {
-            model: capture.model,
-            table: capture.table,
-            table_id: capture.table_id,
-            sync_key: capture.sync_key,
-            synced: capture.columns,
-            json_columns: capture.json_columns,
-        }
-    }
-}
-
-impl<'a> From<&'a TrackedTable> for TableShape<'a> {
-    fn from(table: &'a TrackedTable) -> Self {
-        TableShape {
-            model: &table.model,
-            table: &table.table,
-            table_id: table.table_id,
-            sync_key: &table.sync_key,
-            synced: &table.synced_columns,
-            json_columns: &table.json_columns,
-        }
-    }
-}
-
 /// Settles the unkeyed creates logged under `model` inside the caller's transaction, for the
 /// table as `shape` describes it now (tracking settles them before it changes the triggers,
 /// untracking before it removes them). With `retry_refused`, creates that failed to get their
@@ -173,79 +142,6 @@ pub fn give_in_transaction(
         settled += chunk.count;
         below = lowest;
     }
-}
-
-/// Where the rows of one model are, and how to read them.
-enum Place {
-    Found(Located),
-    /// The table is gone (or untracked): its rows cannot be read. A table that comes back (a
-    /// rebuild) is repaired by tracking, which keys and queues every row without a key.
-    Gone,
-    /// The table is there but not as tracked (a column renamed or dropped, no INTEGER PRIMARY
-    /// KEY any more) and tracking could not repair it: why.
-    Changed(String),
-}
-
-struct Located {
-    table: String,
-    table_id: i64,
-    /// `main."table"`, the quoted key and primary key columns, the payload expression on `t`.
-    name: String,
-    key: String,
-    pk: String,
-    /// The primary key column's name, unquoted.
-    pk_name: String,
-    payload: String,
-    /// The table has triggers of its own, which may refuse, ignore or undo the key's write.
-    user_triggers: bool,
-}
-
-/// The table as it is now: every column the key pass names is checked to exist (a name that
-/// does not could be read as a string literal by SQLite).
-fn locate(conn: &Connection, shape: &TableShape) -> Result<Place> {
-    let TableShape {
-        table,
-        table_id,
-        sync_key,
-        synced,
-        json_columns,
-        ..
-    } = *shape;
-    if !crate::table_info::table_exists(conn, table)? {
-        return Ok(Place::Gone);
-    }
-    let info = crate::table_info::table_info(conn, table)?;
-    let PrimaryKey::RowidAlias(pk) = &info.primary_key else {
-        return Ok(Place::Changed(format!(
-            "{table:?} has no INTEGER PRIMARY KEY any more"
-        )));
-    };
-    let missing: Vec<&str> = std::iter::once(sync_key)
-        .chain(synced.iter().map(String::as_str))
-        .filter(|c| info.column(c).is_none())
-        .collect();
-    if !missing.is_empty() {
-        return Ok(Place::Changed(format!(
-            "{table:?} has no column {missing:?} any more"
-        )));
-    }
-    let user_triggers: bool = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema
-                             WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE
-                               AND name NOT LIKE 'tether\\_%' ESCAPE '\\')",
-        )?
-        .query_row([table], |r| r.get(0))?;
-    Ok(Place::Found(Located {
-        user_triggers,
-        name: format!("main.{}", ident(table)),
-        key: ident(sync_key),
-        pk: ident(pk),
-        pk_name: pk.clone(),
-        payload: crate::triggers::payload_expr(synced, json_columns, "t")?,
-        table: table.to_string(),
-        table_id,
-    }))
 }
 
 struct Chunk {
