@@ -1000,6 +1000,12 @@ fn random_writes_with_refused_changes_converge_once_discarded() {
     converge(2, false);
 }
 
+/// The same with every table tracked with {"keys": "on_sync"}.
+#[test]
+fn random_writes_with_refused_changes_converge_once_discarded_with_keys_given_on_sync() {
+    converge(2, true);
+}
+
 fn converge(default_invalid: u64, keys_on_sync: bool) {
     let started = Instant::now();
     let seed: u64 = env_number("TETHER_SEED").unwrap_or_else(|| now_ms() as u64 | 1);
