@@ -319,12 +319,11 @@ fn locked_cycle(
     let work = || -> Result<Value> {
         // Rows of {"keys": "on_sync"} tables get their keys before anything is sent, and before
         // a pull, which must know which rows hold unsent changes.
-        crate::keys::give(conn, None, &mut || run.renew())?;
-        let pushed = if kind == Cycle::Pull {
-            PushOutcome::default()
-        } else {
-            run.push_all()?
-        };
+        let given = crate::keys::give(conn, None, &mut || run.renew())?;
+        let mut pushed = PushOutcome::local_failures(&given.failed);
+        if kind != Cycle::Pull {
+            pushed.add(run.push_all()?);
+        }
         let pulled = if kind == Cycle::Push {
             PullTotals::default()
         } else {

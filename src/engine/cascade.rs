@@ -6,6 +6,7 @@
 //! left to the server: its own snapshots of them follow (a child moved to another parent comes
 //! back), and a stale copy here never overrides a newer change made elsewhere.
 use rusqlite::Connection;
+use serde_json::{json, Value};
 
 use crate::error::Result;
 use crate::sql::{ident, literal};
@@ -114,18 +115,23 @@ impl References {
         if let Some(root) = tables.iter().position(|t| t.table == parent.table) {
             seen.insert((root, entity.to_string()));
         }
-        let mut frontier: Vec<(String, String, Vec<String>)> = vec![(
+        // Rows are followed by their sync key, or by rowid where a table tracked with
+        // {"keys": "on_sync"} holds rows still waiting for theirs: the cascade goes on through
+        // them to the keyed rows below (their own creates are dropped with them).
+        let mut seen_waiting: std::collections::HashSet<(usize, i64)> = Default::default();
+        let mut frontier: Vec<(String, String, Value)> = vec![(
             parent.table.clone(),
-            parent.sync_key.clone(),
-            vec![entity.to_string()],
+            ident(&parent.sync_key),
+            json!([entity]),
         )];
-        while let Some((table, sync_key, keys)) = frontier.pop() {
+        while let Some((table, column, ids)) = frontier.pop() {
             for reference in self
                 .references
                 .iter()
                 .filter(|r| r.parent.eq_ignore_ascii_case(&table))
             {
                 let child = &tables[reference.child];
+                let waiting = child.keys_on_sync();
                 let matches: Vec<String> = reference
                     .columns
                     .iter()
@@ -135,24 +141,39 @@ impl References {
                 // their sync key and reach the children through the foreign key's index instead
                 // of reading the whole child table for every pulled delete.
                 let sql = format!(
-                    "SELECT DISTINCT c.{child_key} FROM main.{parent} AS p JOIN main.{child} AS c ON {matches}
-                      WHERE p.{parent_key} IN (SELECT value FROM json_each(?1)) AND c.{child_key} IS NOT NULL",
+                    "SELECT DISTINCT c.{child_key}, {rowid} FROM main.{parent} AS p JOIN main.{child} AS c ON {matches}
+                      WHERE p.{column} IN (SELECT value FROM json_each(?1)){keyed_only}",
                     child_key = ident(&child.sync_key),
+                    rowid = if waiting { "c.rowid" } else { "NULL" },
+                    keyed_only = if waiting {
+                        String::new()
+                    } else {
+                        format!(" AND c.{} IS NOT NULL", ident(&child.sync_key))
+                    },
                     child = ident(&child.table),
                     parent = ident(&table),
-                    parent_key = ident(&sync_key),
                     matches = matches.join(" AND "),
                 );
-                let keys_json = serde_json::to_string(&keys)?;
-                let found: Vec<String> = conn
+                let rows: Vec<(Option<String>, Option<i64>)> = conn
                     .prepare_cached(&sql)?
-                    .query_map([&keys_json], |r| r.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()?
-                    .into_iter()
-                    .filter(|k| seen.insert((reference.child, k.clone())))
-                    .collect();
-                if found.is_empty() {
-                    continue;
+                    .query_map([ids.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut found = Vec::new();
+                let mut found_waiting = Vec::new();
+                for (key, rowid) in rows {
+                    match (key, rowid) {
+                        (Some(key), _) => {
+                            if seen.insert((reference.child, key.clone())) {
+                                found.push(key);
+                            }
+                        }
+                        (None, Some(rowid)) => {
+                            if seen_waiting.insert((reference.child, rowid)) {
+                                found_waiting.push(rowid);
+                            }
+                        }
+                        (None, None) => {}
+                    }
                 }
                 let changed: Vec<String> = found
                     .iter()
@@ -160,7 +181,12 @@ impl References {
                     .cloned()
                     .collect();
                 if reference.deletes_child {
-                    frontier.push((child.table.clone(), child.sync_key.clone(), found));
+                    if !found_waiting.is_empty() {
+                        frontier.push((child.table.clone(), "rowid".into(), json!(found_waiting)));
+                    }
+                    if !found.is_empty() {
+                        frontier.push((child.table.clone(), ident(&child.sync_key), json!(found)));
+                    }
                     if !changed.is_empty() {
                         actions.deleted.push((reference.child, changed));
                     }

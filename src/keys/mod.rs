@@ -54,22 +54,32 @@ pub fn first_unkeyed(conn: &Connection) -> Result<i64> {
     Ok(first.unwrap_or(i64::MAX))
 }
 
+/// What a key pass did.
+#[derive(Default)]
+pub struct Given {
+    /// Creates settled: given their keys, or dropped.
+    pub settled: usize,
+    /// Creates that failed locally (their rows could not get keys), as a push reports
+    /// mutations that failed before they could be sent.
+    pub failed: Vec<serde_json::Value>,
+}
+
 /// Settles every unkeyed create (of `only_model`, or of all models), newest first, in short
-/// transactions, calling `between_chunks` after each. Returns how many were settled.
+/// transactions, calling `between_chunks` after each.
 pub fn give(
     conn: &Connection,
     only_model: Option<&str>,
     between_chunks: &mut dyn FnMut() -> Result<()>,
-) -> Result<usize> {
+) -> Result<Given> {
     if first_unkeyed(conn)? == i64::MAX {
-        return Ok(0);
+        return Ok(Given::default());
     }
     let mut tables = HashMap::new();
     for table in crate::tracking::tracked_tables(conn)? {
         let place = locate(conn, &TableShape::from(&table))?;
         tables.insert(table.model.clone(), place);
     }
-    let (mut below, mut settled) = (i64::MAX, 0);
+    let (mut below, mut settled, mut failed) = (i64::MAX, 0, Vec::new());
     loop {
         let mut ended = None;
         let chunk = write_txn(conn, |conn| {
@@ -90,16 +100,45 @@ pub fn give(
                     Some((&end.pk_name, end.locator)),
                 )
             })?;
+            failed.push(end.id);
             continue;
         }
         let chunk = chunk?;
+        failed.extend(&chunk.failed);
         let Some(lowest) = chunk.lowest else {
-            return Ok(settled);
+            return Ok(Given {
+                settled,
+                failed: failures(conn, &failed)?,
+            });
         };
         settled += chunk.count;
         below = lowest;
         between_chunks()?;
     }
+}
+
+/// The failed creates as a push's local failures list them.
+fn failures(conn: &Connection, ids: &[i64]) -> Result<Vec<serde_json::Value>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT model, rejection_data, local_pk FROM tether_mutation_logs
+          WHERE id = ?1 AND sync_status = 'failed'",
+    )?;
+    let mut out = Vec::new();
+    for id in ids {
+        let row: Option<(String, String, Option<String>)> = stmt
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        if let Some((model, data, local_pk)) = row {
+            let parse = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+            out.push(serde_json::json!({
+                "mutation_id": null,
+                "reason": "invalid_value",
+                "data": parse(&data),
+                "row": {"model": model, "primary_key": local_pk.as_deref().map(parse)},
+            }));
+        }
+    }
+    Ok(out)
 }
 
 /// Settles the unkeyed creates logged under `model` inside the caller's transaction, for the
@@ -146,6 +185,8 @@ pub fn give_in_transaction(
 
 struct Chunk {
     count: usize,
+    /// Creates that failed locally.
+    failed: Vec<i64>,
     /// The lowest log id seen; None when there was nothing below the bound.
     lowest: Option<i64>,
 }
@@ -178,10 +219,15 @@ fn settle_chunk(
         })?
         .collect::<rusqlite::Result<_>>()?;
     let lowest = creates.last().map(|c| c.0);
+    let mut failed = Vec::new();
     for (id, model, locator, timestamp) in &creates {
         match (tables.get(model), locator) {
             (Some(Place::Found(table)), Some(locator)) => {
-                if let Err(message) = settle(conn, table, model, *id, *locator, *timestamp)? {
+                let settled = settle(conn, table, model, *id, *locator, *timestamp)?;
+                if settled == Ok(true) {
+                    failed.push(*id);
+                }
+                if let Err(message) = settled {
                     *ended = Some(Ended {
                         id: *id,
                         message,
@@ -190,13 +236,15 @@ fn settle_chunk(
                     });
                     return Ok(Chunk {
                         count: 0,
+                        failed: Vec::new(),
                         lowest: None,
                     });
                 }
             }
             (Some(Place::Changed(why)), Some(locator)) => {
                 let message = format!("row {locator} waits for its sync key, but {why}: {RETRACK}");
-                fail(conn, *id, &message, None)?
+                fail(conn, *id, &message, None)?;
+                failed.push(*id);
             }
             _ => drop_create(conn, *id)?,
         }
@@ -204,6 +252,7 @@ fn settle_chunk(
     }
     Ok(Chunk {
         count: creates.len(),
+        failed,
         lowest,
     })
 }
@@ -232,6 +281,20 @@ fn fail_as(
           WHERE id = ?1",
     )?
     .execute((id, message, row.map(|r| r.0), row.map(|r| r.1), entity))?;
+    if entity.is_none() {
+        // One failure per row: each change of a refused row logs another create, which fails
+        // the same way; the older ones are superseded by it.
+        conn.prepare_cached(
+            "UPDATE tether_mutation_logs
+                SET sync_status = 'resolved', resolution = 'superseded',
+                    resolved_at = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP
+              WHERE sync_status <> 'synced' AND sync_status = 'failed' AND entity_id = ''
+                AND id < ?1
+                AND model = (SELECT model FROM tether_mutation_logs WHERE id = ?1)
+                AND locator = (SELECT locator FROM tether_mutation_logs WHERE id = ?1)",
+        )?
+        .execute([id])?;
+    }
     Ok(())
 }
 
@@ -254,8 +317,9 @@ fn drop_create(conn: &Connection, id: i64) -> Result<()> {
     Ok(())
 }
 
-/// Settles one create. `Ok(Err(message))`: a trigger of the user's ended the transaction while
-/// the row got its key; nothing more may be written in it.
+/// Settles one create; `Ok(Ok(true))` when it failed locally. `Ok(Err(message))`: a trigger of
+/// the user's ended the transaction while the row got its key; nothing more may be written in
+/// it.
 fn settle(
     conn: &Connection,
     table: &Located,
@@ -263,7 +327,7 @@ fn settle(
     id: i64,
     locator: i64,
     timestamp: i64,
-) -> Result<std::result::Result<(), String>> {
+) -> Result<std::result::Result<bool, String>> {
     let Located {
         name,
         key,
@@ -285,7 +349,7 @@ fn settle(
         )?
         .query_row((id, model, locator), |r| r.get(0))?;
     if newer {
-        return drop_create(conn, id).map(Ok);
+        return drop_create(conn, id).map(|_| Ok(false));
     }
     let row: Option<Option<String>> = conn
         .prepare_cached(&format!("SELECT {key} FROM {name} WHERE {pk} = ?1"))?
@@ -296,9 +360,9 @@ fn settle(
         .query_row((table_id, locator), |r| r.get(0))
         .optional()?;
     let (entity, operation, give) = match row {
-        None => return drop_create(conn, id).map(Ok),
+        None => return drop_create(conn, id).map(|_| Ok(false)),
         Some(Some(held)) if record.as_deref() == Some(held.as_str()) => {
-            return drop_create(conn, id).map(Ok)
+            return drop_create(conn, id).map(|_| Ok(false))
         }
         Some(Some(held)) => {
             let known: bool = conn
@@ -374,7 +438,7 @@ fn settle(
             if guarded {
                 conn.prepare_cached("RELEASE tether_key")?.execute([])?;
             }
-            return Ok(Ok(()));
+            return Ok(Ok(false));
         }
         Ok(Some(why)) => why,
         Err(error) if refused_by_the_row(&error) && conn.is_autocommit() => {
@@ -419,5 +483,5 @@ fn settle(
         );
         fail(conn, id, &message, row)?;
     }
-    Ok(Ok(()))
+    Ok(Ok(true))
 }

@@ -94,6 +94,14 @@ pub fn tracked_tables(conn: &Connection) -> Result<Vec<TrackedTable>> {
     .collect()
 }
 
+impl TrackedTable {
+    /// Tracked with `{"keys": "on_sync"}`: rows may wait for their keys (`crate::keys`).
+    pub fn keys_on_sync(&self) -> bool {
+        serde_json::from_str::<Json>(&self.options)
+            .is_ok_and(|options| options["keys"] == "on_sync")
+    }
+}
+
 /// Adds the sync key column if missing and its unique index. Tables tracked with
 /// `{"keys": "on_sync"}` get a partial index (`WHERE key IS NOT NULL`): a row inserted without a
 /// key then writes no index entry until its key is given, one page less per transaction. A

@@ -135,6 +135,12 @@ pub(crate) fn plan(
         (None, Some(previous)) => serde_json::from_str(&previous.options)?,
         (None, None) => TrackOptions::default(),
     };
+    // When keys are given stays as chosen unless the new options say otherwise: other options
+    // changed (a column excluded) must not switch it silently.
+    if let (true, None, Some(previous)) = (explicit, &options.keys, existing) {
+        let before: TrackOptions = serde_json::from_str(&previous.options)?;
+        options.keys = before.keys;
+    }
     if let (false, Some(previous)) = (explicit, existing) {
         // Stored options may name columns a migration has since dropped: they no longer apply.
         // But if columns also appeared, a column may have been renamed, and guessing could start

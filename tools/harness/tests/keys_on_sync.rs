@@ -63,8 +63,13 @@ fn setup_with_parent(parent: &str, column: &str) -> Setup {
 
 impl Setup {
     fn sync(&self) -> Value {
+        self.sync_failing(0)
+    }
+
+    /// A sync whose result counts `failed` local failures (rows whose keys could not be given).
+    fn sync_failing(&self, failed: usize) -> Value {
         let result = json(&self.conn, "SELECT tether_sync()");
-        assert_eq!(result["failed"], 0, "{result}");
+        assert_eq!(result["failed"], failed, "{result}");
         result
     }
 
@@ -518,9 +523,12 @@ fn a_row_whose_own_trigger_refuses_its_key_fails_alone() {
          WHEN OLD.title = 'ledger' BEGIN SELECT RAISE(ABORT, 'ledger rows are never updated'); END;
          INSERT INTO tasks (title) VALUES ('ledger'), ('ordinary');",
     );
-    let result = json(&s.conn, "SELECT tether_sync()");
+    let result = s.sync_failing(1);
     assert_eq!(result["pushed"], 1, "the other row goes: {result}");
-    assert_eq!(result["failed"], 0, "{result}");
+    assert_eq!(
+        result["rejections"][0]["row"]["primary_key"]["id"], 1,
+        "{result}"
+    );
     let reason: Vec<String> = column(
         &s.plain,
         "SELECT rejection_reason || ': ' || (rejection_data ->> '$.message') || ' ' || local_pk
@@ -559,7 +567,7 @@ fn a_row_left_without_a_key_by_a_discard_stays_local() {
          BEGIN SELECT RAISE(ABORT, 'never updated'); END;
          INSERT INTO tasks (title) VALUES ('ledger');",
     );
-    s.sync();
+    s.sync_failing(1);
     let discarded = json(&s.conn, "SELECT tether_discard('tasks')");
     assert_eq!(discarded["outcomes"]["left unsynced"], 1, "{discarded}");
     let status = json(&s.conn, "SELECT tether_status()");
@@ -792,7 +800,7 @@ fn a_trigger_that_rolls_back_or_ignores_the_key_write_fails_its_row_alone() {
              BEGIN SELECT {raise}; END;
              INSERT INTO tasks (title, locked) VALUES ('a', 1), ('b', 0), ('c', 1);"
         ));
-        let result = s.sync();
+        let result = s.sync_failing(2);
         assert_eq!(
             result["pushed"], 1,
             "{raise}: the unlocked row goes: {result}"
@@ -1049,6 +1057,85 @@ fn a_row_changed_several_times_whose_key_is_ignored_fails_once() {
          UPDATE tasks SET title = 'b';
          UPDATE tasks SET title = 'c';",
     );
-    s.sync();
+    s.sync_failing(1);
     assert_eq!(json(&s.conn, "SELECT tether_status()")["failed"], 1);
+    // Changed again after it failed: still one failure listed for the row.
+    s.write("UPDATE tasks SET title = 'd'");
+    s.sync_failing(1);
+    assert_eq!(json(&s.conn, "SELECT tether_status()")["failed"], 1);
+    let attention: i64 = s
+        .plain
+        .query_row("SELECT count(*) FROM tether_attention", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(attention, 1);
+}
+
+#[test]
+fn other_options_keep_the_tables_keys_choice() {
+    let s = setup(TASKS, &["tasks"]);
+    let result = json(
+        &s.conn,
+        r#"SELECT tether_track('tasks', '{"except": ["slug"]}')"#,
+    );
+    assert_eq!(result["keys"], "on_sync", "{result}");
+    s.write("INSERT INTO tasks (title) VALUES ('a')");
+    assert_eq!(s.statuses(), ["create unkeyed"]);
+}
+
+#[test]
+fn a_server_delete_cascading_through_a_row_waiting_for_its_key_reaches_the_rows_below() {
+    let s = setup(
+        "PRAGMA foreign_keys = ON;
+         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT,
+                             project_key TEXT REFERENCES projects (tether_id) ON DELETE CASCADE);
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT,
+                             task_id INTEGER REFERENCES tasks (id) ON DELETE CASCADE);",
+        &[],
+    );
+    for (table, options) in [("projects", "{}"), ("tasks", ON_SYNC), ("notes", "{}")] {
+        json(
+            &s.conn,
+            &format!("SELECT tether_track('{table}', '{options}')"),
+        );
+    }
+    s.conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+    // The project comes from the server.
+    let project = "01JZZZZZZZZZZZZZZZZZZZZZZZ";
+    let page = |operation: &str, cursor: i64| {
+        serde_json::json!({
+            "snapshots": [{"entity_id": project, "model": "Project", "operation": operation,
+                           "payload": {"name": "P"}, "updated_at": "2026-11-26T10:00:00Z"}],
+            "new_sync_cursor": cursor, "has_more": false
+        })
+        .to_string()
+    };
+    let apply = |body: String| {
+        s.conn
+            .query_row("SELECT tether_pull_response(?1)", [body], |_| Ok(()))
+            .unwrap()
+    };
+    apply(page("create", 1));
+    // A task waiting for its key, and a note under it that has one.
+    s.conn
+        .execute(
+            "INSERT INTO tasks (title, project_key) VALUES ('C', ?1)",
+            [project],
+        )
+        .unwrap();
+    s.conn
+        .execute_batch("INSERT INTO notes (body, task_id) VALUES ('G', 1)")
+        .unwrap();
+    let note = key_of(&s.conn, "notes", 1);
+    apply(page("delete", 2));
+    assert!(column::<i64>(&s.plain, "SELECT id FROM notes").is_empty());
+    assert_eq!(
+        ops_after(&s.conn, 0)
+            .into_iter()
+            .filter(|(_, entity)| *entity == note)
+            .map(|(operation, _)| operation)
+            .collect::<Vec<_>>(),
+        ["create", "delete"],
+        "the note's delete follows its create: the server ends without it"
+    );
 }
