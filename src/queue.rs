@@ -17,8 +17,7 @@ pub const PENDING_OR_UNKEYED: &str =
     "sync_status <> 'synced' AND sync_status IN ('pending', 'unkeyed')";
 
 /// Gives identities to at most `limit` pending mutations below log id `below` that lack them,
-/// oldest first, in a
-/// few set-based statements. Returns how many were given. Versions follow queue order (each
+/// oldest first, in a few set-based statements. Returns how many were given. Versions follow queue order (each
 /// entity continues from its highest version given so far), so they equal what assigning at
 /// capture time would have produced; each id's time part is the mutation's capture time.
 pub fn assign_identities(conn: &Connection, limit: usize, below: i64) -> Result<usize> {
