@@ -313,11 +313,6 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         }
         templates
     };
-    let or_noted = if watching && capture.keys_on_sync {
-        format!("OR EXISTS (SELECT 1 FROM tether_replaced WHERE table_id = {table_id})")
-    } else {
-        String::new()
-    };
     if watching {
         templates.push(WATCH_UPDATE);
     }
@@ -327,7 +322,6 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("insert_trigger", &ident(&name("insert", table)))
             .set("keyless_trigger", &ident(&name("keyless", table)))
             .set("key_given_trigger", &ident(&name("key_given", table)))
-            .set("or_noted", &or_noted)
             .set("update_trigger", &ident(&name("update", table)))
             .set("delete_trigger", &ident(&name("delete", table)))
             .set("guard_trigger", &ident(&name("guard", table)))
