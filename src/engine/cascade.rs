@@ -20,6 +20,8 @@ struct Reference {
     /// Child columns and the parent columns they refer to.
     columns: Vec<(String, String)>,
     deletes_child: bool,
+    /// The child is tracked with {"keys": "on_sync"}: some of its rows may wait for their keys.
+    child_waits: bool,
 }
 
 /// The tracked tables' foreign keys that act on delete; empty when foreign keys are off.
@@ -89,6 +91,7 @@ impl References {
                     parent: parent.table.clone(),
                     columns,
                     deletes_child: action == "CASCADE",
+                    child_waits: table.keys_on_sync(),
                 });
             }
         }
@@ -131,7 +134,7 @@ impl References {
                 .filter(|r| r.parent.eq_ignore_ascii_case(&table))
             {
                 let child = &tables[reference.child];
-                let waiting = child.keys_on_sync();
+                let waiting = reference.child_waits;
                 let matches: Vec<String> = reference
                     .columns
                     .iter()

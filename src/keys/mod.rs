@@ -76,6 +76,9 @@ pub fn give(
     }
     let mut tables = HashMap::new();
     for table in crate::tracking::tracked_tables(conn)? {
+        if only_model.is_some_and(|model| model != table.model) {
+            continue;
+        }
         let place = locate(conn, &TableShape::from(&table))?;
         tables.insert(table.model.clone(), place);
     }

@@ -97,8 +97,8 @@ pub fn tracked_tables(conn: &Connection) -> Result<Vec<TrackedTable>> {
 impl TrackedTable {
     /// Tracked with `{"keys": "on_sync"}`: rows may wait for their keys (`crate::keys`).
     pub fn keys_on_sync(&self) -> bool {
-        serde_json::from_str::<Json>(&self.options)
-            .is_ok_and(|options| options["keys"] == "on_sync")
+        serde_json::from_str::<plan::TrackOptions>(&self.options)
+            .is_ok_and(|options| options.keys_on_sync().unwrap_or(false))
     }
 }
 
@@ -172,7 +172,7 @@ fn ensure_sync_key_column(
 /// RAISE(ROLLBACK)) fails alone; what is left (a table whose shape changed) is settled inside
 /// the tracking transaction. Not inside the caller's transaction: everything is settled there.
 fn settle_waiting_rows(conn: &Connection, name: &str) -> Result<()> {
-    if !conn.is_autocommit() {
+    if !conn.is_autocommit() || crate::keys::first_unkeyed(conn)? == i64::MAX {
         return Ok(());
     }
     let tracked = tracked_tables(conn)?
