@@ -110,15 +110,26 @@ pub fn health(conn: &Connection, settings: &Settings, table: &TrackedTable) -> R
     if current != table.table_columns {
         return Ok(Health::Drifted("its columns changed".into()));
     }
-    let index: Option<String> = conn
+    let index: Option<(String, String)> = conn
         .query_row(
-            "SELECT tbl_name FROM main.sqlite_schema WHERE type = 'index' AND name = ?1",
+            "SELECT tbl_name, sql FROM main.sqlite_schema WHERE type = 'index' AND name = ?1",
             [key_index(&table.table)],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    if !index.is_some_and(|t| t.eq_ignore_ascii_case(&table.table)) {
+    let Some((_, index_sql)) = index.filter(|(t, _)| t.eq_ignore_ascii_case(&table.table)) else {
         return Ok(Health::Drifted("the sync key index is gone".into()));
+    };
+    // A table created after tracking may refer to the sync key: SQLite refuses a partial index
+    // as its target ("foreign key mismatch" on every write to that table and every delete here,
+    // applied server deletes included), so the index is made whole again.
+    if tracking::partial_key_index(&index_sql)
+        && tracking::referred_to(conn, &table.table, &table.sync_key)?
+    {
+        return Ok(Health::Drifted(format!(
+            "a foreign key refers to its sync key {:?}, which needs a whole unique index",
+            table.sync_key
+        )));
     }
     let capture = plan.capture();
     if triggers::installed(conn, &table.table)? != triggers::expected_names(&capture) {

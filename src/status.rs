@@ -99,6 +99,8 @@ pub fn status(
             "table": table.table,
             "model": table.model,
             "sync_key": table.sync_key,
+            // When new rows get their sync keys: `on_insert` (the default) or `on_sync`.
+            "keys": if table.keys_on_sync() { "on_sync" } else { "on_insert" },
             "columns": table.synced_columns,
             "json_columns": table.json_columns,
             "pending": pending_by_model.get(&table.model).copied().unwrap_or(0),

@@ -140,7 +140,7 @@ fn ensure_sync_key_column(
             |r| r.get(0),
         )
         .optional()?;
-    if existing.is_some_and(|sql| sql.contains(" WHERE ") != partial) {
+    if existing.is_some_and(|sql| partial_key_index(&sql) != partial) {
         conn.execute_batch(&format!("DROP INDEX main.{}", ident(&index)))?;
     }
     let key = ident(sync_key);
@@ -184,8 +184,13 @@ fn settle_waiting_rows(conn: &Connection, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the sync key index `sql` creates leaves rows without a key out.
+pub(crate) fn partial_key_index(sql: &str) -> bool {
+    sql.contains(" WHERE ")
+}
+
 /// True when a foreign key of some table refers to `table`'s column `column`.
-fn referred_to(conn: &Connection, table: &str, column: &str) -> Result<bool> {
+pub(crate) fn referred_to(conn: &Connection, table: &str, column: &str) -> Result<bool> {
     Ok(conn.query_row(
         "SELECT EXISTS (
              SELECT 1 FROM main.sqlite_schema AS s, pragma_foreign_key_list(s.name, 'main') AS f

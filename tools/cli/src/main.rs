@@ -133,6 +133,11 @@ enum Command {
         /// Do not queue existing rows as creates
         #[arg(long)]
         no_backfill: bool,
+        /// When new rows get their sync keys: on_insert (by the INSERT's trigger, the default) or
+        /// on_sync (when the next sync starts; cheaper writes, tether_id NULL until then).
+        /// Without it a tracked table keeps its choice
+        #[arg(long, value_name = "WHEN", value_parser = ["on_insert", "on_sync"])]
+        keys: Option<String>,
     },
     /// Stop tracking a table
     #[command(after_help = EXIT_CODES)]
@@ -609,6 +614,7 @@ fn run(cli: Cli, out: &Out) -> Result<u8, String> {
             columns,
             except,
             no_backfill,
+            keys,
         } => {
             let conn = open(&database(before, db), out)?;
             let mut options = serde_json::Map::new();
@@ -623,6 +629,9 @@ fn run(cli: Cli, out: &Out) -> Result<u8, String> {
             }
             if no_backfill {
                 options.insert("backfill".into(), false.into());
+            }
+            if let Some(keys) = keys {
+                options.insert("keys".into(), keys.into());
             }
             let options = (!options.is_empty()).then(|| Value::Object(options).to_string());
             let result = query_json(&conn, "SELECT tether_track(?1, ?2)", (table, options))?;

@@ -201,6 +201,7 @@ pub fn track_summary(out: &Out, result: &Value) {
         shown(&result["sync_key"])
     ));
     out.row("columns", list(&result["columns"]));
+    out.row("keys", keys_given(&result["keys"]));
     if result["json_columns"]
         .as_array()
         .is_some_and(|c| !c.is_empty())
@@ -224,6 +225,14 @@ pub fn track_summary(out: &Out, result: &Value) {
                 .as_str()
                 .map_or_else(|| warning.to_string(), str::to_string),
         );
+    }
+}
+
+/// When a table's new rows get their sync keys (`keys` of a track result or status table).
+fn keys_given(keys: &Value) -> &'static str {
+    match keys.as_str() {
+        Some("on_sync") => "given when the next sync starts",
+        _ => "given on insert",
     }
 }
 
@@ -254,9 +263,10 @@ pub fn status_table(out: &Out, status: &Value) {
         .unwrap_or_default()
     {
         let mut state = format!(
-            "model {}, {} pending",
+            "model {}, {} pending, keys {}",
             shown(&table["model"]),
-            table["pending"]
+            table["pending"],
+            keys_given(&table["keys"])
         );
         if table["columns_changed"] == true {
             state.push_str(&format!(

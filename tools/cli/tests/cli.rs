@@ -267,3 +267,44 @@ fn a_reader_that_quits_early_ends_nothing_badly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn track_keys_on_sync_is_shown_kept_and_syncs_rows_once() {
+    let server = Server::start(&["--model", TASK]);
+    let (_dir, path) = database(&server);
+    let out = tether(&path, &["track", "tasks", "--keys", "on_sync"]);
+    let stdout = text(&out).0;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        stdout.contains("given when the next sync starts"),
+        "{stdout}"
+    );
+    open_plain(&path)
+        .execute("INSERT INTO tasks (title) VALUES ('second')", [])
+        .unwrap();
+    let waiting = "SELECT count(*) FROM tasks WHERE tether_id IS NULL";
+    assert_eq!(count(&path, waiting), 1, "the new row waits for its key");
+    // Options given again without --keys keep the table's choice.
+    let out = tether(&path, &["track", "tasks", "--columns", "title"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let status: Value =
+        serde_json::from_str(&text(&tether(&path, &["status", "--json"])).0).unwrap();
+    assert_eq!(status["tables"][0]["keys"], "on_sync", "{status}");
+    let stdout = text(&tether(&path, &["status"])).0;
+    assert!(
+        stdout.contains("keys given when the next sync starts"),
+        "{stdout}"
+    );
+
+    let out = tether(&path, &["sync"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(count(&path, waiting), 0);
+    assert_eq!(server.rows("x").len(), 2, "both rows, each created once");
+
+    let out = tether(&path, &["track", "tasks", "--keys", "later"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("on_insert"), "{:?}", text(&out));
+    let out = tether(&path, &["track", "tasks", "--keys", "on_insert"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).0.contains("given on insert"), "{:?}", text(&out));
+}

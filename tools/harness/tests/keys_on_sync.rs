@@ -747,6 +747,56 @@ fn the_key_index_leaves_rows_without_keys_out_unless_a_foreign_key_needs_it_whol
 }
 
 #[test]
+fn a_table_created_later_that_refers_to_the_sync_key_gets_a_whole_index_at_the_next_sync() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write("INSERT INTO tasks (title) VALUES ('keep'), ('drop');");
+    s.sync();
+    let keep = key_of(&s.plain, "tasks", 1);
+    let index_sql = || -> String {
+        s.plain
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'tether_sync_key_tasks'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(index_sql().contains("WHERE"), "{}", index_sql());
+    s.write(
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, task TEXT REFERENCES tasks (tether_id));
+         PRAGMA foreign_keys = ON;",
+    );
+    let refused = s
+        .plain
+        .execute("INSERT INTO notes (task) VALUES (?1)", [&keep])
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("foreign key mismatch"), "{refused}");
+    s.sync();
+    assert!(!index_sql().contains("WHERE"), "{}", index_sql());
+    s.write(&format!(
+        "INSERT INTO notes (task) VALUES ('{keep}'); DELETE FROM tasks WHERE id = 2;"
+    ));
+    s.sync();
+    assert_eq!(s.local(), vec![format!("{keep}|keep")]);
+    s.assert_converged();
+    // New rows still wait for their keys, and a key given later is referred to.
+    s.write("INSERT INTO tasks (title) VALUES ('later');");
+    assert_eq!(s.local()[1], "NULL|later");
+    s.sync();
+    let later: String = s
+        .plain
+        .query_row(
+            "SELECT tether_id FROM tasks WHERE title = 'later'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    s.write(&format!("INSERT INTO notes (task) VALUES ('{later}');"));
+    s.assert_converged();
+}
+
+#[test]
 fn a_rebuild_while_rows_wait_keeps_the_synced_rows_entities() {
     let s = setup(TASKS, &["tasks"]);
     s.write("INSERT INTO tasks (id, title) VALUES (1, 's1'), (2, 's2'), (3, 's3')");
