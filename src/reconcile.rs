@@ -110,20 +110,20 @@ pub fn health(conn: &Connection, settings: &Settings, table: &TrackedTable) -> R
     if current != table.table_columns {
         return Ok(Health::Drifted("its columns changed".into()));
     }
-    let index: Option<(String, String)> = conn
+    let index: Option<String> = conn
         .query_row(
-            "SELECT tbl_name, sql FROM main.sqlite_schema WHERE type = 'index' AND name = ?1",
+            "SELECT tbl_name FROM main.sqlite_schema WHERE type = 'index' AND name = ?1",
             [key_index(&table.table)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| r.get(0),
         )
         .optional()?;
-    let Some((_, index_sql)) = index.filter(|(t, _)| t.eq_ignore_ascii_case(&table.table)) else {
+    if !index.is_some_and(|t| t.eq_ignore_ascii_case(&table.table)) {
         return Ok(Health::Drifted("the sync key index is gone".into()));
-    };
+    }
     // A table created after tracking may refer to the sync key: SQLite refuses a partial index
-    // as its target ("foreign key mismatch" on every write to that table and every delete here,
-    // applied server deletes included), so the index is made whole again.
-    if tracking::partial_key_index(&index_sql)
+    // as its target ("foreign key mismatch" on every write to that table, every delete here and
+    // every key the key pass writes), so the index is made whole again.
+    if tracking::key_index_partial(conn, &table.table)? == Some(true)
         && tracking::referred_to(conn, &table.table, &table.sync_key)?
     {
         return Ok(Health::Drifted(format!(

@@ -132,15 +132,15 @@ fn ensure_sync_key_column(
         }
     };
     let partial = keys_on_sync && !referred_to(conn, table, sync_key)?;
+    create_key_index(conn, table, sync_key, partial)?;
+    Ok(added)
+}
+
+/// Creates the sync key's unique index, replacing one that is partial where it should be whole
+/// or the other way round.
+fn create_key_index(conn: &Connection, table: &str, sync_key: &str, partial: bool) -> Result<()> {
     let index = key_index(table);
-    let existing: Option<String> = conn
-        .query_row(
-            "SELECT sql FROM main.sqlite_schema WHERE type = 'index' AND name = ?1",
-            [&index],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if existing.is_some_and(|sql| partial_key_index(&sql) != partial) {
+    if key_index_partial(conn, table)?.is_some_and(|was| was != partial) {
         conn.execute_batch(&format!("DROP INDEX main.{}", ident(&index)))?;
     }
     let key = ident(sync_key);
@@ -164,7 +164,22 @@ fn ensure_sync_key_column(
         }
         other => other.into(),
     })?;
-    Ok(added)
+    Ok(())
+}
+
+/// A table created since tracking may refer to an on_sync table's sync key. SQLite takes only a
+/// whole unique index as a foreign key's target and otherwise refuses, with "foreign key
+/// mismatch", writes to that table, deletes here and the key pass's own UPDATEs: the index is
+/// made whole before any key is given.
+fn whole_key_index_if_referred(conn: &Connection, table: &TrackedTable) -> Result<()> {
+    if key_index_partial(conn, &table.table)? == Some(true)
+        && referred_to(conn, &table.table, &table.sync_key)?
+    {
+        write_txn(conn, |conn| {
+            create_key_index(conn, &table.table, &table.sync_key, false)
+        })?;
+    }
+    Ok(())
 }
 
 /// Rows of `{"keys": "on_sync"}` tables waiting for their keys get them in the key pass's own
@@ -179,14 +194,21 @@ fn settle_waiting_rows(conn: &Connection, name: &str) -> Result<()> {
         .into_iter()
         .find(|t| t.table.eq_ignore_ascii_case(name));
     if let Some(table) = tracked {
+        whole_key_index_if_referred(conn, &table)?;
         crate::keys::give(conn, Some(&table.model), &mut || Ok(()))?;
     }
     Ok(())
 }
 
-/// Whether the sync key index `sql` creates leaves rows without a key out.
-pub(crate) fn partial_key_index(sql: &str) -> bool {
-    sql.contains(" WHERE ")
+/// Whether `table`'s sync key index leaves rows without a key out; `None` when it has none.
+pub(crate) fn key_index_partial(conn: &Connection, table: &str) -> Result<Option<bool>> {
+    Ok(conn
+        .query_row(
+            "SELECT partial FROM pragma_index_list(?1, 'main') WHERE name = ?2",
+            [table, &key_index(table)],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// True when a foreign key of some table refers to `table`'s column `column`.

@@ -2,6 +2,7 @@
 """Capture cost measured the way cr-sqlite publishes its write overhead.
 
 Usage: /usr/bin/python3 tools/bench/crsql_method.py LIBTETHER_PATH [ITERATIONS=2000] [ROUNDS=5] [on_sync]
+           [without_index=NAME]
 
 cr-sqlite's method: Python's sqlite3 module, a file database in a temporary directory,
 PRAGMA journal_mode=WAL and synchronous=NORMAL, four tables of the same shape. Each iteration
@@ -11,6 +12,9 @@ DELETE phase. The tracked run has the four tables tracked with tether_track; the
 is the same on untracked tables. With `on_sync` the tables are tracked with {"keys": "on_sync"}:
 rows get their keys from the pass a sync starts with, run (by a loaded connection) between the
 INSERT and UPDATE phases and timed on its own, so the updates change keyed rows as after a sync.
+`without_index=NAME` is an experiment, not a way to run tether: it drops that internal index
+(e.g. tether_mutation_logs_unsynced) after tracking, to measure what writing it costs capture
+(the key pass and the push then scan the whole queue).
 
 Two writer kinds, each against its own baseline:
   loaded  the writer connection loaded libtether (untracked baseline: a loaded connection too)
@@ -57,7 +61,7 @@ def connect(db, lib=None):
     return conn
 
 
-def prepare(dirname, lib, tracked, writer, options):
+def prepare(dirname, lib, tracked, writer, options, without_index):
     """A fresh database with the four tables; returns the writer connection and the path."""
     db = os.path.join(dirname, "bench.db")
     setup = connect(db, lib if tracked else None)
@@ -65,6 +69,8 @@ def prepare(dirname, lib, tracked, writer, options):
         setup.execute(f"CREATE TABLE {t} {SCHEMA}")
         if tracked:
             setup.execute(f"SELECT tether_track('{t}', '{options}')")
+    if tracked and without_index:
+        setup.execute(f'DROP INDEX "{without_index}"')
     setup.close()
     return connect(db, lib if writer == "loaded" else None), db
 
@@ -118,7 +124,7 @@ def run_phases(conn, iterations, between=lambda: None):
     return times
 
 
-def sample(lib, tracked, writer, iterations, on_sync):
+def sample(lib, tracked, writer, iterations, on_sync, without_index):
     """The three phases' times, and the key pass's (wall seconds; 0 unless `on_sync`)."""
     dirname = tempfile.mkdtemp(prefix="crsql-method-")
     options = '{"keys": "on_sync"}' if on_sync else "{}"
@@ -133,7 +139,7 @@ def sample(lib, tracked, writer, iterations, on_sync):
             keys.close()
 
     try:
-        conn, db = prepare(dirname, lib, tracked, writer, options)
+        conn, db = prepare(dirname, lib, tracked, writer, options, without_index)
         times = run_phases(conn, iterations, give_keys)
         if tracked:
             captured = conn.execute(
@@ -147,13 +153,20 @@ def sample(lib, tracked, writer, iterations, on_sync):
         shutil.rmtree(dirname)
 
 
-def main():
+def arguments(usage):
+    """LIBTETHER_PATH [ITERATIONS=2000] [ROUNDS=5] from the command line (the usage otherwise)."""
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
-        sys.exit(__doc__)
+        sys.exit(usage)
     lib = load_name(sys.argv[1])
     iterations = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+    return lib, iterations, rounds
+
+
+def main():
+    lib, iterations, rounds = arguments(__doc__)
     on_sync = "on_sync" in sys.argv[4:]
+    without_index = next((a.split("=", 1)[1] for a in sys.argv[4:] if a.startswith("without_index=")), None)
     if not hasattr(sqlite3.Connection, "enable_load_extension"):
         sys.exit("this Python's sqlite3 cannot load extensions: use Debian's /usr/bin/python3")
 
@@ -168,7 +181,8 @@ def main():
     print(f"cr-sqlite method: 4 tables {SCHEMA}, {iterations} iterations per phase, each iteration one")
     print("single-row statement per table then COMMIT; WAL, synchronous=NORMAL, file database;")
     print(f"{rounds} rounds, untracked/tracked interleaved (ABAB), fresh database per sample")
-    print('tables tracked with {"keys": "on_sync"}\n' if on_sync else "tables tracked with keys on insert (the default)\n")
+    print('tables tracked with {"keys": "on_sync"}' if on_sync else "tables tracked with keys on insert (the default)")
+    print(f"EXPERIMENT: index {without_index} dropped after tracking\n" if without_index else "")
 
     writers = ("loaded", "plain")
     results = {(w, tr): [] for w in writers for tr in (False, True)}
@@ -177,7 +191,7 @@ def main():
     for r in range(rounds):
         for w in writers:
             for tracked in (False, True):
-                times, key_pass = sample(lib, tracked, w, iterations, on_sync)
+                times, key_pass = sample(lib, tracked, w, iterations, on_sync, without_index)
                 results[(w, tracked)].append(times)
                 if tracked:
                     key_passes[w].append(key_pass)

@@ -762,8 +762,12 @@ fn a_table_created_later_that_refers_to_the_sync_key_gets_a_whole_index_at_the_n
             .unwrap()
     };
     assert!(index_sql().contains("WHERE"), "{}", index_sql());
+    // Foreign keys on for the application's connections, tether's own included, and a row
+    // waiting for its key when the table that refers to the key appears.
+    s.conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
     s.write(
-        "CREATE TABLE notes (id INTEGER PRIMARY KEY, task TEXT REFERENCES tasks (tether_id));
+        "INSERT INTO tasks (title) VALUES ('waiting');
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, task TEXT REFERENCES tasks (tether_id));
          PRAGMA foreign_keys = ON;",
     );
     let refused = s
@@ -774,15 +778,26 @@ fn a_table_created_later_that_refers_to_the_sync_key_gets_a_whole_index_at_the_n
     assert!(refused.contains("foreign key mismatch"), "{refused}");
     s.sync();
     assert!(!index_sql().contains("WHERE"), "{}", index_sql());
+    let waiting: String = s
+        .plain
+        .query_row(
+            "SELECT tether_id FROM tasks WHERE title = 'waiting'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     s.write(&format!(
-        "INSERT INTO notes (task) VALUES ('{keep}'); DELETE FROM tasks WHERE id = 2;"
+        "INSERT INTO notes (task) VALUES ('{keep}'), ('{waiting}'); DELETE FROM tasks WHERE id = 2;"
     ));
     s.sync();
-    assert_eq!(s.local(), vec![format!("{keep}|keep")]);
+    assert_eq!(
+        s.local(),
+        vec![format!("{keep}|keep"), format!("{waiting}|waiting")]
+    );
     s.assert_converged();
     // New rows still wait for their keys, and a key given later is referred to.
     s.write("INSERT INTO tasks (title) VALUES ('later');");
-    assert_eq!(s.local()[1], "NULL|later");
+    assert_eq!(s.local()[2], "NULL|later");
     s.sync();
     let later: String = s
         .plain
@@ -794,6 +809,33 @@ fn a_table_created_later_that_refers_to_the_sync_key_gets_a_whole_index_at_the_n
         .unwrap();
     s.write(&format!("INSERT INTO notes (task) VALUES ('{later}');"));
     s.assert_converged();
+}
+
+#[test]
+fn a_table_whose_name_holds_where_is_repaired_once() {
+    let (_dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch(r#"CREATE TABLE "a WHERE b" (id INTEGER PRIMARY KEY, name TEXT);"#)
+        .unwrap();
+    json(
+        &conn,
+        &format!(r#"SELECT tether_track('a WHERE b', '{ON_SYNC}')"#),
+    );
+    conn.execute_batch(
+        r#"CREATE TABLE c (id INTEGER PRIMARY KEY, a TEXT REFERENCES "a WHERE b" (tether_id));"#,
+    )
+    .unwrap();
+    let status = json(&conn, "SELECT tether_status()");
+    assert_eq!(status["tables"][0]["state"], "ok", "{status}");
+    let schema = |conn: &Connection| -> i64 {
+        conn.query_row("PRAGMA schema_version", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = schema(&conn);
+    let other = open_loaded(&path);
+    let status = json(&other, "SELECT tether_status()");
+    assert_eq!(status["tables"][0]["state"], "ok", "{status}");
+    assert_eq!(schema(&other), before, "nothing repaired again");
 }
 
 #[test]
