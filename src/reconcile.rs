@@ -37,7 +37,11 @@ impl SchemaWatch {
             return Ok(Vec::new());
         }
         let repairs = reconcile(conn, settings)?;
-        *checked = Some(schema_version(conn)?);
+        // The version read before the check: a schema change another connection made meanwhile
+        // (or a repair's own) is checked next time. A repair that failed is tried again then too.
+        if repairs.iter().all(|r| r.get("problem").is_none()) {
+            *checked = Some(version);
+        }
         Ok(repairs)
     }
 

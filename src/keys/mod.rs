@@ -79,6 +79,10 @@ pub fn give(
         if only_model.is_some_and(|model| model != table.model) {
             continue;
         }
+        // Whatever the schema check saw (it may not have run since the table appeared).
+        if table.keys_on_sync() {
+            crate::tracking::whole_key_index_if_referred(conn, &table)?;
+        }
         let place = locate(conn, &TableShape::from(&table))?;
         tables.insert(table.model.clone(), place);
     }

@@ -171,7 +171,7 @@ fn create_key_index(conn: &Connection, table: &str, sync_key: &str, partial: boo
 /// whole unique index as a foreign key's target and otherwise refuses, with "foreign key
 /// mismatch", writes to that table, deletes here and the key pass's own UPDATEs: the index is
 /// made whole before any key is given.
-fn whole_key_index_if_referred(conn: &Connection, table: &TrackedTable) -> Result<()> {
+pub(crate) fn whole_key_index_if_referred(conn: &Connection, table: &TrackedTable) -> Result<()> {
     if key_index_partial(conn, &table.table)? == Some(true)
         && referred_to(conn, &table.table, &table.sync_key)?
     {
@@ -506,6 +506,11 @@ fn untrack(conn: &Connection, name: &str) -> Result<Json> {
             .into_iter()
             .find(|t| t.table.eq_ignore_ascii_case(name))
             .ok_or_else(|| Error::new(format!("{name:?} is not tracked")))?;
+        // The table stays as an application table: a foreign key to its sync key may come
+        // later, and SQLite takes only a whole index as its target (nothing checks it after this).
+        if key_index_partial(conn, &table.table)? == Some(true) {
+            create_key_index(conn, &table.table, &table.sync_key, false)?;
+        }
         // Rows still waiting for their keys get them: what is queued is sent as for any table.
         crate::keys::give_in_transaction(conn, &table.model, (&table).into(), false)?;
         triggers::remove(conn, &table.table)?;

@@ -53,6 +53,8 @@ export interface TableStatus {
   table: string;
   model: string;
   sync_key: string;
+  /** When new rows get their sync keys. */
+  keys: "on_insert" | "on_sync";
   columns: string[];
   json_columns: string[];
   pending: number;

@@ -96,6 +96,7 @@ class TableStatus(TypedDict):
     table: str
     model: str
     sync_key: str
+    keys: str  # "on_insert" or "on_sync": when new rows get their sync keys
     columns: List[str]
     json_columns: List[str]
     pending: int

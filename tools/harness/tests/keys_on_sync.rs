@@ -812,6 +812,46 @@ fn a_table_created_later_that_refers_to_the_sync_key_gets_a_whole_index_at_the_n
 }
 
 #[test]
+fn untracking_leaves_a_whole_key_index_inside_a_transaction_too() {
+    for waiting in [true, false] {
+        let s = setup(TASKS, &["tasks"]);
+        s.write("INSERT INTO tasks (title) VALUES ('synced');");
+        s.sync();
+        if waiting {
+            s.write("INSERT INTO tasks (title) VALUES ('waiting');");
+        }
+        s.conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        s.write(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, task TEXT REFERENCES tasks (tether_id));",
+        );
+        s.conn.execute_batch("BEGIN").unwrap();
+        json(&s.conn, "SELECT tether_untrack('tasks')");
+        s.conn.execute_batch("COMMIT").unwrap();
+        let partial: bool = s
+            .plain
+            .query_row(
+                "SELECT partial FROM pragma_index_list('tasks') WHERE name = 'tether_sync_key_tasks'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!partial, "waiting rows: {waiting}");
+        s.write(
+            "PRAGMA foreign_keys = ON;
+             INSERT INTO notes (task) SELECT tether_id FROM tasks;
+             INSERT INTO tasks (title) VALUES ('after');
+             DELETE FROM tasks WHERE title = 'after';",
+        );
+        assert_eq!(s.local().len(), 1 + waiting as usize);
+        assert!(
+            s.local().iter().all(|r| !r.starts_with("NULL|")),
+            "{:?}",
+            s.local()
+        );
+    }
+}
+
+#[test]
 fn a_table_whose_name_holds_where_is_repaired_once() {
     let (_dir, path) = temp_db();
     let conn = open_loaded(&path);
