@@ -38,10 +38,10 @@ impl SchemaWatch {
         }
         let repairs = reconcile(conn, settings)?;
         // The version read before the check: a schema change another connection made meanwhile
-        // (or a repair's own) is checked next time. A repair that failed is tried again then too.
-        if repairs.iter().all(|r| r.get("problem").is_none()) {
-            *checked = Some(version);
-        }
+        // (or a repair's own) is checked next time. A repair that failed waits for the user (or
+        // the next schema change), as status shows: trying it at every call would take the write
+        // lock each time.
+        *checked = Some(version);
         Ok(repairs)
     }
 
