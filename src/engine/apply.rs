@@ -576,7 +576,17 @@ pub fn in_transaction<T>(
             Err(_) if refusals.borrow().len() > refused_before || wants_careful.take() => {
                 careful = true
             }
-            Err(error) if !careful && error.is_foreign_key() => careful = true,
+            // A failed COMMIT of deferred foreign keys: SQLite reports it as a foreign key only
+            // to hosts that turned extended result codes on (rusqlite does; Python's sqlite3 and
+            // the sqlite3 shell do not), so any constraint failure leads to the careful run.
+            Err(error)
+                if !careful
+                    && (error.is_foreign_key()
+                        || error.sqlite_code()
+                            == Some(rusqlite::ErrorCode::ConstraintViolation)) =>
+            {
+                careful = true
+            }
             other => return other,
         }
     }

@@ -225,6 +225,50 @@ fn family() -> (tempfile::TempDir, Connection) {
     (dir, conn)
 }
 
+/// Hosts such as Python's sqlite3 and the sqlite3 shell never turn SQLite's extended result
+/// codes on: a failed COMMIT of deferred foreign keys then reads as a plain constraint failure.
+#[test]
+fn with_foreign_keys_on_a_host_without_extended_result_codes_a_missing_parent_is_quarantined() {
+    let (_dir, conn) = family();
+    // SAFETY: the handle is valid while `conn` lives.
+    unsafe { rusqlite::ffi::sqlite3_extended_result_codes(conn.handle(), 0) };
+    let (parent, child) = (ulid(&conn), ulid(&conn));
+    let task = json!({"entity_id": child, "model": "Task", "operation": "upsert",
+                      "payload": {"title": "t", "project": parent}});
+    let page = json!({"snapshots": [task], "new_sync_cursor": 10, "has_more": true});
+    let result = pull_response(&conn, &page).unwrap();
+    assert_eq!(result["quarantined"], 1, "{result}");
+    assert_eq!(cursor(&conn), 10);
+    let project = json!({"entity_id": parent, "model": "Project", "operation": "upsert",
+                         "payload": {"name": "late"}});
+    let page = json!({"snapshots": [project], "new_sync_cursor": 20, "has_more": false});
+    let result = pull_response(&conn, &page).unwrap();
+    assert_eq!(
+        result["pulled"], 2,
+        "the parent, then the child from the quarantine: {result}"
+    );
+    assert_eq!(
+        quarantined(&conn),
+        0,
+        "the child applied once its parent came"
+    );
+    let tasks: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM tasks WHERE project = ?1",
+            [&parent],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tasks, 1);
+    // A parent delete the children's foreign key refuses waits in the quarantine as well.
+    let gone =
+        json!({"entity_id": parent, "model": "Project", "operation": "delete", "payload": {}});
+    let page = json!({"snapshots": [gone], "new_sync_cursor": 30, "has_more": false});
+    let result = pull_response(&conn, &page).unwrap();
+    assert_eq!(result["quarantined"], 1, "{result}");
+    assert_eq!(cursor(&conn), 30);
+}
+
 #[test]
 fn with_foreign_keys_on_a_child_before_its_parent_arrives() {
     let (_dir, conn) = family();
