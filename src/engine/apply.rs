@@ -270,8 +270,11 @@ pub struct Refusal {
 /// changes (read once per transaction, so a local write between transactions is seen).
 pub struct Applier<'r> {
     tables: RefCell<Vec<TrackedTable>>,
-    /// Read at the first row that could be deferred (answers to a push never need it).
-    unsent: std::cell::OnceCell<HashMap<String, bool>>,
+    /// Read at the first row that could be deferred (answers to a push never need it), then kept
+    /// up to date with what writing rows logs (see [`Applier::note_logged`]).
+    unsent: RefCell<Option<HashMap<String, bool>>>,
+    /// The queue's last id when `unsent` was last brought up to date.
+    logged_up_to: Cell<i64>,
     deferred_waiting: Cell<bool>,
     quarantine_waiting: Cell<bool>,
     /// Rows a discard left diverged exist: a row written now is no longer diverged.
@@ -287,12 +290,39 @@ pub struct Applier<'r> {
 
 impl Applier<'_> {
     /// The rows with changes the server has not taken (read once per transaction, when needed).
-    fn unsent(&self, conn: &Connection) -> Result<&HashMap<String, bool>> {
-        if let Some(unsent) = self.unsent.get() {
-            return Ok(unsent);
+    fn unsent(&self, conn: &Connection) -> Result<std::cell::Ref<'_, HashMap<String, bool>>> {
+        if self.unsent.borrow().is_none() {
+            let last = last_logged(conn)?;
+            let loaded = crate::queue::held_entities(conn)?;
+            self.logged_up_to.set(last);
+            *self.unsent.borrow_mut() = Some(loaded);
         }
-        let loaded = crate::queue::held_entities(conn)?;
-        Ok(self.unsent.get_or_init(|| loaded))
+        Ok(std::cell::Ref::map(self.unsent.borrow(), |u| {
+            u.as_ref().expect("just loaded")
+        }))
+    }
+
+    /// Writing a row can log changes of other rows in the same transaction: a row it pushed out
+    /// through an `ON CONFLICT REPLACE` constraint is logged as a delete. Such a row now has an
+    /// unsent change, so a snapshot of it later in this transaction (the echo of its own push)
+    /// must wait like any other, not bring it back and push out the row just written.
+    fn note_logged(&self, conn: &Connection) -> Result<()> {
+        let mut unsent = self.unsent.borrow_mut();
+        let Some(unsent) = unsent.as_mut() else {
+            return Ok(()); // read later, with these rows
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, entity_id FROM tether_mutation_logs WHERE id > ?1 ORDER BY id",
+        )?;
+        let mut rows = stmt.query([self.logged_up_to.get()])?;
+        while let Some(row) = rows.next()? {
+            self.logged_up_to.set(row.get(0)?);
+            let entity: String = row.get(1)?;
+            if !entity.is_empty() {
+                unsent.entry(entity).or_insert(false);
+            }
+        }
+        Ok(())
     }
 
     /// Row by row, each in its own savepoint (the second run of [`in_transaction`]).
@@ -309,8 +339,9 @@ impl Applier<'_> {
         if self.table_index(row.model).is_none() {
             return Ok(Outcome::UnknownModel);
         }
-        if let Some(sent) = self.unsent(conn)?.get(row.entity) {
-            defer(conn, row, *sent)?;
+        let sent = self.unsent(conn)?.get(row.entity).copied();
+        if let Some(sent) = sent {
+            defer(conn, row, sent)?;
             self.deferred_waiting.set(true);
             self.forget_quarantined(conn, row.entity)?;
             return Ok(Outcome::Deferred);
@@ -352,7 +383,13 @@ impl Applier<'_> {
             } else {
                 Some(self.unsent(conn)?)
             };
-            references.before_delete(conn, &tables, &tables[index], row.entity, changed)?
+            references.before_delete(
+                conn,
+                &tables,
+                &tables[index],
+                row.entity,
+                changed.as_deref(),
+            )?
         } else {
             Actions::default()
         };
@@ -391,6 +428,7 @@ impl Applier<'_> {
         };
         match written {
             Ok(learned) => {
+                self.note_logged(conn)?;
                 if learned {
                     // The table's JSON columns changed: the rest of the transaction must see it.
                     *self.tables.borrow_mut() = crate::tracking::tracked_tables(conn)?;
@@ -514,6 +552,15 @@ pub fn which_row(
     )
 }
 
+/// The queue's last id (0 when empty).
+fn last_logged(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT coalesce(max(id), 0) FROM tether_mutation_logs",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
 /// Whether the transaction now holds a foreign key violation, checked or deferred: SQLite's own
 /// counter, so no table is scanned.
 fn missing_parent(conn: &Connection) -> bool {
@@ -561,7 +608,8 @@ pub fn in_transaction<T>(
             };
             let applier = Applier {
                 tables: RefCell::new(crate::tracking::tracked_tables(conn)?),
-                unsent: std::cell::OnceCell::new(),
+                unsent: RefCell::new(None),
+                logged_up_to: Cell::new(0),
                 deferred_waiting: Cell::new(exists("tether_deferred_snapshots")?),
                 quarantine_waiting: Cell::new(exists("tether_quarantine")?),
                 diverged_waiting: Cell::new(exists("tether_diverged")?),

@@ -118,6 +118,38 @@ fn replace_ends_as_one_row_on_every_device() {
     );
 }
 
+/// Two devices create a row with the same value of an `ON CONFLICT REPLACE` column. The second
+/// to sync pulls the first one's row, which pushes its own out (logged as a delete), then the
+/// echo of its own row in the same page: that echo must wait for the delete, not push the
+/// pulled row out in turn. One row is left, the same everywhere.
+#[test]
+fn an_on_conflict_replace_column_leaves_one_row_when_two_devices_collide() {
+    let server = Server::start(&[
+        "--model",
+        r#"{"name": "Tag", "fields": {"code": "nullable|string", "label": "nullable|string"}}"#,
+    ]);
+    let schema = "CREATE TABLE tags (id INTEGER PRIMARY KEY, code TEXT UNIQUE ON CONFLICT REPLACE, label TEXT);";
+    let a = client(&server, schema, &["tags"]);
+    let b = client(&server, schema, &["tags"]);
+    a.conn
+        .execute_batch("INSERT INTO tags (code, label) VALUES ('k', 'from a');")
+        .unwrap();
+    sync(&a);
+    b.conn
+        .execute_batch("INSERT INTO tags (code, label) VALUES ('k', 'from b');")
+        .unwrap();
+    sync(&b);
+    sync(&b);
+    sync(&a);
+    let on_a = rows(&a.conn, "tags", &["code", "label"]);
+    assert_eq!(on_a.len(), 1, "{on_a:?}");
+    assert_eq!(rows(&b.conn, "tags", &["code", "label"]), on_a);
+    let on_server = server.rows("check");
+    assert_eq!(on_server.len(), 1, "{on_server:?}");
+    let kept = &on_server[on_a[0]["tether_id"].as_str().unwrap()];
+    assert_eq!(kept["label"], on_a[0]["label"]);
+}
+
 #[test]
 fn bytes_and_json_come_back_as_they_were_written() {
     let server = Server::start(&[
