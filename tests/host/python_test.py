@@ -52,6 +52,30 @@ class PythonHost(unittest.TestCase):
             conn.execute("SELECT tether_config('push_batch_size', -5)").fetchone()
         self.assertIn("push_batch_size", str(caught.exception))
 
+    def test_foreign_keys_on_a_missing_parent_waits_in_the_quarantine(self):
+        """Python's sqlite3 never turns extended result codes on: a failed COMMIT of deferred
+        foreign keys reads as a plain constraint failure, and must still quarantine the row."""
+        conn = self.connect()
+        conn.executescript("""
+            PRAGMA foreign_keys = ON;
+            CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+            SELECT tether_track('projects');
+            CREATE UNIQUE INDEX projects_key ON projects (tether_id);
+            CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, project TEXT REFERENCES projects (tether_id));
+            SELECT tether_track('tasks');
+        """)
+        parent, child = (conn.execute("SELECT tether_ulid()").fetchone()[0] for _ in range(2))
+        page = {"snapshots": [{"entity_id": child, "model": "Task", "operation": "upsert",
+                               "payload": {"title": "t", "project": parent}}],
+                "new_sync_cursor": 10, "has_more": True}
+        result = json.loads(conn.execute("SELECT tether_pull_response(?)", (json.dumps(page),)).fetchone()[0])
+        self.assertEqual(result["quarantined"], 1, result)
+        page = {"snapshots": [{"entity_id": parent, "model": "Project", "operation": "upsert",
+                               "payload": {"name": "p"}}], "new_sync_cursor": 20, "has_more": False}
+        conn.execute("SELECT tether_pull_response(?)", (json.dumps(page),)).fetchone()
+        self.assertEqual(conn.execute("SELECT count(*) FROM tasks WHERE project = ?", (parent,)).fetchone()[0], 1)
+        self.assertEqual(conn.execute("SELECT count(*) FROM tether_quarantine").fetchone()[0], 0)
+
     def test_a_deserialized_database_has_no_background_worker(self):
         """Connection.deserialize puts the database in memory (VFS "memdb(…)"): no worker can
         open it, and dispatch says so instead of failing later."""
