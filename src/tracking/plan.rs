@@ -135,11 +135,19 @@ pub(crate) fn plan(
         (None, Some(previous)) => serde_json::from_str(&previous.options)?,
         (None, None) => TrackOptions::default(),
     };
-    // When keys are given stays as chosen unless the new options say otherwise: other options
-    // changed (a column excluded) must not switch it silently.
-    if let (true, None, Some(previous)) = (explicit, &options.keys, existing) {
+    // Options given again change what they name and keep the rest: switching when keys are
+    // given must not silently rename the model (its queue would go to a model the server does
+    // not know) or start syncing an excluded column. `columns` and `except` replace each other.
+    if let (true, Some(previous)) = (explicit, existing) {
         let before: TrackOptions = serde_json::from_str(&previous.options)?;
-        options.keys = before.keys;
+        if options.columns.is_none() && options.except.is_none() {
+            options.columns = before.columns;
+            options.except = before.except;
+        }
+        options.model = options.model.take().or(before.model);
+        options.json = options.json.take().or(before.json);
+        options.backfill = options.backfill.or(before.backfill);
+        options.keys = options.keys.take().or(before.keys);
     }
     if let (false, Some(previous)) = (explicit, existing) {
         // Stored options may name columns a migration has since dropped: they no longer apply.

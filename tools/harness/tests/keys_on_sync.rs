@@ -484,6 +484,53 @@ fn untracking_and_retracking_give_waiting_rows_their_keys_first() {
 }
 
 #[test]
+fn switching_when_keys_are_given_keeps_the_other_options() {
+    let s = setup(
+        "CREATE TABLE todo_items (id INTEGER PRIMARY KEY, title TEXT, remark TEXT);",
+        &[],
+    );
+    json(
+        &s.conn,
+        r#"SELECT tether_track('todo_items', '{"model": "Task", "keys": "on_sync", "except": ["remark"]}')"#,
+    );
+    s.write("INSERT INTO todo_items (title, remark) VALUES ('a', 'local only');");
+    let result = json(
+        &s.conn,
+        r#"SELECT tether_track('todo_items', '{"keys": "on_insert"}')"#,
+    );
+    assert_eq!(
+        (&result["model"], &result["keys"], &result["columns"]),
+        (
+            &Value::from("Task"),
+            &Value::from("on_insert"),
+            &serde_json::json!(["title"])
+        ),
+        "{result}"
+    );
+    s.write("UPDATE todo_items SET remark = 'still local', title = 'b';");
+    s.sync();
+    assert_eq!(s.on_server().len(), 1);
+    let server = Connection::open(&s.server_db).unwrap();
+    let (title, remark): (String, Option<String>) = server
+        .query_row("SELECT title, remark FROM tasks", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((title.as_str(), remark), ("b", None));
+    // Named again, a list replaces the other: columns instead of except.
+    let result = json(
+        &s.conn,
+        r#"SELECT tether_track('todo_items', '{"columns": ["title", "remark"]}')"#,
+    );
+    assert_eq!(
+        result["columns"],
+        serde_json::json!(["title", "remark"]),
+        "{result}"
+    );
+    assert_eq!(result["model"], "Task", "{result}");
+}
+
+#[test]
 fn the_option_needs_an_integer_primary_key() {
     let (_dir, path) = temp_db();
     let conn = open_loaded(&path);
