@@ -43,6 +43,11 @@ const CHUNK: i64 = 500;
 /// mutations).
 pub const UNKEYED: &str = "sync_status <> 'synced' AND sync_status = 'unkeyed'";
 
+/// Creates of rows that have no key yet: waiting for it, or failed to get it (`locator` names the
+/// row).
+pub const WAITING_OR_REFUSED: &str =
+    "sync_status <> 'synced' AND sync_status IN ('unkeyed', 'failed') AND entity_id = ''";
+
 /// The log id of the oldest unkeyed create: mutations from it on wait (`i64::MAX` when none).
 pub fn first_unkeyed(conn: &Connection) -> Result<i64> {
     let first: Option<i64> = conn
@@ -350,9 +355,8 @@ fn settle(
     // ranges of the index of unsynced mutations.
     let newer: bool = conn
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM tether_mutation_logs
-                             WHERE sync_status <> 'synced' AND sync_status IN ('unkeyed', 'failed')
-                               AND id > ?1 AND entity_id = '' AND model = ?2 AND locator = ?3)",
+            &format!("SELECT EXISTS (SELECT 1 FROM tether_mutation_logs
+                             WHERE {WAITING_OR_REFUSED} AND id > ?1 AND model = ?2 AND locator = ?3)"),
         )?
         .query_row((id, model, locator), |r| r.get(0))?;
     if newer {

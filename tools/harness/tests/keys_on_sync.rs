@@ -530,6 +530,34 @@ fn switching_when_keys_are_given_keeps_the_other_options() {
     assert_eq!(result["model"], "Task", "{result}");
 }
 
+/// Rows waiting for their keys have no row-key record: they count as rows of the old table
+/// when a repair tells a rebuild (rows copied) from a table created anew (new rows).
+#[test]
+fn a_table_created_anew_keeps_its_new_row_where_a_keyed_row_was() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write("INSERT INTO tasks (title) VALUES ('old0'), ('old1'), ('old2');");
+    s.conn
+        .execute_batch("UPDATE tasks SET tether_id = tether_ulid() WHERE id = 1")
+        .unwrap();
+    let old0 = key_of(&s.plain, "tasks", 1);
+    s.write(
+        "DROP TABLE tasks;
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE);
+         INSERT INTO tasks (title) VALUES ('NEW');",
+    );
+    s.sync();
+    s.sync();
+    let new_row: String = s
+        .plain
+        .query_row("SELECT tether_id FROM tasks WHERE title = 'NEW'", [], |r| {
+            r.get(0)
+        })
+        .expect("the new row is still there");
+    assert_ne!(new_row, old0, "the new row is not the old entity");
+    assert_eq!(s.applied_to(&new_row), 1);
+    s.assert_converged();
+}
+
 #[test]
 fn the_option_needs_an_integer_primary_key() {
     let (_dir, path) = temp_db();
