@@ -57,26 +57,19 @@ pub fn restore(
     let recorded = format!(
         "EXISTS (SELECT 1 FROM tether_row_keys AS s WHERE s.table_id = {id} AND s.row_pk = {row_pk})"
     );
-    // What the old table held: its recorded rows, and the rows of a `{"keys": "on_sync"}` table
-    // still waiting for their keys (which have no record). Without the waiting ones a table
-    // dropped and created anew, where one recorded row's number came back, would pass for a
-    // rebuild and hand that row's key (and the server's copy of it) to a new row.
-    let held_before = format!(
-        "SELECT s.row_pk FROM tether_row_keys AS s WHERE s.table_id = {id}
-          UNION SELECT locator FROM tether_mutation_logs
-          WHERE {waiting} AND model = {model} AND locator IS NOT NULL",
-        waiting = crate::keys::WAITING_OR_REFUSED,
-        model = literal(capture.model),
-    );
-    let records: i64 =
-        conn.query_row(&format!("SELECT count(*) FROM ({held_before})"), [], |r| {
-            r.get(0)
-        })?;
+    // Rows of a `{"keys": "on_sync"}` table waiting for their keys have no record and do not
+    // count: waiting rows deleted before a rebuild would make a rebuild look like a new table
+    // (and duplicate every row on the server), which is worse than the rare case they would
+    // catch (a key given by UPDATE before the first sync, then the table dropped and created
+    // anew with a new row at that number, which then takes that key).
+    let records: i64 = conn.query_row(
+        "SELECT count(*) FROM tether_row_keys WHERE table_id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
     let matching: i64 = if key_column_vanished && records > 0 {
         conn.query_row(
-            &format!(
-                "SELECT count(*) FROM {table} WHERE {key} IS NULL AND {row_pk} IN ({held_before})"
-            ),
+            &format!("SELECT count(*) FROM {table} WHERE {key} IS NULL AND {recorded}"),
             [],
             |r| r.get(0),
         )?

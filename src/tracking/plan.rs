@@ -140,12 +140,22 @@ pub(crate) fn plan(
     // not know) or start syncing an excluded column. `columns` and `except` replace each other.
     if let (true, Some(previous)) = (explicit, existing) {
         let before: TrackOptions = serde_json::from_str(&previous.options)?;
+        // Kept lists forget columns that no longer exist (renamed or dropped since): the new
+        // options are what the user names now.
+        let existing_only = |names: Option<Vec<String>>| {
+            names.map(|names| {
+                names
+                    .into_iter()
+                    .filter(|name| info.column(name).is_some())
+                    .collect::<Vec<_>>()
+            })
+        };
         if options.columns.is_none() && options.except.is_none() {
-            options.columns = before.columns;
-            options.except = before.except;
+            options.columns = existing_only(before.columns);
+            options.except = existing_only(before.except);
         }
         options.model = options.model.take().or(before.model);
-        options.json = options.json.take().or(before.json);
+        options.json = options.json.take().or_else(|| existing_only(before.json));
         options.backfill = options.backfill.or(before.backfill);
         options.keys = options.keys.take().or(before.keys);
     }

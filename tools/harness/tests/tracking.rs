@@ -325,3 +325,33 @@ fn status_counts_and_reports_missing_triggers() {
     assert_eq!(repaired["tables"][0]["triggers_installed"], true);
     assert_eq!(repaired["tables"][0]["state"], "ok");
 }
+
+#[test]
+fn options_given_again_change_what_they_name_and_forget_columns_gone_since() {
+    let (_dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch(
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT, body TEXT, tags TEXT);",
+    )
+    .unwrap();
+    json(
+        &conn,
+        r#"SELECT tether_track('notes', '{"model": "Memo", "json": ["tags"], "except": ["body"]}')"#,
+    );
+    let result = json(
+        &conn,
+        r#"SELECT tether_track('notes', '{"backfill": false}')"#,
+    );
+    assert_eq!(result["model"], "Memo", "{result}");
+    assert_eq!(result["columns"], json!(["title", "tags"]), "{result}");
+    assert_eq!(result["json_columns"], json!(["tags"]), "{result}");
+    // A renamed column: tracking asks for options naming the columns now, and those work.
+    conn.execute_batch("ALTER TABLE notes RENAME COLUMN tags TO labels")
+        .unwrap();
+    let result = json(
+        &conn,
+        r#"SELECT tether_track('notes', '{"except": ["body"]}')"#,
+    );
+    assert_eq!(result["model"], "Memo", "{result}");
+    assert_eq!(result["columns"], json!(["title", "labels"]), "{result}");
+}
