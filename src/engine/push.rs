@@ -537,7 +537,9 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                     payload: &row,
                     cursor_before: None,
                 };
-                applier.write(conn, &server_row, "conflict")?;
+                // Like a pulled snapshot: a row with changes not sent yet (written while this
+                // request was out) keeps them, and the server state waits for their answer.
+                applier.apply(conn, &server_row, "conflict")?;
             }
         }
         let mut failed = conn.prepare_cached(

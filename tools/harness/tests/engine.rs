@@ -123,6 +123,49 @@ fn push_requests_match_the_fixture_field_for_field() {
     );
 }
 
+/// The app changes a row while a push of its earlier change is out; the server answers that
+/// earlier change with a conflict. The newer change is not sent yet: the row keeps it (it goes
+/// with the next request, the full row) instead of taking the conflict's server state.
+#[test]
+fn a_conflict_answer_keeps_a_change_made_while_the_request_was_out() {
+    let (_dir, path, conn) = client();
+    insert_tasks(&conn, 1);
+    finish_push_with_all_applied(&conn);
+    conn.execute("UPDATE tasks SET status = 'open'", [])
+        .unwrap();
+    let request = push_request(&conn).unwrap();
+    let m = ids(&request);
+    let key: String = conn
+        .query_row("SELECT tether_id FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    open_plain(&path)
+        .execute("UPDATE tasks SET status = 'closed'", [])
+        .unwrap();
+    let answer = json!({"conflicts": [{"mutation_id": m[0], "reason": "conflict", "data": {
+        "server_state": {"tether_id": key, "title": "Server title", "status": "open"},
+        "server_updated_at": "2026-11-25T12:00:00+00:00"}}]});
+    let result = push_response(&conn, &answer);
+    assert_eq!(result["conflicts"], 1, "{result}");
+    let (title, status): (String, String) = conn
+        .query_row("SELECT title, status FROM tasks", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((title.as_str(), status.as_str()), ("task 0", "closed"));
+    // The change is sent next, as the row is.
+    let request = push_request(&conn).unwrap();
+    assert_eq!(
+        request["mutations"][0]["payload"]["status"], "closed",
+        "{request}"
+    );
+}
+
+fn finish_push_with_all_applied(conn: &Connection) {
+    while let Some(request) = push_request(conn) {
+        push_response(conn, &json!({"applied": ids(&request)}));
+    }
+}
+
 #[test]
 fn every_row_of_the_client_handling_table() {
     let (_dir, _path, conn) = client();
