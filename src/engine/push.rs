@@ -216,6 +216,8 @@ pub fn next_batch(
             }
             if !seen_any && !unidentified_remain(conn, unkeyed)? {
                 if local_failures.is_empty() {
+                    // Deletes of rows the server never had may be all that was left.
+                    settle_unsendable_deletes(conn, &nothing_to_send)?;
                     return Ok(None);
                 }
                 break;

@@ -160,6 +160,31 @@ fn a_conflict_answer_keeps_a_change_made_while_the_request_was_out() {
     );
 }
 
+/// A row whose create the server refused for good, then deleted: nothing is left to undo
+/// there, and the delete is settled even when it is all the queue holds.
+#[test]
+fn deleting_the_only_row_whose_create_was_refused_settles_its_delete() {
+    let (_dir, _path, conn) = client();
+    insert_tasks(&conn, 1);
+    let request = push_request(&conn).unwrap();
+    let m = ids(&request);
+    push_response(
+        &conn,
+        &json!({"rejected": [{"mutation_id": m[0], "reason": "validation_failed",
+                              "data": {"messages": {"title": ["No."]}}}]}),
+    );
+    while push_request(&conn).is_some() {}
+    conn.execute("DELETE FROM tasks", []).unwrap();
+    assert!(push_request(&conn).is_none(), "nothing to send");
+    let status = json(&conn, "SELECT tether_status()");
+    assert_eq!(status["pending"], 0, "{status}");
+    let ops: Vec<String> = column(
+        &conn,
+        "SELECT operation || ' ' || sync_status FROM tether_mutation_logs ORDER BY id",
+    );
+    assert_eq!(ops, ["create resolved", "delete synced"]);
+}
+
 fn finish_push_with_all_applied(conn: &Connection) {
     while let Some(request) = push_request(conn) {
         push_response(conn, &json!({"applied": ids(&request)}));
