@@ -311,16 +311,20 @@ fn fail_as(
 }
 
 /// The row itself is what the write cannot take: a constraint or a trigger's RAISE, a value too
-/// large, a datatype mismatch.
+/// large, a datatype mismatch, or a function a trigger calls failing on this row's values (a
+/// plain SQLITE_ERROR). Not a function, table or column missing ("no such …"): that is this
+/// connection's or the schema's, and every row would fail alike; the sync fails until it is
+/// fixed.
 fn refused_by_the_row(error: &Error) -> bool {
-    matches!(
-        error.sqlite_code(),
+    match error.sqlite_code() {
         Some(
             rusqlite::ErrorCode::ConstraintViolation
-                | rusqlite::ErrorCode::TooBig
-                | rusqlite::ErrorCode::TypeMismatch
-        )
-    )
+            | rusqlite::ErrorCode::TooBig
+            | rusqlite::ErrorCode::TypeMismatch,
+        ) => true,
+        Some(rusqlite::ErrorCode::Unknown) => !error.message().contains("no such "),
+        _ => false,
+    }
 }
 
 fn drop_create(conn: &Connection, id: i64) -> Result<()> {

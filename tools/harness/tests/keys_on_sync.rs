@@ -1189,6 +1189,48 @@ fn a_trigger_that_moves_the_row_when_it_gets_its_key_leaves_one_record() {
 }
 
 #[test]
+fn a_function_that_fails_on_one_row_fails_that_row_alone() {
+    let s = setup(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT, h TEXT);",
+        &["tasks"],
+    );
+    let picky = |conn: &Connection| {
+        conn.create_scalar_function(
+            "app_check",
+            1,
+            rusqlite::functions::FunctionFlags::SQLITE_UTF8,
+            |ctx| {
+                let title = ctx.get::<String>(0)?;
+                if title == "bad" {
+                    return Err(rusqlite::Error::UserFunctionError("not this one".into()));
+                }
+                Ok(format!("ok:{title}"))
+            },
+        )
+        .unwrap()
+    };
+    picky(&s.plain);
+    picky(&s.conn);
+    s.write(
+        "CREATE TRIGGER h AFTER UPDATE OF tether_id ON tasks
+         BEGIN UPDATE tasks SET h = app_check(NEW.title) WHERE id = NEW.id; END;
+         INSERT INTO tasks (title) VALUES ('a'), ('bad'), ('c');",
+    );
+    let result = s.sync_failing(1);
+    assert!(result.to_string().contains("not this one"), "{result}");
+    let keyed: i64 = s
+        .plain
+        .query_row(
+            "SELECT count(*) FROM tasks WHERE tether_id IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(keyed, 2, "the other rows went on");
+    assert_eq!(s.on_server().len(), 2);
+}
+
+#[test]
 fn a_missing_function_fails_the_sync_not_the_rows() {
     let s = setup(
         "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT, h TEXT);",
