@@ -64,7 +64,7 @@ struct Tally {
 
 impl Tally {
     fn row(&mut self, report: Value, outcome: &'static str, mutations: usize) {
-        if outcome == NOT_TRACKED || outcome == DROPPED {
+        if outcome == NOT_TRACKED || outcome == DROPPED || outcome == REFUSED_NOW {
             self.skipped += 1;
         } else {
             self.rows += 1;
@@ -384,6 +384,9 @@ fn server_lacks(conn: &Connection, entity: &str) -> Result<bool> {
 const NOT_TRACKED: &str = "not tracked: track its table again to resolve it";
 /// Rows of a tracked table that no longer exists are left as they are too.
 const DROPPED: &str = "its table no longer exists: track it again, or untrack it";
+/// A retry whose row the database refuses now (its local change names a parent deleted since,
+/// holds a value another row took): left as it was, the others go on.
+const REFUSED_NOW: &str = "left as it is: the database refuses its local change now (see error)";
 
 fn untracked(model: &str, entity: &str, outcome: &'static str) -> (Value, &'static str, usize) {
     (json!({"model": model, "entity_id": entity}), outcome, 0)
@@ -674,9 +677,25 @@ fn run(conn: &Connection, resolution: Resolution, target: &Target) -> Result<Val
                                 continue;
                             }
                         };
-                        let (outcome, count) = retry_row(conn, &mut plans, table, entity)?;
-                        let row = apply::which_row(conn, &tables, model, entity)?;
-                        reports.push((row, outcome, count));
+                        conn.execute_batch("SAVEPOINT tether_retry_row")?;
+                        match retry_row(conn, &mut plans, table, entity) {
+                            Ok((outcome, count)) => {
+                                conn.execute_batch("RELEASE tether_retry_row")?;
+                                let row = apply::which_row(conn, &tables, model, entity)?;
+                                reports.push((row, outcome, count));
+                            }
+                            Err(error) if error.is_row_problem() && !conn.is_autocommit() => {
+                                conn.execute_batch(
+                                    "ROLLBACK TO tether_retry_row; RELEASE tether_retry_row",
+                                )?;
+                                let mut row = apply::which_row(conn, &tables, model, entity)?;
+                                row["error"] = json!(error.message());
+                                reports.push((row, REFUSED_NOW, 0));
+                            }
+                            Err(error) => {
+                                return Err(crate::db::still_in_transaction(conn, error)?)
+                            }
+                        }
                     }
                     Ok(reports)
                 })?,

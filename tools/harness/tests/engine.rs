@@ -602,3 +602,70 @@ fn a_snapshot_held_back_for_a_local_change_applies_if_that_change_is_discarded()
     assert_eq!(column::<i64>(&conn, waiting), [0]);
     assert_eq!(mutations(&conn).len(), 4, "nothing of this was captured");
 }
+
+/// tether_retry() puts a conflict's local change back into the row. When the database refuses
+/// that change now (it names a parent deleted since), that row is left as it is and reported;
+/// the other rows are retried.
+#[test]
+fn a_retry_the_database_refuses_now_leaves_that_row_and_goes_on() {
+    let (_dir, _path) = temp_db();
+    let conn = open_loaded(&_path);
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+         SELECT tether_track('projects');
+         CREATE UNIQUE INDEX projects_key ON projects (tether_id);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
+                             project TEXT REFERENCES projects (tether_id));
+         SELECT tether_track('tasks');
+         INSERT INTO projects (name) VALUES ('p1'), ('p2');",
+    )
+    .unwrap();
+    let p1 = key_of(&conn, "projects", 1);
+    let p2 = key_of(&conn, "projects", 2);
+    conn.execute(
+        "INSERT INTO tasks (title, project) VALUES ('t', ?1), ('u', NULL)",
+        [&p1],
+    )
+    .unwrap();
+    finish_push_with_all_applied(&conn);
+    conn.execute("UPDATE tasks SET project = ?1 WHERE title = 't'", [&p2])
+        .unwrap();
+    conn.execute("UPDATE tasks SET title = 'refused' WHERE title = 'u'", [])
+        .unwrap();
+    let request = push_request(&conn).unwrap();
+    let m = ids(&request);
+    let t = key_of(&conn, "tasks", 1);
+    push_response(
+        &conn,
+        &json!({
+            "conflicts": [{"mutation_id": m[0], "reason": "conflict", "data": {
+                "server_state": {"tether_id": t, "title": "t", "project": p1}}}],
+            "rejected": [{"mutation_id": m[1], "reason": "validation_failed",
+                          "data": {"messages": {"title": ["No."]}}}]
+        }),
+    );
+    while push_request(&conn).is_some() {}
+    conn.execute("DELETE FROM projects WHERE id = 2", [])
+        .unwrap();
+    let result = json(&conn, "SELECT tether_retry()");
+    let refused: Vec<&Value> = result["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["error"].is_string())
+        .collect();
+    assert_eq!(refused.len(), 1, "{result}");
+    assert!(
+        refused[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("FOREIGN KEY"),
+        "{result}"
+    );
+    assert_eq!(result["retried"], 1, "{result}");
+    let project: String = conn
+        .query_row("SELECT project FROM tasks WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(project, p1, "the row keeps the server's version");
+}
