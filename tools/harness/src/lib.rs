@@ -57,6 +57,25 @@ pub fn open_plain(path: &Path) -> Connection {
     Connection::open(path).expect("open database")
 }
 
+/// A loaded database with foreign keys on: `projects (id, name)` and `tasks (id, title, project)`
+/// whose `project` refers to a project's sync key, both tracked (the parent's key column and a
+/// whole unique index on it exist before the child refers to it).
+pub fn family() -> (tempfile::TempDir, Connection) {
+    let (dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+         SELECT tether_track('projects');
+         CREATE UNIQUE INDEX projects_key ON projects (tether_id);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
+                             project TEXT REFERENCES projects (tether_id));
+         SELECT tether_track('tasks');",
+    )
+    .unwrap();
+    (dir, conn)
+}
+
 /// A fresh temporary directory with a database path inside.
 pub fn temp_db() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -608,19 +608,9 @@ fn a_snapshot_held_back_for_a_local_change_applies_if_that_change_is_discarded()
 /// the other rows are retried.
 #[test]
 fn a_retry_the_database_refuses_now_leaves_that_row_and_goes_on() {
-    let (_dir, _path) = temp_db();
-    let conn = open_loaded(&_path);
-    conn.execute_batch(
-        "PRAGMA foreign_keys = ON;
-         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
-         SELECT tether_track('projects');
-         CREATE UNIQUE INDEX projects_key ON projects (tether_id);
-         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
-                             project TEXT REFERENCES projects (tether_id));
-         SELECT tether_track('tasks');
-         INSERT INTO projects (name) VALUES ('p1'), ('p2');",
-    )
-    .unwrap();
+    let (_dir, conn) = family();
+    conn.execute_batch("INSERT INTO projects (name) VALUES ('p1'), ('p2');")
+        .unwrap();
     let p1 = key_of(&conn, "projects", 1);
     let p2 = key_of(&conn, "projects", 2);
     conn.execute(

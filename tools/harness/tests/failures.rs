@@ -202,29 +202,6 @@ fn a_full_disk_during_a_real_pull_loses_no_row() {
     assert_eq!(local, remote);
 }
 
-const FAMILY: &str = "PRAGMA foreign_keys = ON;
-    CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
-    CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
-                        project TEXT REFERENCES projects (tether_id));";
-
-fn family() -> (tempfile::TempDir, Connection) {
-    let (dir, path) = temp_db();
-    let conn = open_loaded(&path);
-    // The parent key column exists before the child refers to it.
-    conn.execute_batch(
-        "PRAGMA foreign_keys = ON;
-         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
-         SELECT tether_track('projects');
-         CREATE UNIQUE INDEX projects_key ON projects (tether_id);
-         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
-                             project TEXT REFERENCES projects (tether_id));
-         SELECT tether_track('tasks');",
-    )
-    .unwrap();
-    let _ = FAMILY;
-    (dir, conn)
-}
-
 /// Hosts such as Python's sqlite3 and the sqlite3 shell never turn SQLite's extended result
 /// codes on: a failed COMMIT of deferred foreign keys then reads as a plain constraint failure.
 #[test]
