@@ -57,6 +57,9 @@ pub fn write_txn<T>(conn: &Connection, body: impl FnOnce(&Connection) -> Result<
         savepoint,
         armed: true,
     };
+    if !savepoint {
+        crate::engine::lock::check_fence(conn)?;
+    }
     let value = body(conn)?;
     if savepoint {
         conn.execute_batch("RELEASE tether_write")?;
@@ -100,5 +103,106 @@ fn retry_busy(mut attempt: impl FnMut() -> rusqlite::Result<()>) -> Result<()> {
             }
             other => return other.map_err(Error::from),
         }
+    }
+}
+
+/// Runs a short write transaction on `conn`, or, when the host interrupted `conn`
+/// (`sqlite3_interrupt`: a Go context cancelled, Python's `interrupt()`, a progress handler),
+/// on a new connection to the same file: every statement of an interrupted connection fails
+/// until the host's call returns, and what must not wait for that (giving up the sync lock,
+/// finishing the sync log's row) would otherwise be left for the lease to expire.
+pub fn write_even_if_interrupted(
+    conn: &Connection,
+    body: impl Fn(&Connection) -> Result<()>,
+) -> Result<()> {
+    let error = match write_txn(conn, &body) {
+        Err(error) if error.sqlite_code() == Some(ErrorCode::OperationInterrupted) => error,
+        other => return other,
+    };
+    // Still in a transaction, the connection may hold the write lock the other one would wait for.
+    if !conn.is_autocommit() {
+        return Err(error);
+    }
+    let side = SameFile::of(conn)
+        .ok()
+        .and_then(|file| file.ok())
+        .and_then(|file| file.open().ok());
+    let Some(side) = side else {
+        return Err(error);
+    };
+    let _ = side.busy_timeout(Duration::from_secs(5));
+    write_txn(&side, &body)
+}
+
+/// Where a connection's main database lives, so another connection can open the same file with
+/// the same VFS (the background worker; a cycle's cleanup when its own connection was
+/// interrupted).
+#[derive(Clone)]
+pub struct SameFile {
+    path: String,
+    vfs: Option<String>,
+}
+
+impl SameFile {
+    /// `Err`: why no other connection can reach this database (it is in memory).
+    pub fn of(conn: &Connection) -> Result<std::result::Result<SameFile, String>> {
+        // Read without a statement: it must work on an interrupted connection.
+        let path = match conn.path() {
+            Some(path) => path.to_string(),
+            None => conn.query_row(
+                "SELECT file FROM pragma_database_list WHERE name = 'main'",
+                [],
+                |r| r.get(0),
+            )?,
+        };
+        let vfs = vfs_name(conn);
+        // SQLite names it "memdb", or "memdb(…)" with the buffer's address and size.
+        let memdb = vfs.as_deref().is_some_and(|v| {
+            v.split('/')
+                .any(|part| part == "memdb" || part.starts_with("memdb("))
+        });
+        Ok(if path.is_empty() {
+            Err("this is an in-memory or temporary database".to_string())
+        } else if memdb {
+            Err("this is an in-memory database: memdb".to_string())
+        } else {
+            Ok(SameFile { path, vfs })
+        })
+    }
+
+    /// A new read-write connection to the file; the caller sets its busy timeout.
+    pub fn open(&self) -> std::result::Result<Connection, String> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        match &self.vfs {
+            Some(vfs) => Connection::open_with_flags_and_vfs(&self.path, flags, vfs.as_str()),
+            None => Connection::open_with_flags(&self.path, flags),
+        }
+        .map_err(|e| format!("cannot open {:?}: {e}", self.path))
+    }
+}
+
+/// The VFS the connection's main database was opened with (`None` if SQLite does not say).
+fn vfs_name(conn: &Connection) -> Option<String> {
+    use rusqlite::ffi;
+    let mut name: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: SQLITE_FCNTL_VFSNAME writes a string from sqlite3_mprintf into `name`, freed below.
+    unsafe {
+        let rc = ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_VFSNAME,
+            (&mut name as *mut *mut std::ffi::c_char).cast(),
+        );
+        if rc != ffi::SQLITE_OK || name.is_null() {
+            return None;
+        }
+        let text = std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned();
+        ffi::sqlite3_free(name.cast());
+        Some(text)
     }
 }

@@ -15,15 +15,29 @@ pub fn log(settings: &Settings, level: u64, message: impl FnOnce() -> String) {
 
 /// A test hook: when `TETHER_TEST_KILL_POINT` names this point, says so on stderr
 /// (`tether-kill-point: NAME`) and waits to be killed, so a crash test proves where the process
-/// died. Costs one cached environment lookup otherwise.
+/// died; with `TETHER_TEST_PAUSE_MS` it goes on after that many milliseconds instead (a process
+/// suspended there, or a machine asleep). Costs one cached environment lookup otherwise.
 #[allow(dead_code)] // called from the engine as kill points are placed
 pub fn kill_point(name: &str) {
-    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let wanted = POINT.get_or_init(|| std::env::var("TETHER_TEST_KILL_POINT").ok());
-    if wanted.as_deref() == Some(name) {
-        eprintln!("tether-kill-point: {name}");
-        loop {
+    static POINT: std::sync::OnceLock<Option<(String, Option<u64>)>> = std::sync::OnceLock::new();
+    let wanted = POINT.get_or_init(|| {
+        let point = std::env::var("TETHER_TEST_KILL_POINT").ok()?;
+        let pause = std::env::var("TETHER_TEST_PAUSE_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok());
+        Some((point, pause))
+    });
+    let Some((point, pause)) = wanted else {
+        return;
+    };
+    if point != name {
+        return;
+    }
+    eprintln!("tether-kill-point: {name}");
+    match pause {
+        Some(ms) => std::thread::sleep(std::time::Duration::from_millis(*ms)),
+        None => loop {
             std::thread::sleep(std::time::Duration::from_secs(60));
-        }
+        },
     }
 }

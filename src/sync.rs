@@ -65,6 +65,8 @@ struct Run<'a> {
     conn: &'a Connection,
     settings: &'a Settings,
     http: Http,
+    /// Dropped before the lease is released (the release is no write of the cycle's).
+    fence: Option<crate::engine::lock::Fence>,
     lease: Option<Lease>,
     progress: OnProgress<'a>,
 }
@@ -164,8 +166,8 @@ impl Run<'_> {
             let body = pull::request_body(self.conn, client, page_size)?;
             let answer = self.http.post(url, &body)?;
             self.renew()?;
-            let page = pull::apply_page_then(self.conn, &answer, &mut || self.renew())
-                .map_err(|e| self.http.scrub_error(e))?;
+            let page =
+                pull::apply_page(self.conn, &answer).map_err(|e| self.http.scrub_error(e))?;
             totals.add(&page);
             received += page.pulled + page.pull_errors + page.kept_local;
             (self.progress)(Progress {
@@ -265,7 +267,7 @@ pub fn run_cycle_with_progress(
         && outcome
             .as_ref()
             .is_ok_and(|value| value["skipped"] == Value::Bool(true));
-    crate::db::write_txn(conn, |conn| {
+    crate::db::write_even_if_interrupted(conn, |conn| {
         if skipped_auto {
             conn.execute("DELETE FROM tether_sync_log WHERE id = ?1", [entry])?;
         } else {
@@ -306,6 +308,7 @@ fn locked_cycle(
     } else {
         None
     };
+    let fence = lease.as_ref().map(|lease| lease.fence(conn));
     if lease.is_some() {
         mark_interrupted(conn, entry)?;
     }
@@ -313,13 +316,14 @@ fn locked_cycle(
         conn,
         settings,
         http,
+        fence,
         lease,
         progress,
     };
     let work = || -> Result<Value> {
         // Rows of {"keys": "on_sync"} tables get their keys before anything is sent, and before
         // a pull, which must know which rows hold unsent changes.
-        let given = crate::keys::give(conn, None, &mut || run.renew())?;
+        let given = crate::keys::give(conn, None, &mut || Ok(()))?;
         let mut pushed = PushOutcome::local_failures(&given.failed);
         if kind != Cycle::Pull {
             pushed.add(run.push_all()?);
@@ -370,6 +374,7 @@ fn mark_interrupted(conn: &Connection, entry: i64) -> Result<()> {
 /// The lease goes when the cycle ends, however it ends (an error, a panic caught at the FFI).
 impl Drop for Run<'_> {
     fn drop(&mut self) {
+        drop(self.fence.take());
         if let Some(lease) = self.lease.take() {
             let _ = lease.release(self.conn);
         }

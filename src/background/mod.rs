@@ -17,6 +17,7 @@ use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use crate::bail;
+use crate::db::SameFile;
 use crate::error::{Error, Result};
 use crate::functions::{self, connection, text_arg, Kind};
 use crate::settings::ConnectionSettings;
@@ -80,17 +81,10 @@ impl Control {
     }
 }
 
-/// Where a worker opens its own connection.
-#[derive(Clone)]
-struct Target {
-    path: String,
-    vfs: Option<String>,
-}
-
 /// The loading connection's handle on its worker. Dropped when that connection closes.
 pub struct Worker {
     /// `Err`: why this connection can have no worker (in memory).
-    target: std::result::Result<Target, String>,
+    target: std::result::Result<SameFile, String>,
     /// Starting workers is for the loading connection only, never for a worker's own connection.
     may_start: bool,
     session: Arc<ConnectionSettings>,
@@ -105,58 +99,14 @@ impl Drop for Worker {
     }
 }
 
-/// The VFS the connection's main database was opened with (`None` if SQLite does not say).
-fn vfs_name(conn: &Connection) -> Option<String> {
-    use rusqlite::ffi;
-    let mut name: *mut std::ffi::c_char = std::ptr::null_mut();
-    // SAFETY: SQLITE_FCNTL_VFSNAME writes a string from sqlite3_mprintf into `name`, freed below.
-    unsafe {
-        let rc = ffi::sqlite3_file_control(
-            conn.handle(),
-            c"main".as_ptr(),
-            ffi::SQLITE_FCNTL_VFSNAME,
-            (&mut name as *mut *mut std::ffi::c_char).cast(),
-        );
-        if rc != ffi::SQLITE_OK || name.is_null() {
-            return None;
-        }
-        let text = std::ffi::CStr::from_ptr(name)
-            .to_string_lossy()
-            .into_owned();
-        ffi::sqlite3_free(name.cast());
-        Some(text)
-    }
-}
-
 impl Worker {
     pub fn new(
         conn: &Connection,
         session: Arc<ConnectionSettings>,
         may_start: bool,
     ) -> Result<Worker> {
-        let path: String = conn.query_row(
-            "SELECT file FROM pragma_database_list WHERE name = 'main'",
-            [],
-            |r| r.get(0),
-        )?;
-        let vfs = vfs_name(conn);
-        let target = if path.is_empty() {
-            Err("background work needs a database file (this is an in-memory or temporary database)".to_string())
-        } else if vfs
-            .as_deref()
-            // SQLite names it "memdb", or "memdb(…)" with the buffer's address and size.
-            .is_some_and(|v| {
-                v.split('/')
-                    .any(|part| part == "memdb" || part.starts_with("memdb("))
-            })
-        {
-            Err(
-                "background work needs a database file (this is an in-memory database: memdb)"
-                    .to_string(),
-            )
-        } else {
-            Ok(Target { path, vfs })
-        };
+        let target = SameFile::of(conn)?
+            .map_err(|why| format!("background work needs a database file ({why})"));
         Ok(Worker {
             target,
             may_start,
@@ -299,9 +249,21 @@ pub fn register(conn: &Connection, worker: Arc<Worker>) -> Result<()> {
             let kind = Cycle::parse(&text_arg(ctx, 0, "the kind")?.unwrap_or_default())?;
             let conn = connection(ctx)?;
             let control = dispatcher.control(&conn)?;
-            control.orders().dispatched.push_back(kind);
+            // A cycle already waiting to start does what this one would: one is enough (a
+            // loop dispatching after each write would otherwise queue a cycle per write).
+            let merged = {
+                let mut orders = control.orders();
+                let covered = orders
+                    .dispatched
+                    .iter()
+                    .any(|queued| *queued == kind || *queued == Cycle::Sync);
+                if !covered {
+                    orders.dispatched.push_back(kind);
+                }
+                covered
+            };
             control.wake.notify_all();
-            Ok(json!({"dispatched": kind.name()}).to_string())
+            Ok(json!({"dispatched": kind.name(), "merged": merged}).to_string())
         },
     )?;
     let scheduler = worker.clone();

@@ -11,10 +11,11 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use serde_json::json;
 
-use super::{locked, Control, Schedule, Target};
+use super::{locked, Control, Schedule};
+use crate::db::SameFile;
 use crate::retry::Backoff;
 use crate::settings::{ConnectionSettings, Settings};
 use crate::sync::{run_cycle, Cycle};
@@ -23,18 +24,13 @@ use crate::sync::{run_cycle, Cycle};
 const POLL: Duration = Duration::from_millis(200);
 /// How often an idle worker reads its settings again.
 const IDLE: Duration = Duration::from_secs(1);
+/// How soon auto_sync tries again after a push skipped because another cycle held the lock.
+const LOCK_HELD_RETRY: Duration = Duration::from_secs(2);
 /// The longest auto_sync waits between retries of pending mutations after failures.
 const AUTO_RETRY_CAP: Duration = Duration::from_secs(300);
 
-fn open(target: &Target) -> Result<Connection, String> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_URI
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = match &target.vfs {
-        Some(vfs) => Connection::open_with_flags_and_vfs(&target.path, flags, vfs.as_str()),
-        None => Connection::open_with_flags(&target.path, flags),
-    }
-    .map_err(|e| format!("cannot open {:?}: {e}", target.path))?;
+fn open(target: &SameFile) -> Result<Connection, String> {
+    let conn = target.open()?;
     let _ = conn.busy_timeout(Duration::from_secs(5));
     crate::register_background(&conn).map_err(|e| e.to_string())?;
     Ok(conn)
@@ -43,7 +39,7 @@ fn open(target: &Target) -> Result<Connection, String> {
 /// The thread's body: the worker is marked dead however it ends, so the next order starts a new
 /// one.
 pub(super) fn run(
-    target: &Target,
+    target: &SameFile,
     session: &ConnectionSettings,
     control: &Control,
     ready: Sender<Result<(), String>>,
@@ -98,6 +94,8 @@ fn sync_log_mark(conn: &Connection) -> i64 {
 #[derive(PartialEq, Eq, Clone, Copy)]
 enum Ran {
     Ok,
+    /// Another cycle held the sync lock: nothing was done, nothing failed.
+    Skipped,
     Failed,
     /// Failed before it could even record itself (the database locked for long): the order is
     /// not done and will be tried again.
@@ -154,10 +152,15 @@ fn cycle(
     let mut health = locked(&control.health);
     match outcome {
         Ok(result) => {
+            let skipped = result["skipped"] == true;
             health.failures = 0;
             health.last_cycle = Some(json!({"kind": kind.name(), "trigger": trigger, "at": at,
                                             "result": result}));
-            Ran::Ok
+            if skipped {
+                Ran::Skipped
+            } else {
+                Ran::Ok
+            }
         }
         Err(error) => {
             health.failures = health.failures.saturating_add(1);
@@ -243,7 +246,9 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
             let schedule_before = control.orders().schedule.map(|s| (s.kind, s.every));
             let ran = cycle(conn, session, control, kind, trigger);
             if trigger == "dispatch" {
-                if ran == Ran::NotStarted && attempts_left > 1 {
+                // Skipped for the lock: the cycle holding it may have pushed before this was
+                // asked for, or be a pull.
+                if matches!(ran, Ran::NotStarted | Ran::Skipped) && attempts_left > 1 {
                     retry_dispatch = Some((
                         kind,
                         Instant::now() + dispatch_backoff.failed(),
@@ -261,7 +266,7 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
                     .as_mut()
                     .filter(|s| Some((s.kind, s.every)) == schedule_before)
                 {
-                    let wait = if ran == Ran::Ok {
+                    let wait = if matches!(ran, Ran::Ok | Ran::Skipped) {
                         schedule_backoff.succeeded();
                         schedule.every
                     } else {
@@ -292,10 +297,14 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
                 if unsent(conn, retry_limit) > 0 {
                     last_auto = Some(Instant::now());
                     let ran = cycle(conn, session, control, Cycle::Push, "auto");
-                    // Left unsent (the server down, or waiting behind a retry): later.
+                    // Left unsent (the server down, or waiting behind a retry): later. Skipped
+                    // for the lock: soon, without backing off (nothing failed; the other cycle
+                    // may be a long pull that does not push these).
                     let retry = if ran == Ran::Ok && unsent(conn, retry_limit) == 0 {
                         auto_backoff.succeeded();
                         None
+                    } else if ran == Ran::Skipped {
+                        Some(Instant::now() + LOCK_HELD_RETRY)
                     } else {
                         Some(Instant::now() + auto_backoff.failed())
                     };

@@ -151,18 +151,24 @@ impl Lease {
                 )?,
                 // Only the row just read is replaced: of two cycles taking over the same dead or
                 // expired holder, one wins.
-                Some(held) if held.expired || held.is_dead(host.as_deref()) => conn.execute(
-                    "UPDATE tether_locks SET holder = ?1, expires_at = ?2, host = ?3, pid = ?4
+                Some(held)
+                    if held.expired
+                        || held.is_dead(host.as_deref())
+                        || is_abandoned(&held.holder) =>
+                {
+                    conn.execute(
+                        "UPDATE tether_locks SET holder = ?1, expires_at = ?2, host = ?3, pid = ?4
                       WHERE name = 'sync' AND holder IS ?5 AND expires_at IS ?6",
-                    (
-                        &lease.holder,
-                        expires_at,
-                        &host,
-                        pid,
-                        &held.holder,
-                        &held.expires_at,
-                    ),
-                )?,
+                        (
+                            &lease.holder,
+                            expires_at,
+                            &host,
+                            pid,
+                            &held.holder,
+                            &held.expires_at,
+                        ),
+                    )?
+                }
                 Some(_) => 0,
             };
             Ok(changed == 1)
@@ -173,26 +179,94 @@ impl Lease {
     /// Extends the lease; an error when it is no longer ours (it expired and another cycle took
     /// it), so the cycle stops before its next request.
     pub fn renew(&self, conn: &Connection) -> Result<()> {
-        let renewed = write_txn(conn, |conn| {
-            Ok(conn.execute(
-                "UPDATE tether_locks SET expires_at = ?2 WHERE name = 'sync' AND holder = ?1",
-                (&self.holder, now_ms().saturating_add(self.duration_ms)),
-            )?)
-        })?;
-        if renewed == 0 {
-            return Err(Error::new(LOST));
-        }
-        Ok(())
+        write_txn(conn, |conn| extend(conn, &self.holder, self.duration_ms))
     }
 
-    /// Gives the lock up, if it is still ours.
+    /// Until the returned guard is dropped, every write transaction this thread begins on
+    /// `conn` first renews the lease inside that transaction, and fails if it is no longer ours.
+    /// Renewing between transactions is not enough: a process suspended (or a machine asleep)
+    /// past the lease right after renewing would write one stale transaction after another
+    /// cycle took over; inside the transaction the check holds the write lock until COMMIT.
+    pub fn fence(&self, conn: &Connection) -> Fence {
+        let fence = Some((handle_of(conn), self.holder.clone(), self.duration_ms));
+        Fence {
+            previous: FENCE.with(|current| current.replace(fence)),
+        }
+    }
+
+    /// Gives the lock up, if it is still ours (through another connection if the host
+    /// interrupted this one). A lease that cannot be given up (an interrupted in-memory
+    /// database, the disk full) is free for the next cycle of this process at once, and for
+    /// others when it expires.
     pub fn release(&self, conn: &Connection) -> Result<()> {
-        write_txn(conn, |conn| {
+        let released = crate::db::write_even_if_interrupted(conn, |conn| {
             conn.execute(
                 "DELETE FROM tether_locks WHERE name = 'sync' AND holder = ?1",
                 [&self.holder],
             )?;
             Ok(())
-        })
+        });
+        if released.is_err() {
+            abandoned().insert(self.holder.clone());
+        }
+        released
     }
+}
+
+/// `(connection handle, holder, duration)` of the lease a cycle on this thread holds.
+type Fenced = Option<(usize, String, i64)>;
+
+thread_local! {
+    static FENCE: std::cell::RefCell<Fenced> = const { std::cell::RefCell::new(None) };
+}
+
+/// See [`Lease::fence`].
+pub struct Fence {
+    previous: Fenced,
+}
+
+impl Drop for Fence {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        FENCE.with(|current| current.replace(previous));
+    }
+}
+
+/// Called by [`crate::db::write_txn`] right after `BEGIN IMMEDIATE`.
+pub(crate) fn check_fence(conn: &Connection) -> Result<()> {
+    let fenced = FENCE.with(|current| current.borrow().clone());
+    match fenced {
+        Some((handle, holder, duration_ms)) if handle == handle_of(conn) => {
+            extend(conn, &holder, duration_ms)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Which connection this is (its address, compared only, never used to reach it).
+fn handle_of(conn: &Connection) -> usize {
+    // SAFETY: the pointer is only read as a number.
+    unsafe { conn.handle() as usize }
+}
+
+fn extend(conn: &Connection, holder: &str, duration_ms: i64) -> Result<()> {
+    let renewed = conn.execute(
+        "UPDATE tether_locks SET expires_at = ?2 WHERE name = 'sync' AND holder = ?1",
+        (holder, now_ms().saturating_add(duration_ms)),
+    )?;
+    if renewed == 0 {
+        return Err(Error::new(LOST));
+    }
+    Ok(())
+}
+
+/// Leases this process could not give up: no cycle of it holds them.
+fn abandoned() -> parking_lot::MutexGuard<'static, std::collections::HashSet<String>> {
+    static ABANDONED: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    ABANDONED.get_or_init(Default::default).lock()
+}
+
+fn is_abandoned(holder: &Value) -> bool {
+    matches!(holder, Value::Text(holder) if abandoned().contains(holder))
 }

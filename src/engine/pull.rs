@@ -202,18 +202,9 @@ struct Page<'a> {
 /// row that still has unsent local changes is not overwritten: its snapshot waits until the push
 /// settles (`apply::settle_deferred`). Refuses, changing nothing, a page that says `has_more`
 /// without moving the cursor forward.
+/// A sync cycle's lease is renewed inside each of those transactions (see
+/// [`crate::engine::lock::Lease::fence`]): a page outlasting a lease taken over meanwhile stops.
 pub fn apply_page(conn: &Connection, body: &str) -> Result<PullPage> {
-    apply_page_then(conn, body, &mut || Ok(()))
-}
-
-/// [`apply_page`], calling `between_chunks` after each transaction of the page but the last (the
-/// sync cycle renews its lease there: a large page outlasting the lease stops, as a crash between
-/// chunks would, instead of running on after another cycle took over).
-pub fn apply_page_then(
-    conn: &Connection,
-    body: &str,
-    between_chunks: &mut dyn FnMut() -> Result<()>,
-) -> Result<PullPage> {
     let page: Page = serde_json::from_str(body).map_err(|e| {
         let what = if serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() {
             format!("pull answer is not a JSON object of the expected shape ({e})")
@@ -340,9 +331,6 @@ pub fn apply_page_then(
             Ok((counts, entities))
         })?;
         let_waiting_writers_in(chunk_started);
-        if index + 1 < chunks.len() {
-            between_chunks()?;
-        }
         out.pulled += counts.pulled;
         out.pull_errors += counts.pull_errors;
         crate::engine::add_reasons(&mut out.error_reasons, &counts.error_reasons);

@@ -70,7 +70,8 @@ pub struct Given {
 }
 
 /// Settles every unkeyed create (of `only_model`, or of all models), newest first, in short
-/// transactions, calling `between_chunks` after each.
+/// transactions (a sync cycle renews its lease in each: [`crate::engine::lock::Lease::fence`]),
+/// calling `between_chunks` after each.
 pub fn give(
     conn: &Connection,
     only_model: Option<&str>,

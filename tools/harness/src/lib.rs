@@ -322,6 +322,20 @@ pub fn synced_client(server: &Server) -> (tempfile::TempDir, PathBuf, Connection
     (dir, path, conn)
 }
 
+/// Another client puts `count` tasks (`row 1`, `row 2`, …) on `server`, in one sync.
+pub fn seed_tasks(server: &Server, count: usize) {
+    let (_dir, _path, other) = synced_client(server);
+    other
+        .execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+             INSERT INTO tasks (title) SELECT 'row ' || i FROM n",
+            [count as i64],
+        )
+        .unwrap();
+    let result = json(&other, "SELECT tether_sync()");
+    assert_eq!(result["pushed"], count, "{result}");
+}
+
 /// The first column of every row `sql` returns.
 pub fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
     let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));

@@ -24,7 +24,7 @@ fn dispatch_returns_at_once_and_the_cycle_completes() {
         started.elapsed() < Duration::from_millis(300),
         "dispatch returned at once"
     );
-    assert_eq!(answer, json!({"dispatched": "sync"}));
+    assert_eq!(answer, json!({"dispatched": "sync", "merged": false}));
     assert!(
         wait_for(Duration::from_secs(10), || sync_log(&path)
             .iter()

@@ -397,21 +397,14 @@ fn debug_output_goes_to_stderr_without_secrets() {
     assert!(quiet.stderr.is_empty(), "debug_level 0 prints nothing");
 }
 
-/// A pulled page of more than one transaction (500 rows each): the lease is renewed between them,
-/// so a cycle whose lease was taken stops there instead of writing the rest of the page after
+/// A pulled page of more than one transaction (500 rows each): the lease is checked inside each,
+/// so a cycle whose lease was taken stops at the next one instead of writing the rest of the page after
 /// another cycle took over. The other cycle here is simulated by a trigger of the application's
 /// that hands the lock over while the 600th row is written.
 #[test]
 fn a_cycle_that_lost_its_lease_stops_between_the_transactions_of_a_large_page() {
     let server = Server::start(&[]);
-    let (_other_dir, _other_path, other) = synced_client(&server);
-    other
-        .execute_batch(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200)
-             INSERT INTO tasks (title) SELECT 'row ' || i FROM n;",
-        )
-        .unwrap();
-    json(&other, "SELECT tether_sync()");
+    seed_tasks(&server, 1200);
 
     // No pull_page_size: the 1,200 rows come as one page, written 500, 500 and 200 at a time.
     let (_dir, _path, conn) = synced_client(&server);
