@@ -490,6 +490,8 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                 Ok(1)
             };
         let mut note_row = note_row(conn)?;
+        // The log ids of `out.rejections`, in order.
+        let mut rejected_ids: Vec<i64> = Vec::new();
         for item in applied {
             out.pushed += mark_synced(&mutation_id(item, "applied")?, &mut settled)?;
         }
@@ -579,9 +581,19 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                 out.failed += 1;
                 out.rejections
                     .push(json!({"mutation_id": id, "reason": reason, "data": data, "row": row}));
+                rejected_ids.push(log_id);
             }
         }
-        supersede(conn, &settled)?;
+        // A refusal or conflict a later change of the same row in this request settled needs
+        // nobody's attention: not reported as failed (the title typed wrong, then corrected).
+        let superseded = supersede(conn, &settled)?;
+        let mut kept = rejected_ids.iter().map(|id| !superseded.contains(id));
+        out.rejections.retain(|_| kept.next().unwrap_or(true));
+        out.failed -= rejected_ids.iter().filter(|id| superseded.contains(id)).count();
+        out.conflicts -= settled
+            .iter()
+            .filter(|(id, _, outcome)| *outcome == Settled::Conflict && superseded.contains(id))
+            .count();
         apply::settle_deferred(conn, applier, &settled)?;
         out.warnings = record_warnings(conn, applier, warnings)?;
         Ok(out)
@@ -590,7 +602,11 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
 
 /// A change the server took settles the row's earlier refusals and conflicts, this answer's too:
 /// it carried the full row, so they no longer describe what the server has.
-fn supersede(conn: &Connection, settled: &[(i64, String, Settled)]) -> Result<()> {
+/// Returns the log ids it settled.
+fn supersede(
+    conn: &Connection,
+    settled: &[(i64, String, Settled)],
+) -> Result<std::collections::HashSet<i64>> {
     // The latest change the server took, per row of this answer; then one pass over the refused
     // and conflicting mutations (there is no index on the queue's entity to look them up by).
     let mut taken: HashMap<&str, i64> = HashMap::new();
@@ -601,7 +617,7 @@ fn supersede(conn: &Connection, settled: &[(i64, String, Settled)]) -> Result<()
         }
     }
     if taken.is_empty() {
-        return Ok(());
+        return Ok(Default::default());
     }
     let superseded: Vec<i64> = {
         let mut stmt = conn.prepare_cached(
@@ -627,10 +643,10 @@ fn supersede(conn: &Connection, settled: &[(i64, String, Settled)]) -> Result<()
                 resolved_at = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP
           WHERE id = ?1",
     )?;
-    for id in superseded {
+    for id in &superseded {
         stmt.execute([id])?;
     }
-    Ok(())
+    Ok(superseded.into_iter().collect())
 }
 
 /// Records the local row's primary key on a mutation that failed or conflicted (`row` as

@@ -416,3 +416,39 @@ fn a_dropped_table_with_a_failed_change_does_not_stop_syncing_the_others() {
     assert_eq!(rejection["row"]["table"], "memos", "{result}");
     assert_eq!(rejection["row"]["primary_key"], Value::Null, "{result}");
 }
+
+/// A title typed wrong and corrected before the sync: both changes go in one request, the server
+/// refuses the first and takes the second. Nothing needs attention, and the sync does not report
+/// a failure (it reported `failed: 1` and listed the refusal it had already settled).
+#[test]
+fn a_refusal_a_later_change_in_the_same_request_settled_is_not_reported_as_failed() {
+    let server = Server::start(&["--model", NOTE]);
+    let (_a, phone) = device(&server);
+    phone
+        .execute("INSERT INTO notes (id, title) VALUES (1, 'groceries')", [])
+        .unwrap();
+    json(&phone, "SELECT tether_sync()");
+    phone
+        .execute_batch(
+            "UPDATE notes SET title = 'a title far too long to keep' WHERE id = 1;
+             UPDATE notes SET title = 'shopping' WHERE id = 1;",
+        )
+        .unwrap();
+    let result = json(&phone, "SELECT tether_sync()");
+    assert_eq!(
+        (
+            result["pushed"].clone(),
+            result["failed"].clone(),
+            result["rejections"].clone()
+        ),
+        (json!(1), json!(0), json!([])),
+        "{result}"
+    );
+    all_clear(&phone);
+    assert_eq!(server_titles(&server, &phone), [json!("shopping")]);
+    let settled: Vec<String> = column(
+        &phone,
+        "SELECT resolution FROM tether_mutation_logs WHERE rejection_reason = 'validation_failed'",
+    );
+    assert_eq!(settled, ["superseded"], "the server did refuse the first");
+}
