@@ -507,6 +507,10 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
               WHERE mutation_id = ?1 AND sync_status = 'pending'
               RETURNING id, model, entity_id",
         )?;
+        // Every conflict is recorded before any server state is written: the rows still held by
+        // unsent changes are read at the first write, and a conflict recorded after it would
+        // look held (its state deferred, then dropped as older than the conflict).
+        let mut conflicted_rows: Vec<(i64, String, String, Value)> = Vec::new();
         for item in conflicts {
             let id = mutation_id(item, "conflicts")?;
             let state = item
@@ -526,17 +530,19 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
                 continue;
             };
             out.conflicts += 1;
-            note_row(log_id, &applier.which_row(conn, &model, &entity)?)?;
             settled.push((log_id, entity.clone(), Settled::Conflict));
-            if taken.get(&entity).is_some_and(|newest| *newest > log_id) {
-                // A later change of the row, the full row, was applied: the server holds it now,
-                // not the state this conflict carries.
-                continue;
-            }
-            if let Some(row) = apply::payload_object(&state).filter(|row| !row.is_empty()) {
+            conflicted_rows.push((log_id, model, entity, state));
+        }
+        for (log_id, model, entity, state) in &conflicted_rows {
+            // A later change of the row, the full row, was applied: the server holds it now, not
+            // the state this conflict carries.
+            let superseded = taken.get(entity).is_some_and(|newest| newest > log_id);
+            if let Some(row) =
+                apply::payload_object(state).filter(|row| !row.is_empty() && !superseded)
+            {
                 let server_row = ServerRow {
-                    entity: &entity,
-                    model: &model,
+                    entity,
+                    model,
                     operation: "upsert",
                     payload: &row,
                     cursor_before: None,
@@ -589,12 +595,25 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
         let superseded = supersede(conn, &settled)?;
         let mut kept = rejected_ids.iter().map(|id| !superseded.contains(id));
         out.rejections.retain(|_| kept.next().unwrap_or(true));
-        out.failed -= rejected_ids.iter().filter(|id| superseded.contains(id)).count();
+        out.failed -= rejected_ids
+            .iter()
+            .filter(|id| superseded.contains(id))
+            .count();
         out.conflicts -= settled
             .iter()
             .filter(|(id, _, outcome)| *outcome == Settled::Conflict && superseded.contains(id))
             .count();
         apply::settle_deferred(conn, applier, &settled)?;
+        // Named once the server's versions are written (they wait above for the answer's other
+        // changes to settle): a deleted row is back by then.
+        for (log_id, model, entity, _) in &conflicted_rows {
+            note_row(*log_id, &applier.which_row(conn, model, entity)?)?;
+        }
+        // Named once the server's versions are written (they wait above for the answer's other
+        // changes to settle): a deleted row is back by then.
+        for (log_id, model, entity, _) in &conflicted_rows {
+            note_row(*log_id, &applier.which_row(conn, model, entity)?)?;
+        }
         out.warnings = record_warnings(conn, applier, warnings)?;
         Ok(out)
     })

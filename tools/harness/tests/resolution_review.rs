@@ -131,6 +131,8 @@ fn a_conflict_followed_by_an_applied_edit_in_the_same_push_is_settled() {
 // ---------------------------------------------------------------------------------------------
 
 /// Phone: titles at most 12 characters locally (a CHECK); the laptop has no such rule.
+const PLAIN_NOTES: &str = "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);";
+
 const PHONE_NOTES: &str =
     "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT CHECK (length(title) <= 12));";
 
@@ -938,4 +940,166 @@ fn retrying_an_update_the_server_answered_not_found_brings_the_row_back_everywhe
     assert_eq!(titles(&phone), ["still needed"]);
     assert_eq!(titles(&laptop), ["still needed"]);
     assert_eq!(attention_counts(&phone), (0, 0, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// What tether_attention says
+// ---------------------------------------------------------------------------------------------
+
+type Device = (tempfile::TempDir, Connection);
+
+/// A phone (with `phone_schema`) and a laptop that both hold the notes `rows` inserted on the phone.
+fn two_devices(server: &Server, phone_schema: &str, rows: &str) -> (Device, Device) {
+    let phone = device_with(server, phone_schema, &["notes"]);
+    let laptop = device(server);
+    phone
+        .1
+        .execute_batch(&format!("INSERT INTO notes (id, title) VALUES {rows}"))
+        .unwrap();
+    sync(&phone.1);
+    sync(&laptop.1);
+    (phone, laptop)
+}
+
+/// The message and row of the one conflict `conn` lists.
+fn conflict_listed(conn: &Connection) -> Value {
+    let needs: Vec<Value> = attention(conn)
+        .into_iter()
+        .filter(|row| row["kind"] == "conflict")
+        .collect();
+    assert_eq!(needs.len(), 1, "{needs:?}");
+    needs[0].clone()
+}
+
+/// A conflict whose server version this database refused says so (it said "the row now holds the
+/// server's version" while the row held the local change); a delete that conflicted names the row
+/// the server's version brought back (its `local_pk` was NULL).
+#[test]
+fn the_attention_view_says_where_a_conflicts_server_version_went() {
+    let server = Server::start(&["--model", NOTE]);
+    let ((_a, phone), (_b, laptop)) =
+        two_devices(&server, PHONE_NOTES, "(1, 'draft'), (2, 'list')");
+    phone
+        .execute_batch(
+            "UPDATE notes SET title = 'phone edit' WHERE id = 1; DELETE FROM notes WHERE id = 2;",
+        )
+        .unwrap();
+    pause();
+    laptop
+        .execute_batch(
+            "UPDATE notes SET title = 'laptop long edit' WHERE id = 1;
+             UPDATE notes SET title = 'shopping' WHERE id = 2;",
+        )
+        .unwrap();
+    sync(&laptop);
+    let result = sync(&phone);
+    assert_eq!(result["conflicts"], 2, "{result}");
+    assert_eq!(titles(&phone), ["phone edit", "shopping"]);
+    let needs: Vec<Value> = attention(&phone)
+        .into_iter()
+        .filter(|row| row["kind"] == "conflict")
+        .collect();
+    let edit = needs
+        .iter()
+        .find(|row| row["operation"] == "update")
+        .unwrap();
+    assert_eq!(
+        edit["message"],
+        "the server changed this row after the local change was made; the server's version could not be written here (see its quarantined entry)",
+        "{needs:?}"
+    );
+    assert_eq!(edit["local_pk"], json!({"id": 1}));
+    let delete = needs
+        .iter()
+        .find(|row| row["operation"] == "delete")
+        .unwrap();
+    assert_eq!(
+        delete["message"],
+        "the server changed this row after the local change was made; the row now holds the server's version"
+    );
+    let back: i64 = column(&phone, "SELECT id FROM notes WHERE title = 'shopping'")[0];
+    assert_eq!(delete["local_pk"], json!({"id": back}), "{delete}");
+}
+
+/// A change of a row the server no longer has is refused `not_found`, whose answer carries no
+/// message: the view gives one (it was NULL).
+#[test]
+fn a_change_refused_not_found_has_a_message() {
+    let server = Server::start(&["--model", NOTE]);
+    let ((_a, phone), (_b, laptop)) = two_devices(&server, PLAIN_NOTES, "(1, 'draft')");
+    laptop
+        .execute("DELETE FROM notes WHERE id = 1", [])
+        .unwrap();
+    sync(&laptop);
+    phone
+        .execute("UPDATE notes SET title = 'phone edit' WHERE id = 1", [])
+        .unwrap();
+    let result = json(&phone, "SELECT tether_push()");
+    assert_eq!(result["failed"], 1, "{result}");
+    assert_eq!(result["rejections"][0]["reason"], "not_found", "{result}");
+    let needs = attention(&phone);
+    assert_eq!(needs.len(), 1, "{needs:?}");
+    assert_eq!(
+        needs[0]["message"],
+        "the server does not have this row (deleted there, or never created)"
+    );
+}
+
+/// A conflict answered while the row has a newer change not sent yet: the server's version waits.
+#[test]
+fn a_conflict_whose_server_version_waits_for_newer_local_changes_says_so() {
+    let server = Server::start(&["--model", NOTE]);
+    let ((_a, phone), (_b, laptop)) = two_devices(&server, PLAIN_NOTES, "(1, 'draft')");
+    phone
+        .execute("UPDATE notes SET title = 'phone edit' WHERE id = 1", [])
+        .unwrap();
+    pause();
+    laptop
+        .execute("UPDATE notes SET title = 'laptop edit' WHERE id = 1", [])
+        .unwrap();
+    sync(&laptop);
+    // The host drives the push: a newer edit is made while the request is out.
+    let request = push_request(&phone).unwrap();
+    let answer = server.post("/tether/push", &request);
+    phone
+        .execute("UPDATE notes SET title = 'newer' WHERE id = 1", [])
+        .unwrap();
+    let result = push_response(&phone, &answer);
+    assert_eq!(result["conflicts"], 1, "{result}");
+    assert_eq!(titles(&phone), ["newer"]);
+    assert_eq!(
+        conflict_listed(&phone)["message"],
+        "the server changed this row after the local change was made; the server's version waits until the row's newer local changes are answered"
+    );
+}
+
+/// Two rows conflict in one answer: the push writes both server versions (the second was taken
+/// for a row still held by its own unsent change, deferred, then dropped: the row kept the
+/// local change until a pull, while tether_attention said it held the server's version).
+#[test]
+fn two_conflicts_in_one_answer_both_write_the_servers_version() {
+    let server = Server::start(&["--model", NOTE]);
+    let ((_a, phone), (_b, laptop)) =
+        two_devices(&server, PLAIN_NOTES, "(1, 'one'), (2, 'two'), (3, 'three')");
+    phone
+        .execute_batch(
+            "UPDATE notes SET title = 'phone 1' WHERE id = 1;
+             UPDATE notes SET title = 'phone 2' WHERE id = 2;
+             DELETE FROM notes WHERE id = 3;",
+        )
+        .unwrap();
+    pause();
+    laptop
+        .execute_batch("UPDATE notes SET title = 'laptop ' || id;")
+        .unwrap();
+    sync(&laptop);
+    let result = json(&phone, "SELECT tether_push()");
+    assert_eq!(result["conflicts"], 3, "{result}");
+    assert_eq!(titles(&phone), ["laptop 1", "laptop 2", "laptop 3"]);
+    let pks: Vec<Value> = attention(&phone)
+        .iter()
+        .map(|row| row["local_pk"].clone())
+        .collect();
+    assert_eq!(pks.len(), 3);
+    assert!(pks.iter().all(|pk| !pk.is_null()), "{pks:?}");
 }
