@@ -5,7 +5,14 @@
 # normally. Usage: limited_host_test.sh LIB
 set -eu
 lib=$(realpath "$1")
-amalgamation=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/libsqlite3-sys-0.38.2/sqlite3 | head -1)
+# The amalgamation of the libsqlite3-sys the tools build with, wherever cargo keeps its sources.
+tools="$(dirname "$0")/../../tools"
+crate=$(cd "$tools" && cargo metadata --offline --format-version 1 \
+          --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" |
+        python3 -c 'import json, os, sys
+print(next(os.path.dirname(p["manifest_path"]) for p in json.load(sys.stdin)["packages"] if p["name"] == "libsqlite3-sys"))')
+amalgamation="$crate/sqlite3"
+[ -f "$amalgamation/sqlite3.c" ] || { echo "FAIL - no SQLite amalgamation in $crate"; exit 1; }
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 gcc -O0 -w -DSQLITE_OMIT_JSON -I"$amalgamation" "$(dirname "$0")/limited_host.c" "$amalgamation/sqlite3.c" \
     -o "$work/limited_host" -ldl -lpthread -lm
