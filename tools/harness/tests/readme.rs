@@ -14,8 +14,16 @@
 //! - A block that cannot run in a test is marked in README, on a line before it:
 //!   `<!-- readme-test: skip (reason) -->`. Skips are printed with their reasons.
 //!
+//! - A statement followed by an error as the shell prints it (`-- Runtime error near line …:
+//!   MESSAGE (19)`) must fail with that message; JSON shown one complete value per line is
+//!   compared row by row.
+//!
 //! `https://api.example.com`, README's placeholder for the reader's server, is replaced by the
 //! section's server; any other URL in what runs is an error, so nothing leaves 127.0.0.1.
+//!
+//! docs/integration.md runs too, as one worked example: every block in document order on one
+//! database, against one server started with the `--model`s of the guide's own `tether-server`
+//! command.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
@@ -531,13 +539,72 @@ enum Expected {
     Text(String),
     /// Rows as the sqlite3 shell prints them, `a | b | c`.
     Rows(Vec<Vec<String>>),
+    /// `Runtime error near line …: MESSAGE (19)`, as the sqlite3 shell prints a failed statement
+    /// (continued on comment lines that start with blanks): the statement must fail with
+    /// MESSAGE (`…` stands for anything).
+    Error(String),
+}
+
+/// The message of a shown error: after the shell's `Runtime error near line …: ` (or `Error: `),
+/// continuation lines joined, without the trailing result code.
+fn shown_error(comments: &[String]) -> Option<String> {
+    let first = comments.first()?.trim();
+    let message = [
+        "Runtime error near line …: ",
+        "Parse error near line …: ",
+        "Error: ",
+    ]
+    .iter()
+    .find_map(|prefix| first.strip_prefix(prefix))?;
+    let mut text = message.to_string();
+    for more in comments[1..].iter().take_while(|c| c.starts_with("   ")) {
+        text.push(' ');
+        text.push_str(more.trim());
+    }
+    let text = match text.rfind(" (") {
+        Some(at) if text.ends_with(')') && text[at + 2..text.len() - 1].parse::<u32>().is_ok() => {
+            text[..at].to_string()
+        }
+        _ => text,
+    };
+    Some(text)
+}
+
+/// Whether `actual` reads as `shown`, where `…` in `shown` stands for anything.
+fn reads_as(actual: &str, shown: &str) -> bool {
+    let mut rest = actual;
+    for piece in shown.split('…').map(str::trim).filter(|p| !p.is_empty()) {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 fn expectation(comments: &[String]) -> Result<Option<Expected>, String> {
     let Some(first) = comments.first().map(|c| c.trim()) else {
         return Ok(None);
     };
-    if first.starts_with('{') || first.starts_with('[') {
+    if let Some(message) = shown_error(comments) {
+        return Ok(Some(Expected::Error(message)));
+    }
+    let json_line = |c: &String| {
+        let c = c.trim();
+        (c.starts_with('{') || c.starts_with('[')) && parse_shape(c).is_ok()
+    };
+    // One JSON value per line, each complete: a row each (`SELECT payload FROM …`).
+    if comments.len() > 1 && json_line(&comments[0]) && json_line(&comments[1]) {
+        let rows = comments
+            .iter()
+            .take_while(|c| json_line(c))
+            .map(|c| vec![c.trim().to_string()])
+            .collect();
+        return Ok(Some(Expected::Rows(rows)));
+    }
+    let json_cells = (first.starts_with('{') || first.starts_with('['))
+        && parse_shape(first).is_ok_and(|(_, rest)| rest.trim_start().starts_with('|'));
+    if (first.starts_with('{') || first.starts_with('[')) && !json_cells {
         let (shape, _prose_after) = parse_shape(&comments.join("\n"))?;
         return Ok(Some(Expected::Json(shape)));
     }
@@ -596,6 +663,7 @@ fn check(rows: &[Vec<SqlValue>], expected: &Expected, url: &str) -> Result<(), S
                 Err(format!("README shows {wanted:?}, the result is {text:?}"))
             }
         }
+        Expected::Error(shown) => Err(format!("the text shows the error {shown:?}")),
         Expected::Rows(wanted) => {
             if rows.is_empty() {
                 return Err(format!(
@@ -603,8 +671,13 @@ fn check(rows: &[Vec<SqlValue>], expected: &Expected, url: &str) -> Result<(), S
                     wanted.len()
                 ));
             }
-            let shown = &wanted[0];
-            for row in rows {
+            // Row by row when as many are shown, else every row like the first shown.
+            for (i, row) in rows.iter().enumerate() {
+                let shown = if wanted.len() == rows.len() {
+                    &wanted[i]
+                } else {
+                    &wanted[0]
+                };
                 if row.len() != shown.len() {
                     return Err(format!(
                         "README shows {} columns, the result has {}",
@@ -761,10 +834,30 @@ fn run_sql(conn: &Connection, block: &Block, url: &str, counts: &mut Counts) -> 
         let at = statement.line;
         let sql = statement.sql.replace(PLACEHOLDER_URL, url);
         only_local_urls(&sql, url).map_err(|e| format!("line {at}: {e}"))?;
-        let rows = query_all(conn, &sql).map_err(|e| format!("line {at}: {}: {e}", sql.trim()))?;
-        counts.statements += 1;
         let expected = expectation(&statement.comments)
             .map_err(|e| format!("line {at}: the output shown after it: {e}"))?;
+        if let Some(Expected::Error(shown)) = &expected {
+            match query_all(conn, &sql) {
+                Ok(_) => {
+                    return Err(format!(
+                        "line {at}: {}: succeeded, the text shows the error {shown:?}",
+                        sql.trim()
+                    ))
+                }
+                Err(e) if reads_as(&e.to_string(), shown) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "line {at}: {}: the text shows the error {shown:?}, SQLite said {e}",
+                        sql.trim()
+                    ))
+                }
+            }
+            counts.statements += 1;
+            counts.outputs_checked += 1;
+            continue;
+        }
+        let rows = query_all(conn, &sql).map_err(|e| format!("line {at}: {}: {e}", sql.trim()))?;
+        counts.statements += 1;
         if let Some(expected) = expected {
             check(&rows, &expected, url).map_err(|e| format!("line {at}: {}: {e}", sql.trim()))?;
             counts.outputs_checked += 1;
@@ -967,6 +1060,37 @@ struct Report {
 }
 
 impl Report {
+    /// Runs one block, counted by kind (SQL through `sql`); a skipped one is noted.
+    fn run_block(
+        &mut self,
+        block: &Block,
+        title: &str,
+        dir: &Path,
+        url: &str,
+        sql: &mut dyn FnMut(&Block, &mut Counts) -> Result<(), String>,
+    ) -> Result<(), String> {
+        if let Some(reason) = &block.skip {
+            self.skipped
+                .push(format!("line {} ({title}): {reason}", block.line));
+            return Ok(());
+        }
+        match classify(block) {
+            Ok(Kind::Output) => {
+                self.output_blocks += 1;
+                Ok(())
+            }
+            Ok(Kind::Sql) => {
+                self.sql_blocks += 1;
+                sql(block, &mut self.counts)
+            }
+            Ok(Kind::Shell) => {
+                self.shell_blocks += 1;
+                run_shell(block, dir, url, &mut self.counts)
+            }
+            Err(e) => Err(format!("line {}: {e}", block.line)),
+        }
+    }
+
     fn print(&self) {
         eprintln!(
             "README: {} blocks ran ({} SQL: {} statements, {} outputs compared; {} shell: {} \
@@ -1002,28 +1126,11 @@ fn run_readme(text: &str, names: &[&str]) -> Report {
         let (dir, path) = temp_db();
         let mut conn: Option<Connection> = None;
         for block in &section.blocks {
-            if let Some(reason) = &block.skip {
-                report
-                    .skipped
-                    .push(format!("line {} ({title}): {reason}", block.line));
-                continue;
-            }
-            let result = match classify(block) {
-                Ok(Kind::Output) => {
-                    report.output_blocks += 1;
-                    Ok(())
-                }
-                Ok(Kind::Sql) => {
-                    report.sql_blocks += 1;
-                    let conn = conn.get_or_insert_with(|| open_loaded(&path));
-                    run_sql(conn, block, &server.url, &mut report.counts)
-                }
-                Ok(Kind::Shell) => {
-                    report.shell_blocks += 1;
-                    run_shell(block, dir.path(), &server.url, &mut report.counts)
-                }
-                Err(e) => Err(format!("line {}: {e}", block.line)),
+            let mut sql = |block: &Block, counts: &mut Counts| {
+                let conn = conn.get_or_insert_with(|| open_loaded(&path));
+                run_sql(conn, block, &server.url, counts)
             };
+            let result = report.run_block(block, title, dir.path(), &server.url, &mut sql);
             if let Err(e) = result {
                 // What follows in the section builds on this block: go on with the next section.
                 report.failures.push(format!(
@@ -1056,6 +1163,82 @@ fn every_block_of_the_readme_runs_as_written() {
     assert!(
         report.sql_blocks > 0 && report.shell_blocks > 0 && report.counts.outputs_checked > 0,
         "too little ran: is README parsed right?"
+    );
+}
+
+/// The server a guide's worked example starts: the `--model` arguments of its `tether-server`
+/// command line.
+fn guide_models(text: &str) -> Vec<String> {
+    let command: String = text
+        .lines()
+        .skip_while(|l| !l.contains("tether-server --"))
+        .take_while(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| l.trim().trim_end_matches('\\'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let arguments = command
+        .split_once("tether-server")
+        .map_or("", |(_, after)| after);
+    let words = shell_words(arguments).expect("the guide's tether-server command");
+    words
+        .windows(2)
+        .filter(|w| w[0] == "--model")
+        .map(|w| w[1].clone())
+        .collect()
+}
+
+/// Runs every block of a guide whose sections continue one worked example: one database, one
+/// server started with the guide's own models, in document order; stops at the first failure.
+fn run_guide(text: &str, local_url: &str) -> Report {
+    let models = guide_models(text);
+    assert!(
+        !models.is_empty(),
+        "the guide starts no tether-server with --model"
+    );
+    let mut args = Vec::new();
+    for model in &models {
+        args.extend(["--model", model.as_str()]);
+    }
+    let server = Server::start(&args);
+    let text = text.replace(local_url, PLACEHOLDER_URL);
+    let (dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    let mut report = Report::default();
+    'sections: for section in sections(&text) {
+        for block in &section.blocks {
+            let mut sql =
+                |block: &Block, counts: &mut Counts| run_sql(&conn, block, &server.url, counts);
+            let result =
+                report.run_block(block, &section.heading, dir.path(), &server.url, &mut sql);
+            if let Err(e) = result {
+                report.failures.push(format!(
+                    "section {:?}, block at line {}: {e}",
+                    section.heading, block.line
+                ));
+                break 'sections;
+            }
+        }
+    }
+    report
+}
+
+/// The integration guide runs as written: its sections continue one worked example (projects
+/// and tasks on one device), and its examples are what app developers copy.
+#[test]
+fn every_block_of_the_integration_guide_runs_as_written() {
+    let text = std::fs::read_to_string(repo_root().join("docs/integration.md"))
+        .expect("docs/integration.md");
+    let report = run_guide(&text, "http://127.0.0.1:8787");
+    report.print();
+    assert!(
+        report.failures.is_empty(),
+        "docs/integration.md does not run as written:\n{}",
+        report.failures.join("\n\n")
+    );
+    assert!(
+        report.sql_blocks >= 10,
+        "too little ran ({} SQL blocks): is the guide parsed right?",
+        report.sql_blocks
     );
 }
 
@@ -1112,6 +1295,52 @@ Then:
     assert_eq!(report.failures.len(), 5, "{failures}");
     assert_eq!(report.skipped, ["line 16 (The command line): a reason"]);
     assert_eq!(report.output_blocks, 1);
+}
+
+/// Errors shown as the sqlite3 shell prints them, and JSON shown one row per line, are checked.
+#[test]
+fn shown_errors_and_json_rows_are_checked() {
+    let text = r#"# demo
+
+    CREATE TABLE t (id INTEGER PRIMARY KEY, tags TEXT);
+    SELECT tether_track('t', '{"json": ["tags"]}');
+    INSERT INTO t (tags) VALUES ('["a"]'), ('plain');
+    SELECT payload FROM tether_mutation_logs;
+    -- {"tags":["a"]}
+    -- {"tags":"plain"}        (prose after a row)
+    INSERT INTO t (id) VALUES (1);
+    -- Runtime error near line …: UNIQUE constraint failed: t.id (19)
+
+## SQL reference
+
+    CREATE TABLE u (id INTEGER PRIMARY KEY, tags TEXT);
+    SELECT tether_track('u', '{"json": ["tags"]}');
+    INSERT INTO u (tags) VALUES ('["a"]'), ('plain');
+    SELECT payload FROM tether_mutation_logs WHERE model = 'U';
+    -- {"tags":"plain"}
+    -- {"tags":["a"]}
+
+## Syncing
+
+    SELECT 1;
+    -- Runtime error near line …: no such
+    --   thing (1)
+
+## Conflicts and retries
+
+    SELECT * FROM nowhere;
+    -- Runtime error near line …: no such column (1)
+"#;
+    let report = run_readme(text, &["SQL reference", "Syncing", "Conflicts and retries"]);
+    let failures = report.failures.join("\n");
+    for expected in [
+        "section \"SQL reference\", block at line 14: line 17: SELECT payload FROM tether_mutation_logs WHERE model = 'U';: {\"tags\":\"plain\"}.tags: README shows a string, the result has an array",
+        "section \"Syncing\", block at line 23: line 23: SELECT 1;: succeeded, the text shows the error \"no such thing\"",
+        "section \"Conflicts and retries\", block at line 29: line 29: SELECT * FROM nowhere;: the text shows the error \"no such column\", SQLite said no such table: nowhere",
+    ] {
+        assert!(failures.contains(expected), "no {expected:?} in\n{failures}");
+    }
+    assert_eq!(report.failures.len(), 3, "{failures}");
 }
 
 /// Argument counts a signature allows: `f(a [, b [, c]])` → {1, 2, 3}.
