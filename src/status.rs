@@ -24,6 +24,25 @@ fn state(conn: &Connection, key: &str) -> Result<Option<String>> {
         .flatten())
 }
 
+/// Rows of an `{"keys": "on_sync"}` table waiting for their keys: one per row still there (a row
+/// may have several creates logged, the last claims it; a row deleted since sends nothing).
+fn waiting_for_keys(conn: &Connection, model: &str, table: &str) -> Result<i64> {
+    if !crate::table_info::table_exists(conn, table)? {
+        return Ok(0);
+    }
+    Ok(conn.query_row(
+        &format!(
+            "SELECT count(*) FROM (SELECT DISTINCT locator FROM tether_mutation_logs
+                                    WHERE {} AND model = ?1) AS w
+              WHERE EXISTS (SELECT 1 FROM main.{} WHERE rowid = w.locator)",
+            crate::keys::UNKEYED,
+            crate::sql::ident(table)
+        ),
+        [model],
+        |r| r.get(0),
+    )?)
+}
+
 pub fn status(
     conn: &Connection,
     settings: &Settings,
@@ -39,24 +58,24 @@ pub fn status(
         counts.insert(status, count);
     }
     let mut pending_by_model: HashMap<String, i64> = HashMap::new();
-    // A row waiting for its key may have several creates logged (each change of it logs one;
-    // the last claims it): it is one pending change.
     let mut stmt = conn.prepare(&format!(
-        "SELECT model, count(*) FROM (
-             SELECT model FROM tether_mutation_logs WHERE {}
-             UNION ALL
-             SELECT model FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND sync_status = 'unkeyed' GROUP BY model, locator)
-          GROUP BY model",
+        "SELECT model, count(*) FROM tether_mutation_logs WHERE {} GROUP BY model",
         crate::queue::PENDING
     ))?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
         let (model, count) = row?;
         pending_by_model.insert(model, count);
     }
+    let tracked = tracked_tables(conn)?;
+    for table in tracked.iter().filter(|t| t.keys_on_sync()) {
+        let waiting = waiting_for_keys(conn, &table.model, &table.table)?;
+        if waiting > 0 {
+            *pending_by_model.entry(table.model.clone()).or_default() += waiting;
+        }
+    }
 
     let mut tables = Vec::new();
-    for table in tracked_tables(conn)? {
+    for table in tracked {
         let health = health(conn, settings, &table)?;
         let current: Vec<String> = columns(conn, &table.table)?
             .into_iter()

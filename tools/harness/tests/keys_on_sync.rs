@@ -1410,3 +1410,21 @@ fn a_server_delete_cascading_through_a_row_waiting_for_its_key_reaches_the_rows_
         "the note's delete follows its create: the server ends without it"
     );
 }
+
+/// `tether_status()` counts a row waiting for its key once, and not at all once it is deleted:
+/// what the next sync will send (it counted every create logged, deleted rows too).
+#[test]
+fn status_counts_waiting_rows_the_next_sync_sends() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write(
+        "INSERT INTO tasks (title) VALUES ('a'), ('b'), ('c');
+         UPDATE tasks SET title = 'b2' WHERE title = 'b';
+         DELETE FROM tasks WHERE title = 'c';",
+    );
+    let status = json(&s.conn, "SELECT tether_status()");
+    assert_eq!(status["pending"], 2, "{status}");
+    assert_eq!(status["tables"][0]["pending"], 2, "{status}");
+    let result = json(&s.conn, "SELECT tether_sync()");
+    assert_eq!(result["pushed"], 2, "{result}");
+    assert_eq!(json(&s.conn, "SELECT tether_status()")["pending"], 0);
+}
