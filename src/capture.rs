@@ -5,15 +5,22 @@
 //! writes; other connections never see the uncommitted row and keep being captured.
 use rusqlite::Connection;
 
-use crate::db::write_txn;
+use crate::db::write_txn_after;
 use crate::error::Result;
 
-/// Runs `body` in a write transaction whose writes are not captured.
+/// Runs `body` in a write transaction whose writes are not captured; foreign keys are checked at
+/// its COMMIT when `defer_foreign_keys`.
 pub fn without_capture<T>(
     conn: &Connection,
+    defer_foreign_keys: bool,
     body: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
-    write_txn(conn, |conn| {
+    let setup = if defer_foreign_keys {
+        "PRAGMA defer_foreign_keys = ON"
+    } else {
+        ""
+    };
+    write_txn_after(conn, setup, |conn| {
         conn.execute(
             "INSERT INTO tether_capture_suppressed (reason) VALUES ('applying server state')",
             [],

@@ -14,7 +14,19 @@ struct Rollback<'a> {
     conn: &'a Connection,
     savepoint: bool,
     armed: bool,
+    /// A write statement prepared at BEGIN (see [`INTERRUPTED_ROLLBACK`]).
+    probe: Option<rusqlite::CachedStatement<'a>>,
 }
+
+/// Ends a transaction whose ROLLBACK the host's interrupt failed: once the host interrupted the
+/// connection (`sqlite3_interrupt`) every statement fails until its call returns, ROLLBACK too,
+/// and a read that was interrupted leaves the transaction open (the host would go on inside
+/// tether's transaction, holding the write lock, its writes uncaptured). A write statement that
+/// is interrupted makes SQLite roll the whole transaction back; it must be prepared before the
+/// interrupt (preparing checks for it too), and after any flag PRAGMA of the transaction (setting
+/// one expires every prepared statement, and an expired one is prepared again when it runs):
+/// see [`write_txn_after`]. It writes nothing when it runs.
+const INTERRUPTED_ROLLBACK: &str = "UPDATE tether_locks SET name = name WHERE 0";
 
 impl Rollback<'_> {
     fn disarm(mut self) {
@@ -38,6 +50,11 @@ impl Drop for Rollback<'_> {
             "ROLLBACK"
         };
         let _ = self.conn.execute_batch(sql);
+        if !self.conn.is_autocommit() {
+            if let Some(probe) = self.probe.as_mut() {
+                let _ = probe.execute([]);
+            }
+        }
     }
 }
 
@@ -46,17 +63,52 @@ impl Drop for Rollback<'_> {
 /// A body that finds SQLite rolled the transaction back by itself must return an error (see
 /// [`still_in_transaction`]): going on would write in autocommit.
 pub fn write_txn<T>(conn: &Connection, body: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    write_txn_waiting(conn, BUSY_PATIENCE, "", body)
+}
+
+/// [`write_txn`] that runs `setup` (PRAGMAs for the transaction, such as `defer_foreign_keys`)
+/// as soon as it begins, before anything else.
+pub fn write_txn_after<T>(
+    conn: &Connection,
+    setup: &str,
+    body: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    write_txn_waiting(conn, BUSY_PATIENCE, setup, body)
+}
+
+/// [`write_txn`], waiting at most `patience` (besides the connection's busy timeout) for another
+/// connection's write lock.
+fn write_txn_waiting<T>(
+    conn: &Connection,
+    patience: Duration,
+    setup: &str,
+    body: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
     let savepoint = !conn.is_autocommit();
     if savepoint {
         conn.execute_batch("SAVEPOINT tether_write")?;
     } else {
-        retry_busy(|| conn.execute_batch("BEGIN IMMEDIATE"))?;
+        retry_busy(patience, || conn.execute_batch("BEGIN IMMEDIATE"))?;
     }
-    let guard = Rollback {
+    let mut guard = Rollback {
         conn,
         savepoint,
         armed: true,
+        probe: None,
     };
+    if !setup.is_empty() {
+        conn.execute_batch(setup)?;
+    }
+    // Not for a savepoint: the transaction is the caller's. Absent before the internal tables
+    // exist (the first migration).
+    if !savepoint {
+        // Run once now: a cached statement a PRAGMA expired since is prepared again here, while
+        // that still can be (it writes nothing).
+        guard.probe = conn
+            .prepare_cached(INTERRUPTED_ROLLBACK)
+            .ok()
+            .and_then(|mut probe| probe.execute([]).ok().map(|_| probe));
+    }
     if !savepoint {
         crate::engine::lock::check_fence(conn)?;
     }
@@ -64,7 +116,7 @@ pub fn write_txn<T>(conn: &Connection, body: impl FnOnce(&Connection) -> Result<
     if savepoint {
         conn.execute_batch("RELEASE tether_write")?;
     } else {
-        retry_busy(|| conn.execute_batch("COMMIT"))?;
+        retry_busy(patience, || conn.execute_batch("COMMIT"))?;
     }
     guard.disarm();
     Ok(value)
@@ -81,14 +133,14 @@ pub fn still_in_transaction(conn: &Connection, error: Error) -> Result<Error> {
     Ok(error)
 }
 
-fn retry_busy(mut attempt: impl FnMut() -> rusqlite::Result<()>) -> Result<()> {
+fn retry_busy(patience: Duration, mut attempt: impl FnMut() -> rusqlite::Result<()>) -> Result<()> {
     let start = Instant::now();
     let mut pause = Duration::from_millis(2);
     loop {
         match attempt() {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-                    && start.elapsed() < BUSY_PATIENCE =>
+                    && start.elapsed() < patience =>
             {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(100));
@@ -98,7 +150,7 @@ fn retry_busy(mut attempt: impl FnMut() -> rusqlite::Result<()>) -> Result<()> {
             {
                 return Err(Error::new(format!(
                     "the database stayed locked by another connection for {}s",
-                    BUSY_PATIENCE.as_secs()
+                    patience.as_secs()
                 )))
             }
             other => return other.map_err(Error::from),
@@ -108,30 +160,35 @@ fn retry_busy(mut attempt: impl FnMut() -> rusqlite::Result<()>) -> Result<()> {
 
 /// Runs a short write transaction on `conn`, or, when the host interrupted `conn`
 /// (`sqlite3_interrupt`: a Go context cancelled, Python's `interrupt()`, a progress handler),
-/// on a new connection to the same file: every statement of an interrupted connection fails
-/// until the host's call returns, and what must not wait for that (giving up the sync lock,
+/// through `side` (see [`SameFile::for_cleanup`]): every statement of an interrupted connection
+/// fails until the host's call returns, and what must not wait for that (giving up the sync lock,
 /// finishing the sync log's row) would otherwise be left for the lease to expire.
 pub fn write_even_if_interrupted(
     conn: &Connection,
+    side: Option<&SameFile>,
     body: impl Fn(&Connection) -> Result<()>,
 ) -> Result<()> {
     let error = match write_txn(conn, &body) {
         Err(error) if error.sqlite_code() == Some(ErrorCode::OperationInterrupted) => error,
         other => return other,
     };
-    // Still in a transaction, the connection may hold the write lock the other one would wait for.
-    if !conn.is_autocommit() {
+    // Another connection would wait for a lock this one still holds (a transaction, or the read
+    // of a statement of the host's still running on it).
+    if holds_a_lock(conn) {
         return Err(error);
     }
-    let side = SameFile::of(conn)
-        .ok()
-        .and_then(|file| file.ok())
-        .and_then(|file| file.open().ok());
-    let Some(side) = side else {
+    let Some(side) = side.and_then(|file| file.open().ok()) else {
         return Err(error);
     };
-    let _ = side.busy_timeout(Duration::from_secs(5));
-    write_txn(&side, &body)
+    let _ = side.busy_timeout(Duration::from_secs(1));
+    write_txn_waiting(&side, Duration::ZERO, "", &body).map_err(|_| error)
+}
+
+/// Whether the connection is in a transaction or holds a read or write lock on any database.
+fn holds_a_lock(conn: &Connection) -> bool {
+    // SAFETY: a valid handle; a NULL schema asks for the highest state of all its databases.
+    let state = unsafe { rusqlite::ffi::sqlite3_txn_state(conn.handle(), std::ptr::null()) };
+    !conn.is_autocommit() || state != rusqlite::ffi::SQLITE_TXN_NONE
 }
 
 /// Where a connection's main database lives, so another connection can open the same file with
@@ -168,6 +225,20 @@ impl SameFile {
         } else {
             Ok(SameFile { path, vfs })
         })
+    }
+
+    /// Where the cleanup of an interrupted cycle can go ([`write_even_if_interrupted`]): `None`
+    /// in memory, or when this connection keeps its lock between transactions (`PRAGMA
+    /// locking_mode = EXCLUSIVE`), which another connection would wait for. Read before the
+    /// cycle: nothing can be read from an interrupted connection.
+    pub fn for_cleanup(conn: &Connection) -> Option<SameFile> {
+        let mode: String = conn
+            .query_row("PRAGMA main.locking_mode", [], |r| r.get(0))
+            .ok()?;
+        if mode.eq_ignore_ascii_case("exclusive") {
+            return None;
+        }
+        SameFile::of(conn).ok()?.ok()
     }
 
     /// A new read-write connection to the file; the caller sets its busy timeout.

@@ -4,7 +4,7 @@
 //! server's idempotency depends on.
 use rusqlite::Connection;
 
-use crate::db::write_txn;
+use crate::db::{write_txn, write_txn_after};
 use crate::error::Result;
 
 /// The condition for pending mutations, written so SQLite uses the partial index of unsynced
@@ -22,12 +22,12 @@ pub const PENDING_OR_UNKEYED: &str =
 /// capture time would have produced; each id's time part is the mutation's capture time.
 pub fn assign_identities(conn: &Connection, limit: usize, below: i64) -> Result<usize> {
     let limit = limit.min(i64::MAX as usize) as i64;
-    write_txn(conn, |conn| {
-        conn.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS tether_identity_batch (
-                 id INTEGER PRIMARY KEY, entity_id TEXT NOT NULL, timestamp INTEGER NOT NULL, version INTEGER NOT NULL);
-             DELETE FROM temp.tether_identity_batch;",
-        )?;
+    // Created first: a schema change later in the transaction would expire what ends it if the
+    // host interrupts (see `db::write_txn_after`).
+    let batch_table = "CREATE TEMP TABLE IF NOT EXISTS tether_identity_batch (
+        id INTEGER PRIMARY KEY, entity_id TEXT NOT NULL, timestamp INTEGER NOT NULL, version INTEGER NOT NULL)";
+    write_txn_after(conn, batch_table, |conn| {
+        conn.execute_batch("DELETE FROM temp.tether_identity_batch")?;
         let given = conn.prepare_cached(&format!(
             "INSERT INTO temp.tether_identity_batch (id, entity_id, timestamp, version)
              SELECT b.id, b.entity_id, b.timestamp,

@@ -228,10 +228,35 @@ pub fn run_cycle_with_progress(
     trigger: &str,
     progress: OnProgress<'_>,
 ) -> Result<Value> {
+    logged_cycle(conn, session, kind, trigger, progress, trigger != "auto")
+}
+
+/// A background worker's cycle: `keep_if_skipped` false drops the log row of a cycle skipped
+/// because another held the sync lock (an auto push: with several workers on one file each
+/// change would otherwise add one per worker; a dispatch skipped again while it waits).
+pub fn run_background_cycle(
+    conn: &Connection,
+    session: &ConnectionSettings,
+    kind: Cycle,
+    trigger: &str,
+    keep_if_skipped: bool,
+) -> Result<Value> {
+    logged_cycle(conn, session, kind, trigger, &|_| {}, keep_if_skipped)
+}
+
+fn logged_cycle(
+    conn: &Connection,
+    session: &ConnectionSettings,
+    kind: Cycle,
+    trigger: &str,
+    progress: OnProgress<'_>,
+    keep_if_skipped: bool,
+) -> Result<Value> {
     if !conn.is_autocommit() {
         bail!("cannot sync inside an open transaction: the network requests would hold the database lock; COMMIT first");
     }
     let settings = Settings::load(conn, session)?;
+    let cleanup = crate::db::SameFile::for_cleanup(conn);
     // Capture and apply must match the tables as they are now (renamed, rebuilt by a migration
     // tool) before anything is sent or written.
     session.schema_watch().reconcile(conn, &settings)?;
@@ -261,14 +286,12 @@ pub fn run_cycle_with_progress(
         Ok(value) => (Some(value.to_string()), None),
         Err(e) => (None, Some(e.message().to_string())),
     };
-    // An auto push skipped because another cycle holds the lock did nothing worth a row: with
-    // several workers on one file each change would otherwise add one per worker.
-    let skipped_auto = trigger == "auto"
+    let dropped = !keep_if_skipped
         && outcome
             .as_ref()
             .is_ok_and(|value| value["skipped"] == Value::Bool(true));
-    crate::db::write_even_if_interrupted(conn, |conn| {
-        if skipped_auto {
+    let finished = crate::db::write_even_if_interrupted(conn, cleanup.as_ref(), |conn| {
+        if dropped {
             conn.execute("DELETE FROM tether_sync_log WHERE id = ?1", [entry])?;
         } else {
             conn.execute(
@@ -278,7 +301,17 @@ pub fn run_cycle_with_progress(
             )?;
         }
         Ok(())
-    })?;
+    });
+    // The cycle's own error is what the caller must see (an interrupt stays an interrupt).
+    match (&outcome, finished) {
+        (Err(_), Err(unfinished)) => {
+            debug::log(&settings, 1, || {
+                format!("the sync log row was left unfinished: {unfinished}")
+            });
+        }
+        (Ok(_), Err(unfinished)) => return Err(unfinished),
+        (_, Ok(())) => {}
+    }
     debug::log(&settings, 1, || match &outcome {
         Ok(value) => format!("{} ({trigger}): {value}", kind.name()),
         Err(e) => format!("{} ({trigger}) failed: {e}", kind.name()),
@@ -308,18 +341,18 @@ fn locked_cycle(
     } else {
         None
     };
-    let fence = lease.as_ref().map(|lease| lease.fence(conn));
-    if lease.is_some() {
-        mark_interrupted(conn, entry)?;
-    }
+    // From here on the lease goes with `run`, however the cycle ends.
     let run = Run {
         conn,
         settings,
         http,
-        fence,
+        fence: lease.as_ref().map(|lease| lease.fence(conn)),
         lease,
         progress,
     };
+    if run.lease.is_some() {
+        mark_interrupted(conn, entry)?;
+    }
     let work = || -> Result<Value> {
         // Rows of {"keys": "on_sync"} tables get their keys before anything is sent, and before
         // a pull, which must know which rows hold unsent changes.

@@ -36,8 +36,22 @@ struct Orders {
     stop: bool,
     /// Why queued dispatches are cancelled, for the sync log.
     stop_reason: &'static str,
-    dispatched: std::collections::VecDeque<Cycle>,
+    /// Dispatched cycles not run yet, oldest first; one waiting to be tried again has a time.
+    dispatched: std::collections::VecDeque<Dispatch>,
     schedule: Option<Schedule>,
+}
+
+/// A dispatched cycle waiting to run.
+#[derive(Clone, Copy)]
+struct Dispatch {
+    kind: Cycle,
+    /// Not before this (a retry).
+    due: Option<Instant>,
+    /// Tries left when the database stays locked (a cycle skipped for the sync lock waits for it
+    /// however long it takes).
+    attempts_left: u32,
+    /// Skipped for the sync lock before: a further skip keeps no log row.
+    skipped: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -256,9 +270,14 @@ pub fn register(conn: &Connection, worker: Arc<Worker>) -> Result<()> {
                 let covered = orders
                     .dispatched
                     .iter()
-                    .any(|queued| *queued == kind || *queued == Cycle::Sync);
+                    .any(|queued| queued.kind == kind || queued.kind == Cycle::Sync);
                 if !covered {
-                    orders.dispatched.push_back(kind);
+                    orders.dispatched.push_back(Dispatch {
+                        kind,
+                        due: None,
+                        attempts_left: worker::DISPATCH_ATTEMPTS,
+                        skipped: false,
+                    });
                 }
                 covered
             };

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde_json::json;
 
-use super::{locked, Control, Schedule};
+use super::{locked, Control, Dispatch, Schedule};
 use crate::db::SameFile;
 use crate::retry::Backoff;
 use crate::settings::{ConnectionSettings, Settings};
-use crate::sync::{run_cycle, Cycle};
+use crate::sync::{run_background_cycle, Cycle};
 
 /// How often auto_sync looks for commits.
 const POLL: Duration = Duration::from_millis(200);
@@ -130,6 +130,7 @@ fn cycle(
     control: &Control,
     kind: Cycle,
     trigger: &str,
+    keep_if_skipped: bool,
 ) -> Ran {
     // The loading connection's foreign keys, as they are now.
     let keys = if control.foreign_keys.load(Ordering::SeqCst) {
@@ -140,7 +141,7 @@ fn cycle(
     let _ = conn.execute_batch(keys);
     let logged_before = sync_log_mark(conn);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_cycle(conn, session, kind, trigger)
+        run_background_cycle(conn, session, kind, trigger, keep_if_skipped)
     }))
     .unwrap_or_else(|panic| {
         Err(crate::Error::new(format!(
@@ -192,7 +193,7 @@ fn record_cancelled(conn: &Connection, kinds: &[Cycle], reason: &str) {
 }
 
 /// How many times a dispatch that could not start is tried again.
-const DISPATCH_ATTEMPTS: u32 = 5;
+pub(super) const DISPATCH_ATTEMPTS: u32 = 5;
 
 fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
     let mut seen_version = -1;
@@ -203,8 +204,6 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
     let mut last_auto: Option<Instant> = None;
     let mut auto_backoff = Backoff::new(AUTO_RETRY_CAP);
     let mut schedule_backoff = Backoff::new(AUTO_RETRY_CAP);
-    // Dispatches that could not start, with when to try again and how many tries are left.
-    let mut retry_dispatch: Option<(Cycle, Instant, u32)> = None;
     let mut dispatch_backoff = Backoff::new(Duration::from_secs(60));
     loop {
         let settings = Settings::load(conn, session).ok();
@@ -220,42 +219,54 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
         let next = {
             let mut orders = control.orders();
             if orders.stop {
-                let mut cancelled: Vec<Cycle> = orders.dispatched.drain(..).collect();
-                cancelled.extend(retry_dispatch.map(|(kind, ..)| kind));
+                let cancelled: Vec<Cycle> = orders.dispatched.drain(..).map(|d| d.kind).collect();
                 let reason = orders.stop_reason;
                 drop(orders);
                 record_cancelled(conn, &cancelled, reason);
                 return;
             }
-            if let Some((kind, _, left)) = retry_dispatch.filter(|(_, at, _)| Instant::now() >= *at)
-            {
-                retry_dispatch = None;
-                Some((kind, "dispatch", left))
-            } else if let Some(kind) = orders.dispatched.pop_front() {
-                Some((kind, "dispatch", DISPATCH_ATTEMPTS))
+            let now = Instant::now();
+            let due = orders
+                .dispatched
+                .iter()
+                .position(|d| d.due.is_none_or(|at| now >= at));
+            if let Some(dispatch) = due.and_then(|at| orders.dispatched.remove(at)) {
+                Some((dispatch.kind, "dispatch", Some(dispatch)))
             } else {
                 match orders.schedule {
-                    Some(schedule) if Instant::now() >= schedule.due => {
-                        Some((schedule.kind, "schedule", 0))
+                    Some(schedule) if now >= schedule.due => {
+                        Some((schedule.kind, "schedule", None))
                     }
                     _ => None,
                 }
             }
         };
-        if let Some((kind, trigger, attempts_left)) = next {
+        if let Some((kind, trigger, dispatch)) = next {
             let schedule_before = control.orders().schedule.map(|s| (s.kind, s.every));
-            let ran = cycle(conn, session, control, kind, trigger);
-            if trigger == "dispatch" {
-                // Skipped for the lock: the cycle holding it may have pushed before this was
-                // asked for, or be a pull.
-                if matches!(ran, Ran::NotStarted | Ran::Skipped) && attempts_left > 1 {
-                    retry_dispatch = Some((
-                        kind,
-                        Instant::now() + dispatch_backoff.failed(),
-                        attempts_left - 1,
-                    ));
-                } else {
-                    dispatch_backoff.succeeded();
+            // A dispatch skipped again while it waits for the lock keeps no second log row.
+            let keep_if_skipped = !dispatch.is_some_and(|d| d.skipped);
+            let ran = cycle(conn, session, control, kind, trigger, keep_if_skipped);
+            if let Some(dispatch) = dispatch {
+                let again = match ran {
+                    // Another cycle holds the lock (it may have pushed before this was asked
+                    // for, or be a pull): soon, for as long as it holds it.
+                    Ran::Skipped => Some(Dispatch {
+                        due: Some(Instant::now() + LOCK_HELD_RETRY),
+                        skipped: true,
+                        ..dispatch
+                    }),
+                    Ran::NotStarted if dispatch.attempts_left > 1 => Some(Dispatch {
+                        due: Some(Instant::now() + dispatch_backoff.failed()),
+                        attempts_left: dispatch.attempts_left - 1,
+                        ..dispatch
+                    }),
+                    _ => {
+                        dispatch_backoff.succeeded();
+                        None
+                    }
+                };
+                if let Some(again) = again {
+                    control.orders().dispatched.push_back(again);
                 }
             }
             if trigger == "schedule" {
@@ -296,16 +307,18 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
                 owed = false;
                 if unsent(conn, retry_limit) > 0 {
                     last_auto = Some(Instant::now());
-                    let ran = cycle(conn, session, control, Cycle::Push, "auto");
+                    let ran = cycle(conn, session, control, Cycle::Push, "auto", false);
                     // Left unsent (the server down, or waiting behind a retry): later. Skipped
                     // for the lock: soon, without backing off (nothing failed; the other cycle
                     // may be a long pull that does not push these).
                     let retry = if ran == Ran::Ok && unsent(conn, retry_limit) == 0 {
                         auto_backoff.succeeded();
                         None
-                    } else if ran == Ran::Skipped {
+                    } else if ran == Ran::Skipped && auto_backoff.failures() == 0 {
                         Some(Instant::now() + LOCK_HELD_RETRY)
                     } else {
+                        // Failing (skipped ones too, while its own pushes fail: workers on one
+                        // file taking turns must not skip each other's backoff).
                         Some(Instant::now() + auto_backoff.failed())
                     };
                     locked(&control.health).auto_retry = retry;
@@ -319,14 +332,24 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
             locked(&control.health).auto_retry = None;
         }
         let orders = control.orders();
-        if orders.stop || !orders.dispatched.is_empty() {
+        let now = Instant::now();
+        if orders.stop
+            || orders
+                .dispatched
+                .iter()
+                .any(|d| d.due.is_none_or(|at| now >= at))
+        {
             continue;
         }
         let until_schedule = orders
             .schedule
-            .map(|s: Schedule| s.due.saturating_duration_since(Instant::now()));
-        let until_retry =
-            retry_dispatch.map(|(_, at, _)| at.saturating_duration_since(Instant::now()));
+            .map(|s: Schedule| s.due.saturating_duration_since(now));
+        let until_retry = orders
+            .dispatched
+            .iter()
+            .filter_map(|d| d.due)
+            .map(|at| at.saturating_duration_since(now))
+            .min();
         let wait = match (auto, until_schedule) {
             (true, Some(d)) => d.min(POLL),
             (true, None) => POLL,

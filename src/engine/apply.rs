@@ -595,10 +595,7 @@ pub fn in_transaction<T>(
     let mut careful = false;
     loop {
         let refused_before = refusals.borrow().len();
-        let attempt = without_capture(conn, |conn| {
-            if !careful {
-                conn.execute_batch("PRAGMA defer_foreign_keys = ON")?;
-            }
+        let attempt = without_capture(conn, !careful, |conn| {
             let exists = |table: &str| -> Result<bool> {
                 Ok(
                     conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table})"), [], |r| {

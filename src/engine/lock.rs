@@ -21,6 +21,8 @@ pub const LOST: &str =
 pub struct Lease {
     holder: String,
     duration_ms: i64,
+    /// Where to give it up if the host interrupts the connection.
+    cleanup: Option<crate::db::SameFile>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -121,6 +123,7 @@ impl Lease {
         let lease = Lease {
             holder: crate::identity::new_ulid(),
             duration_ms: LEASE_MS.max(request_timeout_ms.saturating_add(10_000)),
+            cleanup: crate::db::SameFile::for_cleanup(conn),
         };
         let host = host_name();
         let pid = i64::from(std::process::id());
@@ -199,7 +202,7 @@ impl Lease {
     /// database, the disk full) is free for the next cycle of this process at once, and for
     /// others when it expires.
     pub fn release(&self, conn: &Connection) -> Result<()> {
-        let released = crate::db::write_even_if_interrupted(conn, |conn| {
+        let released = crate::db::write_even_if_interrupted(conn, self.cleanup.as_ref(), |conn| {
             conn.execute(
                 "DELETE FROM tether_locks WHERE name = 'sync' AND holder = ?1",
                 [&self.holder],

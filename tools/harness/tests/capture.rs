@@ -238,7 +238,7 @@ fn capture_suppression_is_private_to_the_applying_transaction() {
     engine.execute_batch("CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT); SELECT tether_track('tasks');").unwrap();
     let other = open_plain(&path);
 
-    tether::capture::without_capture(&engine, |conn| {
+    tether::capture::without_capture(&engine, false, |conn| {
         conn.execute("INSERT INTO tasks (title, tether_id) VALUES ('from server', '01JDQ8ZZZZXYWVTSRQPNMKJHGF')", [])?;
         conn.execute("UPDATE tasks SET title = 'server edit'", [])?;
         let seen_elsewhere: i64 = other.query_row("SELECT count(*) FROM tether_capture_suppressed", [], |r| r.get(0))?;
@@ -274,7 +274,7 @@ fn capture_suppression_is_private_to_the_applying_transaction() {
         ["update", "create"]
     );
 
-    let failed = tether::capture::without_capture(&engine, |conn| {
+    let failed = tether::capture::without_capture(&engine, false, |conn| {
         conn.execute("INSERT INTO tasks (title) VALUES ('half applied')", [])?;
         Err::<(), _>(tether::Error::new("boom"))
     });

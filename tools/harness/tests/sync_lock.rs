@@ -29,6 +29,17 @@ fn interrupted_sync(conn: &Connection, after: Duration) -> String {
     }
 }
 
+/// A sync interrupted while its push request is out (the server delays it): fails with the
+/// interrupt.
+fn sync_interrupted_while_pushing(server: &Server, conn: &Connection) {
+    server.post(
+        "/_test/faults",
+        &json!({"path": "/tether/push", "times": 1, "delay_ms": 1500}),
+    );
+    let error = interrupted_sync(conn, Duration::from_millis(500));
+    assert!(error.contains("interrupted"), "{error}");
+}
+
 fn add_tasks(conn: &Connection, count: usize) {
     for i in 0..count {
         conn.execute("INSERT INTO tasks (title) VALUES (?1)", [format!("t{i}")])
@@ -96,12 +107,7 @@ fn an_interrupted_sync_of_an_in_memory_database_does_not_lock_out_the_next_one()
     .unwrap();
     set_config(&conn, "server_url", server.url.as_str());
     add_tasks(&conn, 5);
-    server.post(
-        "/_test/faults",
-        &json!({"path": "/tether/push", "times": 1, "delay_ms": 1500}),
-    );
-    let error = interrupted_sync(&conn, Duration::from_millis(500));
-    assert!(error.contains("interrupted"), "{error}");
+    sync_interrupted_while_pushing(&server, &conn);
     assert_eq!(
         column::<i64>(&conn, "SELECT count(*) FROM tether_locks"),
         [1],
@@ -319,4 +325,149 @@ fn dispatches_a_waiting_cycle_covers_are_merged_into_it() {
     assert_eq!(pending(&conn), 0, "the one sync pushed every write");
     assert_eq!(server.field_of_rows(&conn, "title").len(), 4);
     json(&conn, "SELECT tether_stop()");
+}
+
+/// One sync of a copy of `template` whose connection the host interrupts at the `at`-th progress
+/// callback (every VM instruction); returns how many callbacks the sync made, and what it left:
+/// whether the host's connection is still inside a transaction, lock rows, unfinished log rows.
+fn interrupted_at(template: &Path, at: u64) -> (u64, bool, i64, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.db");
+    std::fs::copy(template, &path).unwrap();
+    let conn = open_loaded(&path);
+    let handle = conn.get_interrupt_handle();
+    let steps = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = steps.clone();
+    let _ = conn.progress_handler(
+        1,
+        Some(move || {
+            if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == at {
+                handle.interrupt();
+            }
+            false
+        }),
+    );
+    let _ = conn.query_row("SELECT tether_sync()", [], |r| r.get::<_, String>(0));
+    let _ = conn.progress_handler(0, None::<fn() -> bool>);
+    let in_transaction = !conn.is_autocommit();
+    let plain = Connection::open(&path).unwrap();
+    plain.busy_timeout(Duration::from_millis(100)).unwrap();
+    let locks = plain
+        .query_row("SELECT count(*) FROM tether_locks", [], |r| r.get(0))
+        .unwrap_or(-1);
+    let unfinished = plain
+        .query_row(
+            "SELECT count(*) FROM tether_sync_log WHERE finished_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(-1);
+    (
+        steps.load(std::sync::atomic::Ordering::SeqCst),
+        in_transaction,
+        locks,
+        unfinished,
+    )
+}
+
+/// The host interrupts its connection at points spread over a whole sync (keys, push, pull):
+/// wherever it lands, the host's connection is not left inside tether's transaction (it was
+/// when the interrupt hit a read inside one: ROLLBACK was interrupted too, the host went on
+/// holding the write lock with capture turned off), the lock is given up and the log row is
+/// finished.
+#[test]
+fn an_interrupt_anywhere_in_a_sync_leaves_no_transaction_lock_or_open_log_row() {
+    let server = Server::start(&["--model", TASK]);
+    seed_tasks(&server, 20);
+    let (dir, path, conn) = synced_client(&server);
+    add_tasks(&conn, 30);
+    json(&conn, "SELECT tether_sync()");
+    seed_tasks(&server, 20);
+    add_tasks(&conn, 10);
+    conn.execute_batch(
+        "UPDATE tasks SET title = title || 'x' WHERE id < 5; PRAGMA wal_checkpoint(TRUNCATE);",
+    )
+    .unwrap();
+    drop(conn);
+    let template = dir.path().join("template.db");
+    std::fs::copy(&path, &template).unwrap();
+    let (total, ..) = interrupted_at(&template, u64::MAX);
+    assert!(total > 500, "a sync of this size runs {total} instructions");
+    let mut left = Vec::new();
+    for at in (1..total).step_by((total / 150) as usize) {
+        let (_, in_transaction, locks, unfinished) = interrupted_at(&template, at);
+        if in_transaction || locks != 0 || unfinished != 0 {
+            left.push((at, in_transaction, locks, unfinished));
+        }
+    }
+    assert!(
+        left.is_empty(),
+        "(instruction, in a transaction, lock rows, unfinished log rows) of {total}: {left:?}"
+    );
+}
+
+/// A connection in exclusive locking mode keeps its lock between transactions: no other
+/// connection can give the lock up for it, and trying made the interrupted call wait 20 s and
+/// fail with "the database stayed locked by another connection". The call fails with the
+/// interrupt, and the same connection syncs again at once.
+#[test]
+fn an_interrupted_sync_in_exclusive_locking_mode_reports_the_interrupt() {
+    let server = Server::start(&["--model", TASK]);
+    let (_dir, _path, conn) = synced_client(&server);
+    conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE")
+        .unwrap();
+    add_tasks(&conn, 5);
+    sync_interrupted_while_pushing(&server, &conn);
+    let again = json(&conn, "SELECT tether_sync()");
+    assert_eq!(again["skipped"], false, "{again}");
+    assert_eq!(pending(&conn), 0);
+}
+
+/// Dispatches waiting for the lock are all kept: a second dispatch of another kind took the one
+/// retry slot and the first was lost without a trace; `tether_stop` counts them; while they
+/// wait, dispatches they cover are merged into them (each skipped dispatch ran at once and added
+/// a log row, and the backoff of its retries grew towards a minute).
+#[test]
+fn dispatches_waiting_for_the_lock_are_kept_merged_and_counted() {
+    let server = Server::start(&["--model", TASK]);
+    let (_dir, path, conn) = synced_client(&server);
+    hold_the_lock(&path);
+    add_tasks(&conn, 1);
+    json(&conn, "SELECT tether_dispatch('push')");
+    assert!(wait_for(Duration::from_secs(5), || !sync_log(&path).is_empty()));
+    json(&conn, "SELECT tether_dispatch('pull')");
+    let mut merged = Vec::new();
+    for _ in 0..10 {
+        add_tasks(&conn, 1);
+        merged.push(json(&conn, "SELECT tether_dispatch('push')")["merged"].clone());
+    }
+    assert!(merged.iter().all(|m| *m == true), "{merged:?}");
+    std::thread::sleep(Duration::from_secs(5));
+    let while_held = sync_log(&path);
+    assert_eq!(
+        while_held.len(),
+        2,
+        "one row for each dispatch skipped, none for its retries: {while_held:?}"
+    );
+    release_the_lock(&path);
+    let ran = || -> Vec<Value> {
+        sync_log(&path)
+            .into_iter()
+            .filter(|e| e["result"]["skipped"] == false)
+            .map(|e| e["kind"].clone())
+            .collect()
+    };
+    assert!(
+        wait_for(Duration::from_secs(8), || ran().len() == 2),
+        "{:?}",
+        sync_log(&path)
+    );
+    assert_eq!(ran(), ["push", "pull"], "{:?}", sync_log(&path));
+    assert_eq!(pending(&conn), 0);
+    // Waiting for the lock again, stopped: counted as cancelled.
+    hold_the_lock(&path);
+    json(&conn, "SELECT tether_dispatch('sync')");
+    assert!(wait_for(Duration::from_secs(5), || sync_log(&path).len() == 5));
+    let stopped = json(&conn, "SELECT tether_stop()");
+    assert_eq!(stopped["cancelled_dispatches"], 1, "{stopped}");
 }
