@@ -14,8 +14,8 @@ struct Rollback<'a> {
     conn: &'a Connection,
     savepoint: bool,
     armed: bool,
-    /// A write statement prepared at BEGIN (see [`INTERRUPTED_ROLLBACK`]).
-    probe: Option<rusqlite::CachedStatement<'a>>,
+    /// A write statement prepared just before BEGIN (see [`INTERRUPTED_ROLLBACK`]).
+    probe: Option<rusqlite::Statement<'a>>,
 }
 
 /// Ends a transaction whose ROLLBACK the host's interrupt failed: once the host interrupted the
@@ -23,9 +23,10 @@ struct Rollback<'a> {
 /// and a read that was interrupted leaves the transaction open (the host would go on inside
 /// tether's transaction, holding the write lock, its writes uncaptured). A write statement that
 /// is interrupted makes SQLite roll the whole transaction back; it must be prepared before the
-/// interrupt (preparing checks for it too), and after any flag PRAGMA of the transaction (setting
-/// one expires every prepared statement, and an expired one is prepared again when it runs):
-/// see [`write_txn_after`]. It writes nothing when it runs.
+/// interrupt (preparing checks for it too), and no flag PRAGMA or schema change may follow
+/// (either expires every prepared statement, and an expired one is prepared again when it runs):
+/// see [`write_txn_after`]. Transactions that change the schema (tracking, repairs) stay exposed.
+/// It writes nothing when it runs.
 const INTERRUPTED_ROLLBACK: &str = "UPDATE tether_locks SET name = name WHERE 0";
 
 impl Rollback<'_> {
@@ -66,8 +67,9 @@ pub fn write_txn<T>(conn: &Connection, body: impl FnOnce(&Connection) -> Result<
     write_txn_waiting(conn, BUSY_PATIENCE, "", body)
 }
 
-/// [`write_txn`] that runs `setup` (PRAGMAs for the transaction, such as `defer_foreign_keys`)
-/// as soon as it begins, before anything else.
+/// [`write_txn`] that runs `setup` (a PRAGMA for the transaction, such as `defer_foreign_keys`,
+/// which lasts until it ends; a temp table) just before it begins, or first inside the caller's
+/// transaction.
 pub fn write_txn_after<T>(
     conn: &Connection,
     setup: &str,
@@ -85,38 +87,56 @@ fn write_txn_waiting<T>(
     body: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
     let savepoint = !conn.is_autocommit();
-    if savepoint {
+    let guard = if savepoint {
         conn.execute_batch("SAVEPOINT tether_write")?;
+        let guard = Rollback {
+            conn,
+            savepoint,
+            armed: true,
+            // The transaction is the caller's.
+            probe: None,
+        };
+        if !setup.is_empty() {
+            conn.execute_batch(setup)?;
+        }
+        guard
     } else {
-        retry_busy(patience, || conn.execute_batch("BEGIN IMMEDIATE"))?;
-    }
-    let mut guard = Rollback {
-        conn,
-        savepoint,
-        armed: true,
-        probe: None,
-    };
-    if !setup.is_empty() {
-        conn.execute_batch(setup)?;
-    }
-    // Not for a savepoint: the transaction is the caller's. Absent before the internal tables
-    // exist (the first migration).
-    if !savepoint {
-        // Run once now: a cached statement a PRAGMA expired since is prepared again here, while
-        // that still can be (it writes nothing).
-        guard.probe = conn
-            .prepare_cached(INTERRUPTED_ROLLBACK)
-            .ok()
-            .and_then(|mut probe| probe.execute([]).ok().map(|_| probe));
-    }
-    if !savepoint {
+        // Before the transaction: what would expire the probe (a PRAGMA, a temp table), then the
+        // probe, prepared anew (a cached one may have been expired since; absent before the
+        // internal tables exist).
+        if !setup.is_empty() {
+            conn.execute_batch(setup)?;
+        }
+        let guard = Rollback {
+            conn,
+            savepoint,
+            armed: true,
+            probe: conn.prepare(INTERRUPTED_ROLLBACK).ok(),
+        };
+        // The guard exists first: a BEGIN reported failed after it took effect (a progress
+        // handler that stops the statement as it ends) is still ended.
+        if let Err(error) = retry_busy(patience, || conn.execute_batch("BEGIN IMMEDIATE")) {
+            // A PRAGMA meant for this transaction must not last into the host's next one.
+            if setup.contains("defer_foreign_keys") && conn.is_autocommit() {
+                let _ = conn.execute_batch("PRAGMA defer_foreign_keys = OFF");
+            }
+            return Err(error);
+        }
         crate::engine::lock::check_fence(conn)?;
-    }
+        guard
+    };
     let value = body(conn)?;
     if savepoint {
         conn.execute_batch("RELEASE tether_write")?;
     } else {
-        retry_busy(patience, || conn.execute_batch("COMMIT"))?;
+        match retry_busy(patience, || conn.execute_batch("COMMIT")) {
+            // Stopped as it ended, after it committed (an interrupted COMMIT that did not commit
+            // leaves the transaction open).
+            Err(error)
+                if error.sqlite_code() == Some(ErrorCode::OperationInterrupted)
+                    && conn.is_autocommit() => {}
+            other => other?,
+        }
     }
     guard.disarm();
     Ok(value)
@@ -172,23 +192,24 @@ pub fn write_even_if_interrupted(
         Err(error) if error.sqlite_code() == Some(ErrorCode::OperationInterrupted) => error,
         other => return other,
     };
-    // Another connection would wait for a lock this one still holds (a transaction, or the read
-    // of a statement of the host's still running on it).
-    if holds_a_lock(conn) {
+    let Some(side) = side.filter(|file| !blocks_another_writer(conn, file.wal)) else {
         return Err(error);
-    }
-    let Some(side) = side.and_then(|file| file.open().ok()) else {
+    };
+    let Ok(side) = side.open() else {
         return Err(error);
     };
     let _ = side.busy_timeout(Duration::from_secs(1));
     write_txn_waiting(&side, Duration::ZERO, "", &body).map_err(|_| error)
 }
 
-/// Whether the connection is in a transaction or holds a read or write lock on any database.
-fn holds_a_lock(conn: &Connection) -> bool {
+/// Whether the connection holds a lock another connection's write would wait for: a write
+/// transaction, or (outside WAL, where readers block writers) a read of a statement still running.
+fn blocks_another_writer(conn: &Connection, wal: bool) -> bool {
     // SAFETY: a valid handle; a NULL schema asks for the highest state of all its databases.
     let state = unsafe { rusqlite::ffi::sqlite3_txn_state(conn.handle(), std::ptr::null()) };
-    !conn.is_autocommit() || state != rusqlite::ffi::SQLITE_TXN_NONE
+    !conn.is_autocommit()
+        || state == rusqlite::ffi::SQLITE_TXN_WRITE
+        || (state == rusqlite::ffi::SQLITE_TXN_READ && !wal)
 }
 
 /// Where a connection's main database lives, so another connection can open the same file with
@@ -198,6 +219,8 @@ fn holds_a_lock(conn: &Connection) -> bool {
 pub struct SameFile {
     path: String,
     vfs: Option<String>,
+    /// In WAL mode (as read by [`SameFile::for_cleanup`]).
+    wal: bool,
 }
 
 impl SameFile {
@@ -223,7 +246,11 @@ impl SameFile {
         } else if memdb {
             Err("this is an in-memory database: memdb".to_string())
         } else {
-            Ok(SameFile { path, vfs })
+            Ok(SameFile {
+                path,
+                vfs,
+                wal: false,
+            })
         })
     }
 
@@ -238,7 +265,14 @@ impl SameFile {
         if mode.eq_ignore_ascii_case("exclusive") {
             return None;
         }
-        SameFile::of(conn).ok()?.ok()
+        let journal: String = conn
+            .query_row("PRAGMA main.journal_mode", [], |r| r.get(0))
+            .ok()?;
+        let file = SameFile::of(conn).ok()?.ok()?;
+        Some(SameFile {
+            wal: journal.eq_ignore_ascii_case("wal"),
+            ..file
+        })
     }
 
     /// A new read-write connection to the file; the caller sets its busy timeout.

@@ -22,7 +22,7 @@ pub const PENDING_OR_UNKEYED: &str =
 /// capture time would have produced; each id's time part is the mutation's capture time.
 pub fn assign_identities(conn: &Connection, limit: usize, below: i64) -> Result<usize> {
     let limit = limit.min(i64::MAX as usize) as i64;
-    // Created first: a schema change later in the transaction would expire what ends it if the
+    // Created before the transaction: a schema change inside it would expire what ends it if the
     // host interrupts (see `db::write_txn_after`).
     let batch_table = "CREATE TEMP TABLE IF NOT EXISTS tether_identity_batch (
         id INTEGER PRIMARY KEY, entity_id TEXT NOT NULL, timestamp INTEGER NOT NULL, version INTEGER NOT NULL)";

@@ -609,11 +609,6 @@ pub fn apply_answer(conn: &Connection, body: &str, retry_limit: u64) -> Result<P
         for (log_id, model, entity, _) in &conflicted_rows {
             note_row(*log_id, &applier.which_row(conn, model, entity)?)?;
         }
-        // Named once the server's versions are written (they wait above for the answer's other
-        // changes to settle): a deleted row is back by then.
-        for (log_id, model, entity, _) in &conflicted_rows {
-            note_row(*log_id, &applier.which_row(conn, model, entity)?)?;
-        }
         out.warnings = record_warnings(conn, applier, warnings)?;
         Ok(out)
     })

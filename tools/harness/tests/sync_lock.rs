@@ -327,10 +327,19 @@ fn dispatches_a_waiting_cycle_covers_are_merged_into_it() {
     json(&conn, "SELECT tether_stop()");
 }
 
+/// How the host stops a sync: `sqlite3_interrupt` (every statement fails until the call returns),
+/// or its progress handler returning non-zero once (that statement alone stops, possibly as it
+/// ends, after it took effect).
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Interrupt,
+    Abort,
+}
+
 /// One sync of a copy of `template` whose connection the host interrupts at the `at`-th progress
 /// callback (every VM instruction); returns how many callbacks the sync made, and what it left:
 /// whether the host's connection is still inside a transaction, lock rows, unfinished log rows.
-fn interrupted_at(template: &Path, at: u64) -> (u64, bool, i64, i64) {
+fn interrupted_at(template: &Path, at: u64, how: Stop) -> (u64, bool, i64, i64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("copy.db");
     std::fs::copy(template, &path).unwrap();
@@ -341,8 +350,11 @@ fn interrupted_at(template: &Path, at: u64) -> (u64, bool, i64, i64) {
     let _ = conn.progress_handler(
         1,
         Some(move || {
-            if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == at {
-                handle.interrupt();
+            let reached = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == at;
+            match how {
+                Stop::Interrupt if reached => handle.interrupt(),
+                Stop::Abort => return reached,
+                Stop::Interrupt => {}
             }
             false
         }),
@@ -370,11 +382,12 @@ fn interrupted_at(template: &Path, at: u64) -> (u64, bool, i64, i64) {
     )
 }
 
-/// The host interrupts its connection at points spread over a whole sync (keys, push, pull):
-/// wherever it lands, the host's connection is not left inside tether's transaction (it was
-/// when the interrupt hit a read inside one: ROLLBACK was interrupted too, the host went on
-/// holding the write lock with capture turned off), the lock is given up and the log row is
-/// finished.
+/// The host stops its connection at points spread over a whole sync (keys, push, pull), on a
+/// fresh connection each time: wherever it lands, the host's connection is not left inside
+/// tether's transaction (it was when an interrupt hit a read inside one: ROLLBACK was
+/// interrupted too, the host went on holding the write lock with capture turned off), the lock
+/// is given up and the log row is finished (a BEGIN or COMMIT stopped as it ended, after taking
+/// effect, left the transaction open or the lock orphaned).
 #[test]
 fn an_interrupt_anywhere_in_a_sync_leaves_no_transaction_lock_or_open_log_row() {
     let server = Server::start(&["--model", TASK]);
@@ -391,18 +404,20 @@ fn an_interrupt_anywhere_in_a_sync_leaves_no_transaction_lock_or_open_log_row() 
     drop(conn);
     let template = dir.path().join("template.db");
     std::fs::copy(&path, &template).unwrap();
-    let (total, ..) = interrupted_at(&template, u64::MAX);
+    let (total, ..) = interrupted_at(&template, u64::MAX, Stop::Interrupt);
     assert!(total > 500, "a sync of this size runs {total} instructions");
     let mut left = Vec::new();
-    for at in (1..total).step_by((total / 150) as usize) {
-        let (_, in_transaction, locks, unfinished) = interrupted_at(&template, at);
-        if in_transaction || locks != 0 || unfinished != 0 {
-            left.push((at, in_transaction, locks, unfinished));
+    for how in [Stop::Interrupt, Stop::Abort] {
+        for at in (1..total).step_by((total / 150) as usize) {
+            let (_, in_transaction, locks, unfinished) = interrupted_at(&template, at, how);
+            if in_transaction || locks != 0 || unfinished != 0 {
+                left.push((how, at, in_transaction, locks, unfinished));
+            }
         }
     }
     assert!(
         left.is_empty(),
-        "(instruction, in a transaction, lock rows, unfinished log rows) of {total}: {left:?}"
+        "(how, instruction, in a transaction, lock rows, unfinished log rows) of {total}: {left:?}"
     );
 }
 
