@@ -25,7 +25,8 @@ struct Rollback<'a> {
 /// is interrupted makes SQLite roll the whole transaction back; it must be prepared before the
 /// interrupt (preparing checks for it too), and no flag PRAGMA or schema change may follow
 /// (either expires every prepared statement, and an expired one is prepared again when it runs):
-/// see [`write_txn_after`]. Transactions that change the schema (tracking, repairs) stay exposed.
+/// see [`write_txn_after`]. A transaction that creates an index (the first tracking of a table, a
+/// repair) stays exposed after it.
 /// It writes nothing when it runs.
 const INTERRUPTED_ROLLBACK: &str = "UPDATE tether_locks SET name = name WHERE 0";
 
