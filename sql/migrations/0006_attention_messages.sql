@@ -22,7 +22,7 @@ SELECT m.sync_status AS kind,
            THEN 'the server changed this row after the local change was made; the server''s version could not be written here (see its quarantined entry)'
          WHEN m.sync_status = 'conflict' AND EXISTS (
                 SELECT 1 FROM tether_deferred_snapshots AS d WHERE d.entity_id = m.entity_id)
-           THEN 'the server changed this row after the local change was made; the server''s version waits until the row''s newer local changes are answered'
+           THEN 'the server changed this row after the local change was made; the server''s version waits until the row''s newer local changes are settled (answered by the server, or retried or discarded)'
          WHEN m.sync_status = 'conflict'
            THEN 'the server changed this row after the local change was made; the row now holds the server''s version'
          WHEN json_valid(m.rejection_data) AND json_type(m.rejection_data, '$.messages') = 'object'

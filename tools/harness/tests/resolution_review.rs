@@ -1069,7 +1069,7 @@ fn a_conflict_whose_server_version_waits_for_newer_local_changes_says_so() {
     assert_eq!(titles(&phone), ["newer"]);
     assert_eq!(
         conflict_listed(&phone)["message"],
-        "the server changed this row after the local change was made; the server's version waits until the row's newer local changes are answered"
+        "the server changed this row after the local change was made; the server's version waits until the row's newer local changes are settled (answered by the server, or retried or discarded)"
     );
 }
 
