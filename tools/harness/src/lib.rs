@@ -61,19 +61,26 @@ pub fn open_plain(path: &Path) -> Connection {
 /// whose `project` refers to a project's sync key, both tracked (the parent's key column and a
 /// whole unique index on it exist before the child refers to it).
 pub fn family() -> (tempfile::TempDir, Connection) {
+    let (dir, _path, conn) =
+        family_with("title TEXT, project TEXT REFERENCES projects (tether_id)");
+    (dir, conn)
+}
+
+/// [`family`] with the columns of `tasks` after its `id` given (one of them referring to
+/// `projects (tether_id)`), and the database's path.
+pub fn family_with(task_columns: &str) -> (tempfile::TempDir, PathBuf, Connection) {
     let (dir, path) = temp_db();
     let conn = open_loaded(&path);
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA foreign_keys = ON;
          CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
          SELECT tether_track('projects');
          CREATE UNIQUE INDEX projects_key ON projects (tether_id);
-         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
-                             project TEXT REFERENCES projects (tether_id));
-         SELECT tether_track('tasks');",
-    )
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, {task_columns});
+         SELECT tether_track('tasks');"
+    ))
     .unwrap();
-    (dir, conn)
+    (dir, path, conn)
 }
 
 /// A fresh temporary directory with a database path inside.

@@ -522,18 +522,8 @@ fn the_worker_checks_foreign_keys_when_its_connection_does() {
         .unwrap();
     set_config(&writer, "server_url", server.url.as_str());
     json(&writer, "SELECT tether_push()");
-    let (_d2, path) = temp_db();
-    let conn = open_loaded(&path);
-    conn.execute_batch(
-        "PRAGMA foreign_keys = ON;
-         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
-         SELECT tether_track('projects');
-         CREATE UNIQUE INDEX projects_key ON projects (tether_id);
-         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
-                             project_id TEXT REFERENCES projects (tether_id));
-         SELECT tether_track('tasks');",
-    )
-    .unwrap();
+    let (_d2, path, conn) =
+        family_with("title TEXT, project_id TEXT REFERENCES projects (tether_id)");
     set_config(&conn, "server_url", server.url.as_str());
     json(&conn, "SELECT tether_dispatch('pull')");
     assert!(wait_for(Duration::from_secs(10), || sync_log(&path)

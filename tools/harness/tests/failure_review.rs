@@ -903,18 +903,9 @@ fn interleaved_rows_each_keep_their_order_behind_a_transient_failure() {
 /// then applied; applied, then refused), and a create-then-delete.
 #[test]
 fn the_row_by_row_rerun_handles_duplicates_and_learned_json_like_the_first_run() {
-    let (_dir, path) = temp_db();
-    let conn = open_loaded(&path);
-    conn.execute_batch(
-        "PRAGMA foreign_keys = ON;
-         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
-         SELECT tether_track('projects');
-         CREATE UNIQUE INDEX projects_key ON projects (tether_id);
-         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT CHECK (title <> 'bad'), tags TEXT,
-                             project TEXT REFERENCES projects (tether_id));
-         SELECT tether_track('tasks');",
-    )
-    .unwrap();
+    let (_dir, _path, conn) = family_with(
+        "title TEXT CHECK (title <> 'bad'), tags TEXT, project TEXT REFERENCES projects (tether_id)",
+    );
     let (orphan, twice, later_bad, gone) = (ulid(&conn), ulid(&conn), ulid(&conn), ulid(&conn));
     let snapshots = vec![
         upsert(

@@ -540,19 +540,9 @@ fn a_temp_table_of_the_same_name_never_takes_the_tracked_tables_place() {
 fn a_child_with_unsent_changes_that_a_pulled_parent_delete_cascades_to_is_deleted_on_the_server_too(
 ) {
     let server = Server::start(&[]);
-    let (_dir, path) = temp_db();
-    let conn = open_loaded(&path);
-    conn.execute_batch(
-        "PRAGMA foreign_keys = ON;
-         CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
-         SELECT tether_track('projects');
-         CREATE UNIQUE INDEX projects_key ON projects (tether_id);
-         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT,
-                             project_id TEXT REFERENCES projects (tether_id) ON DELETE CASCADE,
-                             status TEXT);
-         SELECT tether_track('tasks');",
-    )
-    .unwrap();
+    let (_dir, _path, conn) = family_with(
+        "title TEXT, project_id TEXT REFERENCES projects (tether_id) ON DELETE CASCADE, status TEXT",
+    );
     set_config(&conn, "server_url", server.url.as_str());
     conn.execute_batch(
         "INSERT INTO projects (name) VALUES ('home');
