@@ -588,7 +588,7 @@ fn discard_open(
 fn take_lock(conn: &Connection) -> Result<Lease> {
     let start = std::time::Instant::now();
     loop {
-        if let Some(lease) = Lease::acquire(conn, 0)? {
+        if let Some(lease) = Lease::acquire(conn, 0, crate::db::SameFile::for_cleanup(conn))? {
             return Ok(lease);
         }
         if start.elapsed().as_millis() as u64 >= LOCK_WAIT_MS {

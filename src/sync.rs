@@ -274,7 +274,7 @@ fn logged_cycle(
     })?;
     // A panic inside the cycle still finishes its log row (and the lease goes with `Run`).
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        locked_cycle(conn, &settings, kind, entry, progress)
+        locked_cycle(conn, &settings, kind, entry, cleanup.clone(), progress)
     }))
     .unwrap_or_else(|panic| {
         Err(Error::new(format!(
@@ -324,11 +324,12 @@ fn locked_cycle(
     settings: &Settings,
     kind: Cycle,
     entry: i64,
+    cleanup: Option<crate::db::SameFile>,
     progress: OnProgress<'_>,
 ) -> Result<Value> {
     let http = Http::new(settings)?;
     let lease = if settings.flag("sync_lock") {
-        match Lease::acquire(conn, settings.number("timeout_ms") as i64)? {
+        match Lease::acquire(conn, settings.number("timeout_ms") as i64, cleanup)? {
             Some(lease) => Some(lease),
             None => {
                 return Ok(result_json(

@@ -119,11 +119,17 @@ impl Lease {
     /// Takes the lock if it is free, expired, or held by a dead process of this machine; `None`
     /// when another live cycle holds it. `request_timeout_ms` stretches the lease so it cannot
     /// lapse during one request.
-    pub fn acquire(conn: &Connection, request_timeout_ms: i64) -> Result<Option<Lease>> {
+    /// `cleanup`: where to give it up if the host interrupts the connection
+    /// ([`crate::db::SameFile::for_cleanup`], read by the caller before anything else).
+    pub fn acquire(
+        conn: &Connection,
+        request_timeout_ms: i64,
+        cleanup: Option<crate::db::SameFile>,
+    ) -> Result<Option<Lease>> {
         let lease = Lease {
             holder: crate::identity::new_ulid(),
             duration_ms: LEASE_MS.max(request_timeout_ms.saturating_add(10_000)),
-            cleanup: crate::db::SameFile::for_cleanup(conn),
+            cleanup,
         };
         let host = host_name();
         let pid = i64::from(std::process::id());

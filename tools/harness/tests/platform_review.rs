@@ -897,7 +897,7 @@ fn many_cycles_taking_over_one_dead_holder_at_once_only_one_wins() {
                     let conn = Connection::open(&path).unwrap();
                     tether::register(&conn).unwrap();
                     barrier.wait();
-                    let lease = Lease::acquire(&conn, 0).unwrap();
+                    let lease = Lease::acquire(&conn, 0, None).unwrap();
                     // Hold it a little, as a cycle would, so a late racer sees it held.
                     std::thread::sleep(Duration::from_millis(200));
                     let won = lease.is_some();
