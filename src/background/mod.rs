@@ -54,6 +54,12 @@ struct Dispatch {
     skipped: bool,
 }
 
+impl Dispatch {
+    fn is_due(&self, now: Instant) -> bool {
+        self.due.is_none_or(|at| now >= at)
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Schedule {
     kind: Cycle,

@@ -226,10 +226,7 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
                 return;
             }
             let now = Instant::now();
-            let due = orders
-                .dispatched
-                .iter()
-                .position(|d| d.due.is_none_or(|at| now >= at));
+            let due = orders.dispatched.iter().position(|d| d.is_due(now));
             if let Some(dispatch) = due.and_then(|at| orders.dispatched.remove(at)) {
                 Some((dispatch.kind, "dispatch", Some(dispatch)))
             } else {
@@ -333,12 +330,7 @@ fn work(conn: &Connection, session: &ConnectionSettings, control: &Control) {
         }
         let orders = control.orders();
         let now = Instant::now();
-        if orders.stop
-            || orders
-                .dispatched
-                .iter()
-                .any(|d| d.due.is_none_or(|at| now >= at))
-        {
+        if orders.stop || orders.dispatched.iter().any(|d| d.is_due(now)) {
             continue;
         }
         let until_schedule = orders
