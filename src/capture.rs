@@ -5,7 +5,7 @@
 //! writes; other connections never see the uncommitted row and keep being captured.
 use rusqlite::Connection;
 
-use crate::db::write_txn_after;
+use crate::db::{write_txn_after, Setup};
 use crate::error::Result;
 
 /// Runs `body` in a write transaction whose writes are not captured; foreign keys are checked at
@@ -16,9 +16,12 @@ pub fn without_capture<T>(
     body: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
     let setup = if defer_foreign_keys {
-        "PRAGMA defer_foreign_keys = ON"
+        Setup {
+            sql: "PRAGMA defer_foreign_keys = ON",
+            undo: "PRAGMA defer_foreign_keys = OFF",
+        }
     } else {
-        ""
+        Setup::NONE
     };
     write_txn_after(conn, setup, |conn| {
         conn.execute(

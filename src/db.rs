@@ -65,7 +65,20 @@ impl Drop for Rollback<'_> {
 /// A body that finds SQLite rolled the transaction back by itself must return an error (see
 /// [`still_in_transaction`]): going on would write in autocommit.
 pub fn write_txn<T>(conn: &Connection, body: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    write_txn_waiting(conn, BUSY_PATIENCE, "", body)
+    write_txn_waiting(conn, BUSY_PATIENCE, Setup::NONE, body)
+}
+
+/// What runs just before a transaction begins (see [`write_txn_after`]).
+#[derive(Clone, Copy)]
+pub struct Setup<'a> {
+    pub sql: &'a str,
+    /// Undoes `sql` when the transaction could not begin (a PRAGMA meant for it must not last
+    /// into the host's next one); empty when nothing needs undoing.
+    pub undo: &'a str,
+}
+
+impl Setup<'_> {
+    pub const NONE: Setup<'static> = Setup { sql: "", undo: "" };
 }
 
 /// [`write_txn`] that runs `setup` (a PRAGMA for the transaction, such as `defer_foreign_keys`,
@@ -73,7 +86,7 @@ pub fn write_txn<T>(conn: &Connection, body: impl FnOnce(&Connection) -> Result<
 /// transaction.
 pub fn write_txn_after<T>(
     conn: &Connection,
-    setup: &str,
+    setup: Setup<'_>,
     body: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
     write_txn_waiting(conn, BUSY_PATIENCE, setup, body)
@@ -84,7 +97,7 @@ pub fn write_txn_after<T>(
 fn write_txn_waiting<T>(
     conn: &Connection,
     patience: Duration,
-    setup: &str,
+    setup: Setup<'_>,
     body: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
     let savepoint = !conn.is_autocommit();
@@ -97,16 +110,16 @@ fn write_txn_waiting<T>(
             // The transaction is the caller's.
             probe: None,
         };
-        if !setup.is_empty() {
-            conn.execute_batch(setup)?;
+        if !setup.sql.is_empty() {
+            conn.execute_batch(setup.sql)?;
         }
         guard
     } else {
         // Before the transaction: what would expire the probe (a PRAGMA, a temp table), then the
         // probe, prepared anew (a cached one may have been expired since; absent before the
         // internal tables exist).
-        if !setup.is_empty() {
-            conn.execute_batch(setup)?;
+        if !setup.sql.is_empty() {
+            conn.execute_batch(setup.sql)?;
         }
         let guard = Rollback {
             conn,
@@ -117,9 +130,8 @@ fn write_txn_waiting<T>(
         // The guard exists first: a BEGIN reported failed after it took effect (a progress
         // handler that stops the statement as it ends) is still ended.
         if let Err(error) = retry_busy(patience, || conn.execute_batch("BEGIN IMMEDIATE")) {
-            // A PRAGMA meant for this transaction must not last into the host's next one.
-            if setup.contains("defer_foreign_keys") && conn.is_autocommit() {
-                let _ = conn.execute_batch("PRAGMA defer_foreign_keys = OFF");
+            if !setup.undo.is_empty() && conn.is_autocommit() {
+                let _ = conn.execute_batch(setup.undo);
             }
             return Err(error);
         }
@@ -200,7 +212,7 @@ pub fn write_even_if_interrupted(
         return Err(error);
     };
     let _ = side.busy_timeout(Duration::from_secs(1));
-    write_txn_waiting(&side, Duration::ZERO, "", &body).map_err(|_| error)
+    write_txn_waiting(&side, Duration::ZERO, Setup::NONE, &body).map_err(|_| error)
 }
 
 /// Whether the connection holds a lock another connection's write would wait for: a write

@@ -4,7 +4,7 @@
 //! server's idempotency depends on.
 use rusqlite::Connection;
 
-use crate::db::{write_txn, write_txn_after};
+use crate::db::{write_txn, write_txn_after, Setup};
 use crate::error::Result;
 
 /// The condition for pending mutations, written so SQLite uses the partial index of unsynced
@@ -26,7 +26,11 @@ pub fn assign_identities(conn: &Connection, limit: usize, below: i64) -> Result<
     // host interrupts (see `db::write_txn_after`).
     let batch_table = "CREATE TEMP TABLE IF NOT EXISTS tether_identity_batch (
         id INTEGER PRIMARY KEY, entity_id TEXT NOT NULL, timestamp INTEGER NOT NULL, version INTEGER NOT NULL)";
-    write_txn_after(conn, batch_table, |conn| {
+    let setup = Setup {
+        sql: batch_table,
+        undo: "",
+    };
+    write_txn_after(conn, setup, |conn| {
         conn.execute_batch("DELETE FROM temp.tether_identity_batch")?;
         let given = conn.prepare_cached(&format!(
             "INSERT INTO temp.tether_identity_batch (id, entity_id, timestamp, version)
