@@ -19,6 +19,7 @@ pub fn without_capture<T>(
         Setup {
             sql: "PRAGMA defer_foreign_keys = ON",
             undo: "PRAGMA defer_foreign_keys = OFF",
+            ..Setup::NONE
         }
     } else {
         Setup::NONE

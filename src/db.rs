@@ -64,8 +64,21 @@ impl Drop for Rollback<'_> {
 /// from autocommit, or a savepoint inside the caller's transaction. Rolls back on error or panic.
 /// A body that finds SQLite rolled the transaction back by itself must return an error (see
 /// [`still_in_transaction`]): going on would write in autocommit.
+///
+/// The rows captured since enter the queue's index of unsynced rows as it begins and before it
+/// ends ([`crate::queue::index_new_rows`]).
 pub fn write_txn<T>(conn: &Connection, body: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
     write_txn_waiting(conn, BUSY_PATIENCE, Setup::NONE, body)
+}
+
+/// [`write_txn`] for the migrations, which run before the queue has what
+/// [`crate::queue::index_new_rows`] reads.
+pub fn schema_txn<T>(conn: &Connection, body: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let setup = Setup {
+        index_queue: false,
+        ..Setup::NONE
+    };
+    write_txn_waiting(conn, BUSY_PATIENCE, setup, body)
 }
 
 /// What runs just before a transaction begins (see [`write_txn_after`]).
@@ -75,10 +88,17 @@ pub struct Setup<'a> {
     /// Undoes `sql` when the transaction could not begin (a PRAGMA meant for it must not last
     /// into the host's next one); empty when nothing needs undoing.
     pub undo: &'a str,
+    /// Whether the transaction indexes the rows captured since as it begins and ends (all but
+    /// the migrations' do).
+    pub index_queue: bool,
 }
 
 impl Setup<'_> {
-    pub const NONE: Setup<'static> = Setup { sql: "", undo: "" };
+    pub const NONE: Setup<'static> = Setup {
+        sql: "",
+        undo: "",
+        index_queue: true,
+    };
 }
 
 /// [`write_txn`] that runs `setup` (a PRAGMA for the transaction, such as `defer_foreign_keys`,
@@ -113,6 +133,9 @@ fn write_txn_waiting<T>(
         if !setup.sql.is_empty() {
             conn.execute_batch(setup.sql)?;
         }
+        if setup.index_queue {
+            crate::queue::index_new_rows(conn)?;
+        }
         guard
     } else {
         // Before the transaction: what would expire the probe (a PRAGMA, a temp table), then the
@@ -136,9 +159,15 @@ fn write_txn_waiting<T>(
             return Err(error);
         }
         crate::engine::lock::check_fence(conn)?;
+        if setup.index_queue {
+            crate::queue::index_new_rows(conn)?;
+        }
         guard
     };
     let value = body(conn)?;
+    if setup.index_queue {
+        crate::queue::index_new_rows(conn)?;
+    }
     if savepoint {
         conn.execute_batch("RELEASE tether_write")?;
     } else {

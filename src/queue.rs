@@ -7,14 +7,102 @@ use rusqlite::Connection;
 use crate::db::{write_txn, write_txn_after, Setup};
 use crate::error::Result;
 
-/// The condition for pending mutations, written so SQLite uses the partial index of unsynced
-/// rows (it cannot infer `<> 'synced'` from `= 'pending'` by itself): without it every scan of
-/// the queue reads every synced mutation kept for the retention period.
-pub const PENDING: &str = "sync_status <> 'synced' AND sync_status = 'pending'";
+/// [`UNSYNCED`] followed by `AND` and a condition, as one literal (for constants).
+macro_rules! unsynced {
+    ($condition:literal) => {
+        concat!(
+            "sync_status <> 'synced' AND indexed IS NOT NULL AND ",
+            $condition
+        )
+    };
+}
+pub(crate) use unsynced;
+
+/// The start of every condition served by the partial index of unsynced rows (SQLite uses it only
+/// when a query repeats its condition: it cannot infer `<> 'synced'` from `= 'pending'`; without
+/// it every scan of the queue reads every synced mutation kept for the retention period).
+///
+/// Capture does not write the index entry (it is a page write on every captured write): a row
+/// enters the index when tether sets its `indexed` flag, for the whole tail of rows captured since,
+/// at the start and the end of each of tether's write transactions ([`index_new_rows`]). Inside
+/// one of them the index therefore holds every row but those the transaction itself logged since
+/// (call [`index_new_rows`] before reading them). Outside, rows captured since are the tail of
+/// the log that [`NOT_INDEXED`] finds. Rows with a status only tether sets (failed, conflict,
+/// resolved) are always indexed, and so is every row below an indexed one.
+pub const UNSYNCED: &str = "sync_status <> 'synced' AND indexed IS NOT NULL";
+
+/// The rows the index does not hold yet: the tail of the log after its newest indexed row, which
+/// a read outside tether's write transactions adds to what the index finds. One backward step
+/// when the tail is empty. (Every row without the flag comes after every row with it: new rows
+/// get the log's highest id plus one, and only [`index_new_rows`] sets the flag, on a whole
+/// tail.)
+pub const NOT_INDEXED: &str = "id > coalesce((SELECT n.id FROM tether_mutation_logs AS n
+                                       WHERE n.indexed IS NOT NULL ORDER BY n.id DESC LIMIT 1),
+                                     -9223372036854775808)
+     AND indexed IS NULL";
+
+/// The condition for pending mutations (indexed ones: see [`UNSYNCED`]).
+pub const PENDING: &str = unsynced!("sync_status = 'pending'");
 
 /// [`PENDING`] and creates still waiting for their sync keys (`crate::keys`).
-pub const PENDING_OR_UNKEYED: &str =
-    "sync_status <> 'synced' AND sync_status IN ('pending', 'unkeyed')";
+pub const PENDING_OR_UNKEYED: &str = unsynced!("sync_status IN ('pending', 'unkeyed')");
+
+/// The queue's unsynced rows matching `condition` (on one row, without the index's own terms):
+/// the index's, then those of the tail it does not hold yet. For reads outside tether's write
+/// transactions, which must see what was captured since.
+pub fn unsynced_rows(columns: &str, condition: &str) -> String {
+    format!(
+        "SELECT {columns} FROM tether_mutation_logs WHERE {UNSYNCED} AND {condition}
+         UNION ALL
+         SELECT {columns} FROM tether_mutation_logs
+          WHERE {NOT_INDEXED} AND sync_status <> 'synced' AND {condition}"
+    )
+}
+
+/// Puts the rows captured since into the index of unsynced rows (see [`UNSYNCED`]): the whole
+/// tail after the newest indexed row, so the rows without the flag stay the log's newest. Run by
+/// every write transaction of tether's as it begins and before it ends, and by a transaction
+/// about to read rows it logged itself.
+pub fn index_new_rows(conn: &Connection) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "UPDATE tether_mutation_logs SET indexed = 1 WHERE {NOT_INDEXED}"
+    ))?
+    .execute([])?;
+    Ok(())
+}
+
+/// The most rows a write transaction indexes at once when a long tail was captured (an
+/// application that wrote for days without syncing): see [`index_long_tail`].
+const INDEX_CHUNK: i64 = 10_000;
+
+/// Indexes a tail of more than [`INDEX_CHUNK`] captured rows in transactions of that many, oldest
+/// first, so the write transactions that follow (each indexes the whole tail as it begins) stay
+/// short. Run before the first write of a sync, a push or a pull; nothing to do, it only reads.
+pub fn index_long_tail(conn: &Connection) -> Result<()> {
+    let long = |conn: &Connection| -> Result<bool> {
+        Ok(conn
+            .prepare_cached(&format!(
+                "SELECT count(*) > ?1 FROM (SELECT 1 FROM tether_mutation_logs WHERE {NOT_INDEXED} LIMIT ?1 + 1)"
+            ))?
+            .query_row([INDEX_CHUNK], |r| r.get(0))?)
+    };
+    let setup = Setup {
+        index_queue: false,
+        ..Setup::NONE
+    };
+    while long(conn)? {
+        write_txn_after(conn, setup, |conn| {
+            conn.prepare_cached(&format!(
+                "UPDATE tether_mutation_logs SET indexed = 1
+                  WHERE id IN (SELECT id FROM tether_mutation_logs WHERE {NOT_INDEXED}
+                                ORDER BY id LIMIT ?1)"
+            ))?
+            .execute([INDEX_CHUNK])?;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
 
 /// Gives identities to at most `limit` pending mutations below log id `below` that lack them,
 /// oldest first, in a few set-based statements. Returns how many were given. Versions follow queue order (each
@@ -28,7 +116,7 @@ pub fn assign_identities(conn: &Connection, limit: usize, below: i64) -> Result<
         id INTEGER PRIMARY KEY, entity_id TEXT NOT NULL, timestamp INTEGER NOT NULL, version INTEGER NOT NULL)";
     let setup = Setup {
         sql: batch_table,
-        undo: "",
+        ..Setup::NONE
     };
     write_txn_after(conn, setup, |conn| {
         conn.execute_batch("DELETE FROM temp.tether_identity_batch")?;
@@ -67,7 +155,7 @@ pub fn assign_identities(conn: &Connection, limit: usize, below: i64) -> Result<
 /// again at the start of a later push (`retry_count` below `max_retry_attempts`).
 pub fn awaiting_retry(retry_limit: u64) -> String {
     format!(
-        "sync_status <> 'synced' AND sync_status = 'failed' AND rejection_reason = 'error' AND retry_count < {}",
+        "{UNSYNCED} AND sync_status = 'failed' AND rejection_reason = 'error' AND retry_count < {}",
         retry_limit.min(i64::MAX as u64)
     )
 }
@@ -76,7 +164,7 @@ pub fn awaiting_retry(retry_limit: u64) -> String {
 /// retry. Written so SQLite uses the partial index of unsynced rows.
 pub fn unsent(retry_limit: u64) -> String {
     format!(
-        "sync_status <> 'synced' AND sync_status IN ('pending', 'failed')
+        "{UNSYNCED} AND sync_status IN ('pending', 'failed')
          AND (sync_status = 'pending' OR ({}))",
         awaiting_retry(retry_limit)
     )
@@ -85,11 +173,13 @@ pub fn unsent(retry_limit: u64) -> String {
 /// The condition for mutations that keep a row's local state from being overwritten by a pulled
 /// snapshot (the snapshot waits in `tether_deferred_snapshots`): unsent ones, and failed ones,
 /// which wait for the user's `tether_retry` or `tether_discard` with the local value kept.
-pub const HELD: &str = "sync_status <> 'synced' AND sync_status IN ('pending', 'failed')";
+pub const HELD: &str = unsynced!("sync_status IN ('pending', 'failed')");
 
 /// Rows whose local state a pulled snapshot must not overwrite ([`HELD`]). The flag: one of
 /// their mutations has already gone into a request (the server may have it).
+/// Read inside a write transaction: the rows it logged itself so far are indexed first.
 pub fn held_entities(conn: &Connection) -> Result<std::collections::HashMap<String, bool>> {
+    index_new_rows(conn)?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT entity_id, max(first_sent_at IS NOT NULL) FROM tether_mutation_logs
           WHERE {HELD} GROUP BY entity_id"

@@ -158,10 +158,10 @@ fn entity_of(conn: &Connection, table: &TrackedTable, key: &Sql) -> Result<Optio
             .prepare_cached(&format!(
                 "SELECT EXISTS (SELECT 1 FROM main.{} WHERE {} = ?1)
                      OR EXISTS (SELECT 1 FROM tether_diverged WHERE entity_id = ?1 AND model = ?2)
-                     OR EXISTS (SELECT 1 FROM tether_mutation_logs
-                                 WHERE sync_status <> 'synced' AND entity_id = ?1 AND model = ?2)",
+                     OR EXISTS ({})",
                 ident(&table.table),
-                ident(&table.sync_key)
+                ident(&table.sync_key),
+                crate::queue::unsynced_rows("1", "entity_id = ?1 AND model = ?2")
             ))?
             .query_row((text, &table.model), |r| r.get(0))?;
         if known {
@@ -244,7 +244,7 @@ fn recorded(conn: &Connection, table: &TrackedTable, local_pk: &str) -> Result<O
     Ok(conn
         .prepare_cached(
             "SELECT entity_id FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict')
+              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'conflict')
                 AND model = ?1 AND local_pk = ?2
              UNION ALL
              SELECT entity_id FROM tether_diverged WHERE model = ?1 AND local_pk = ?2
@@ -275,7 +275,7 @@ fn rows_to_resolve(
     let mut stmt = conn.prepare_cached(
         "SELECT entity_id, model FROM (
              SELECT entity_id, model, min(id) AS first FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict')
+              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'conflict')
                 AND (?1 IS NULL OR model = ?1) AND (?2 IS NULL OR entity_id = ?2)
                 AND entity_id <> ''
               GROUP BY entity_id
@@ -313,7 +313,7 @@ fn open_mutations(conn: &Connection, entity: &str) -> Result<Open> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, sync_status, operation, payload, first_sent_at IS NOT NULL
            FROM tether_mutation_logs
-          WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict', 'pending')
+          WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'conflict', 'pending')
             AND entity_id = ?1
           ORDER BY id",
     )?;
@@ -361,7 +361,7 @@ fn server_lacks(conn: &Connection, entity: &str) -> Result<bool> {
     let refused: Option<i64> = conn
         .prepare_cached(
             "SELECT max(id) FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'resolved')
+              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'resolved')
                 AND entity_id = ?1
                 AND ((operation = 'create' AND rejection_reason <> 'conflict')
                      OR rejection_reason = 'not_found')",
@@ -411,7 +411,7 @@ fn queue_delete(conn: &Connection, table: &TrackedTable, entity: &str) -> Result
          VALUES (?1, ?2, 'delete', '{}', ?3)",
     )?
     .execute((entity, &table.model, crate::engine::lock::now_ms()))?;
-    Ok(())
+    crate::queue::index_new_rows(conn)
 }
 
 fn last_log_id(conn: &Connection) -> Result<i64> {
@@ -623,7 +623,7 @@ fn resolve_keyless(
         let rows = conn
             .prepare(&format!(
                 "UPDATE tether_mutation_logs SET {set}, updated_at = CURRENT_TIMESTAMP
-                  WHERE sync_status <> 'synced' AND sync_status = 'failed' AND entity_id = ''
+                  WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status = 'failed' AND entity_id = ''
                     AND (?1 IS NULL OR model = ?1)
                  RETURNING model, json_extract(rejection_data, '$.message')"
             ))?

@@ -113,7 +113,7 @@ pub fn restore(
         "UPDATE {table} SET {key} = tether_ulid()
           WHERE {key} IS NULL
             AND NOT EXISTS (SELECT 1 FROM tether_mutation_logs AS l
-                             WHERE l.sync_status <> 'synced' AND l.sync_status = 'failed'
+                             WHERE l.sync_status <> 'synced' AND l.indexed IS NOT NULL AND l.sync_status = 'failed'
                                AND l.entity_id = '' AND l.model = {model} AND l.locator = {row_pk})
          RETURNING {key}",
         model = literal(capture.model),
@@ -145,7 +145,7 @@ pub fn queue_orphan_deletes(
     if repair.live_records == 0 || repair.live_records * 2 < repair.records {
         return Ok(0);
     }
-    Ok(conn.execute(
+    let queued = conn.execute(
         &format!(
             "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
              SELECT s.sync_key, {model}, 'delete', '{{}}', {now}
@@ -159,7 +159,9 @@ pub fn queue_orphan_deletes(
             key = ident(capture.sync_key),
         ),
         [],
-    )?)
+    )?;
+    crate::queue::index_new_rows(conn)?;
+    Ok(queued)
 }
 
 /// Rewrites the table's records from its rows.

@@ -2,7 +2,7 @@
 use rusqlite::{Connection, ErrorCode, OptionalExtension, MAIN_DB};
 
 use crate::bail;
-use crate::db::write_txn;
+use crate::db::{schema_txn, write_txn};
 use crate::error::{Error, Result};
 
 pub(crate) struct Migration {
@@ -86,7 +86,7 @@ pub fn migrate(conn: &Connection) -> Result<()> {
             latest_version()
         );
     }
-    write_txn(conn, |conn| {
+    schema_txn(conn, |conn| {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS tether_migrations (
                  version    INTEGER PRIMARY KEY,

@@ -8,6 +8,7 @@ use serde_json::{json, Value as Json};
 
 use crate::error::Result;
 use crate::functions::{self, connection, Kind};
+use crate::queue::unsynced_rows;
 use crate::reconcile::health;
 use crate::settings::{redact_url, ConnectionSettings, Settings};
 use crate::table_info::columns;
@@ -32,10 +33,9 @@ fn waiting_for_keys(conn: &Connection, model: &str, table: &str) -> Result<i64> 
     }
     Ok(conn.query_row(
         &format!(
-            "SELECT count(*) FROM (SELECT DISTINCT locator FROM tether_mutation_logs
-                                    WHERE {} AND model = ?1) AS w
+            "SELECT count(*) FROM (SELECT DISTINCT locator FROM ({})) AS w
               WHERE EXISTS (SELECT 1 FROM main.{} WHERE rowid = w.locator)",
-            crate::keys::UNKEYED,
+            unsynced_rows("locator", "sync_status = 'unkeyed' AND model = ?1"),
             crate::sql::ident(table)
         ),
         [model],
@@ -50,17 +50,18 @@ pub fn status(
 ) -> Result<Json> {
     // Served by the partial index on unsynced rows: cost follows the backlog, not the log size.
     let mut counts: HashMap<String, i64> = HashMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT sync_status, count(*) FROM tether_mutation_logs WHERE sync_status <> 'synced' GROUP BY sync_status",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT sync_status, count(*) FROM ({}) GROUP BY sync_status",
+        unsynced_rows("sync_status", "true")
+    ))?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
         let (status, count) = row?;
         counts.insert(status, count);
     }
     let mut pending_by_model: HashMap<String, i64> = HashMap::new();
     let mut stmt = conn.prepare(&format!(
-        "SELECT model, count(*) FROM tether_mutation_logs WHERE {} GROUP BY model",
-        crate::queue::PENDING
+        "SELECT model, count(*) FROM ({}) GROUP BY model",
+        unsynced_rows("model", "sync_status = 'pending'")
     ))?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
         let (model, count) = row?;

@@ -453,5 +453,7 @@ pub fn queue_rows(
         table = ident(capture.table),
         order = capture.locator.order_by("t"),
     );
-    Ok(conn.prepare_cached(&sql)?.execute(params)?)
+    let queued = conn.prepare_cached(&sql)?.execute(params)?;
+    crate::queue::index_new_rows(conn)?;
+    Ok(queued)
 }

@@ -65,15 +65,21 @@ pub(super) fn run(
     done.notify_all();
 }
 
+/// What capture writes: rows the index may not hold yet (`crate::queue::NOT_INDEXED`) have one of
+/// these statuses.
+const CAPTURED: &str = "sync_status IN ('pending', 'unkeyed')";
+
 /// Mutations the server has not taken: pending, failed and awaiting a retry, or waiting for
 /// their keys (`{"keys": "on_sync"}`).
 fn unsent(conn: &Connection, retry_limit: u64) -> i64 {
     conn.query_row(
         &format!(
             "SELECT (SELECT count(*) FROM tether_mutation_logs WHERE {})
-                  + (SELECT count(*) FROM tether_mutation_logs WHERE {})",
+                  + (SELECT count(*) FROM tether_mutation_logs WHERE {})
+                  + (SELECT count(*) FROM tether_mutation_logs WHERE {} AND {CAPTURED})",
             crate::queue::unsent(retry_limit),
             crate::keys::UNKEYED,
+            crate::queue::NOT_INDEXED,
         ),
         [],
         |r| r.get(0),
@@ -109,8 +115,10 @@ fn queue_mark(conn: &Connection) -> (i64, i64) {
         &format!(
             "SELECT coalesce(max(id), 0),
                     (SELECT count(*) FROM tether_mutation_logs WHERE {})
+                  + (SELECT count(*) FROM tether_mutation_logs WHERE {} AND {CAPTURED})
                FROM tether_mutation_logs",
-            crate::queue::PENDING_OR_UNKEYED
+            crate::queue::PENDING_OR_UNKEYED,
+            crate::queue::NOT_INDEXED,
         ),
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),

@@ -703,6 +703,7 @@ pub fn settle_deferred(
             *entry = (*log_id, *outcome);
         }
     }
+    crate::queue::index_new_rows(conn)?;
     let still_held = |entity: &str| -> Result<bool> {
         Ok(conn
             .prepare_cached(&format!(

@@ -216,7 +216,7 @@ impl Actions {
                 crate::engine::lock::now_ms(),
             ))?;
         }
-        Ok(())
+        crate::queue::index_new_rows(conn)
     }
 
     /// Queues the rows whose reference changed as updates (after the parent's delete ran).
@@ -236,6 +236,6 @@ impl Actions {
             conn.prepare_cached(&sql)?
                 .execute((serde_json::to_string(keys)?, crate::engine::lock::now_ms()))?;
         }
-        Ok(())
+        crate::queue::index_new_rows(conn)
     }
 }

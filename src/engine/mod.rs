@@ -167,7 +167,7 @@ pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
         // Failures and conflicts a person resolved (tether_retry, tether_discard).
         "DELETE FROM tether_mutation_logs WHERE id IN (
              SELECT id FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND sync_status = 'resolved'
+              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status = 'resolved'
                 AND resolved_at <= datetime('now', ?1)
                 -- A discarded create whose row stayed (its removal waits in the quarantine) is
                 -- what tells a later fix to go as a create.

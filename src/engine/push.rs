@@ -22,7 +22,7 @@ pub fn requeue_retryable(conn: &Connection, max_attempts: u64) -> Result<usize> 
             "UPDATE tether_mutation_logs
                 SET sync_status = 'pending', rejection_reason = NULL, rejection_data = NULL,
                     updated_at = CURRENT_TIMESTAMP
-              WHERE sync_status <> 'synced' AND sync_status = 'failed'
+              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status = 'failed'
                 AND rejection_reason = 'error' AND retry_count < ?1",
             [max_attempts as i64],
         )?)
@@ -271,7 +271,7 @@ impl NeverHad {
     fn load(conn: &Connection, retry_limit: u64) -> Result<NeverHad> {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT entity_id, max(id) FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'resolved')
+              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'resolved')
                 AND operation = 'create'
                 AND ((sync_status = 'failed' AND (rejection_reason <> 'error' OR retry_count >= {}))
                      OR (sync_status = 'resolved' AND resolution = 'discarded'
@@ -324,7 +324,7 @@ fn settle_unsendable_deletes(conn: &Connection, ids: &[i64]) -> Result<()> {
             "UPDATE tether_mutation_logs
                 SET sync_status = 'resolved', resolution = 'superseded',
                     resolved_at = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP
-              WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict')
+              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'conflict')
                 AND EXISTS (SELECT 1 FROM json_each(?1) AS j
                               JOIN tether_mutation_logs AS d ON d.id = j.value
                              WHERE d.entity_id = tether_mutation_logs.entity_id
@@ -636,7 +636,7 @@ fn supersede(
     let superseded: Vec<i64> = {
         let mut stmt = conn.prepare_cached(
             "SELECT id, entity_id FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict')",
+              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'conflict')",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
         let mut ids = Vec::new();

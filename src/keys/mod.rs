@@ -41,21 +41,25 @@ const CHUNK: i64 = 500;
 
 /// The condition for creates waiting for their keys (served by the partial index of unsynced
 /// mutations).
-pub const UNKEYED: &str = "sync_status <> 'synced' AND sync_status = 'unkeyed'";
+pub const UNKEYED: &str = crate::queue::unsynced!("sync_status = 'unkeyed'");
 
 /// Creates of rows that have no key yet: waiting for it, or failed to get it (`locator` names the
 /// row).
 pub const WAITING_OR_REFUSED: &str =
-    "sync_status <> 'synced' AND sync_status IN ('unkeyed', 'failed') AND entity_id = ''";
+    crate::queue::unsynced!("sync_status IN ('unkeyed', 'failed') AND entity_id = ''");
 
 /// The log id of the oldest unkeyed create: mutations from it on wait (`i64::MAX` when none).
+/// Read outside a transaction too: the index first, then the rows captured since.
 pub fn first_unkeyed(conn: &Connection) -> Result<i64> {
     let first: Option<i64> = conn
         .prepare_cached(&format!(
-            "SELECT id FROM tether_mutation_logs WHERE {UNKEYED} ORDER BY id LIMIT 1"
+            "SELECT coalesce(
+                 (SELECT id FROM tether_mutation_logs WHERE {UNKEYED} ORDER BY id LIMIT 1),
+                 (SELECT id FROM tether_mutation_logs
+                   WHERE {} AND sync_status = 'unkeyed' ORDER BY id LIMIT 1))",
+            crate::queue::NOT_INDEXED
         ))?
-        .query_row([], |r| r.get(0))
-        .optional()?;
+        .query_row([], |r| r.get(0))?;
     Ok(first.unwrap_or(i64::MAX))
 }
 
@@ -168,7 +172,7 @@ pub fn give_in_transaction(
         conn.prepare_cached(
             "UPDATE tether_mutation_logs
                 SET sync_status = 'unkeyed', rejection_reason = NULL, rejection_data = NULL, local_pk = NULL
-              WHERE sync_status <> 'synced' AND sync_status = 'failed' AND entity_id = '' AND model = ?1
+              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status = 'failed' AND entity_id = '' AND model = ?1
                 AND instr(rejection_data, ?2) > 0",
         )?
         .execute((model, RETRACK))?;
@@ -301,7 +305,7 @@ fn fail_as(
             "UPDATE tether_mutation_logs
                 SET sync_status = 'resolved', resolution = 'superseded',
                     resolved_at = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP
-              WHERE sync_status <> 'synced' AND sync_status = 'failed' AND entity_id = ''
+              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status = 'failed' AND entity_id = ''
                 AND id < ?1
                 AND model = (SELECT model FROM tether_mutation_logs WHERE id = ?1)
                 AND locator = (SELECT locator FROM tether_mutation_logs WHERE id = ?1)",

@@ -489,7 +489,7 @@ fn rerender_pending(conn: &Connection, plan: &Plan, previous: &TrackedTable) -> 
         for sql in [
             "UPDATE tether_deferred_snapshots SET model = ?2 WHERE model = ?1",
             "UPDATE tether_mutation_logs SET model = ?2
-              WHERE sync_status <> 'synced' AND sync_status IN ('failed', 'conflict') AND model = ?1",
+              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'conflict') AND model = ?1",
             "UPDATE tether_diverged SET model = ?2 WHERE model = ?1",
             "UPDATE tether_quarantine SET model = ?2 WHERE model = ?1",
         ] {

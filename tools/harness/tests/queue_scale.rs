@@ -18,7 +18,6 @@ fn first_batch_work(pending: usize, trouble: bool) -> (u64, u64) {
          SELECT tether_track('tasks');",
     )
     .unwrap();
-    set_config(&conn, "push_batch_size", 100);
     conn.execute_batch("BEGIN").unwrap();
     {
         let mut insert = conn
@@ -29,6 +28,9 @@ fn first_batch_work(pending: usize, trouble: bool) -> (u64, u64) {
         }
     }
     conn.execute_batch("COMMIT").unwrap();
+    // Capture leaves its rows out of the queue's index of unsynced rows; tether's next write
+    // transaction (this one) puts them in, once. What is measured below is a batch's own work.
+    set_config(&conn, "push_batch_size", 100);
     if trouble {
         let last = key_of(&conn, "tasks", pending as i64);
         pull_request(&conn);

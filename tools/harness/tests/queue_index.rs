@@ -1,0 +1,213 @@
+//! Capture writes no entry into the queue's index of unsynced rows: a captured row enters it when
+//! tether next writes (its `indexed` flag, set for the whole tail of rows captured since). Until
+//! then every reader must still find it: status, the push, the pull's check for unsent local
+//! changes, whatever became of the log's newest rows.
+use serde_json::{json, Value};
+use tether_harness::{
+    column, json, open_loaded, open_plain, repo_root, set_config, synced_client, Server,
+};
+
+/// How many rows of the log the index does not hold yet.
+fn not_indexed(conn: &rusqlite::Connection) -> i64 {
+    conn.query_row(
+        "SELECT count(*) FROM tether_mutation_logs WHERE indexed IS NULL AND sync_status <> 'synced'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+fn client_id(conn: &rusqlite::Connection) -> String {
+    conn.query_row("SELECT tether_config('client_id')", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Every local row of `table` is on the server with its local title.
+fn assert_server_has(server: &Server, conn: &rusqlite::Connection, table: &str) {
+    let rows = server.rows(&client_id(conn));
+    let local: Vec<(String, String)> = {
+        let mut stmt = conn
+            .prepare(&format!("SELECT tether_id, title FROM {table} ORDER BY id"))
+            .unwrap();
+        let found = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        found
+    };
+    assert!(!local.is_empty());
+    for (key, title) in local {
+        assert_eq!(
+            rows.get(&key).map(|r| r["title"].clone()),
+            Some(Value::from(title.clone())),
+            "{table} row {key} ({title}) on the server: {rows:?}"
+        );
+    }
+}
+
+#[test]
+fn writes_another_connection_captured_are_counted_held_back_from_the_pull_and_sent() {
+    let server = Server::start(&[
+        "--model",
+        r#"{"name": "Task", "fields": {"title": "required"}}"#,
+        "--model",
+        r#"{"name": "Note", "fields": {"title": "required"}}"#,
+    ]);
+    let (_dir, path, conn) = synced_client(&server);
+    conn.execute_batch(
+        r#"CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT);
+           SELECT tether_track('notes', '{"keys": "on_sync"}');
+           INSERT INTO tasks (title) VALUES ('first');"#,
+    )
+    .unwrap();
+    let first = json(&conn, "SELECT tether_sync()");
+    assert_eq!(first["pushed"], 1, "{first}");
+
+    // Another device changes the synced row on the server.
+    let (_other_dir, _other_path, other) = synced_client(&server);
+    json(&other, "SELECT tether_sync()");
+    let shared: String = conn
+        .query_row("SELECT tether_id FROM tasks WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    // The application's own connection never loaded tether: its writes are the log's tail.
+    let app = open_plain(&path);
+    app.execute_batch(
+        "UPDATE tasks SET title = 'edited here' WHERE id = 1;
+         INSERT INTO tasks (title) VALUES ('second'), ('third');
+         INSERT INTO notes (title) VALUES ('a note'), ('another');",
+    )
+    .unwrap();
+    assert_eq!(not_indexed(&conn), 5, "the writes are not in the index yet");
+    other
+        .execute(
+            "UPDATE tasks SET title = 'edited there' WHERE tether_id = ?1",
+            [&shared],
+        )
+        .unwrap();
+    json(&other, "SELECT tether_push()");
+
+    let status = json(&conn, "SELECT tether_status()");
+    assert_eq!(status["pending"], 5, "{status}");
+
+    // The pulled version of the row waits for its unsent local change.
+    let pulled = json(&conn, "SELECT tether_pull()");
+    assert!(pulled["error"].is_null(), "{pulled}");
+    let title: String = conn
+        .query_row("SELECT title FROM tasks WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(title, "edited here", "{pulled}");
+    let waiting: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM tether_deferred_snapshots WHERE entity_id = ?1",
+            [&shared],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(waiting, 1);
+    assert_eq!(not_indexed(&conn), 0, "the pull's transaction indexed them");
+
+    let synced = json(&conn, "SELECT tether_sync()");
+    assert!(synced["error"].is_null(), "{synced}");
+    // Two creates of tasks, the edit of the first (answered with a conflict: the other device's
+    // edit is newer) and the two notes.
+    assert_eq!(
+        synced["pushed"].as_i64().unwrap() + synced["conflicts"].as_i64().unwrap(),
+        5,
+        "{synced}"
+    );
+    let status = json(&conn, "SELECT tether_status()");
+    assert_eq!(status["pending"], 0, "{status}");
+    assert_server_has(&server, &conn, "tasks");
+    assert_server_has(&server, &conn, "notes");
+}
+
+#[test]
+fn rows_captured_after_the_newest_rows_of_the_log_were_deleted_are_found() {
+    let server = Server::start(&[]);
+    let (_dir, path, conn) = synced_client(&server);
+    let app = open_plain(&path);
+    app.execute_batch("INSERT INTO tasks (title) VALUES ('one'), ('two'), ('three'), ('four');")
+        .unwrap();
+    json(&conn, "SELECT tether_sync()");
+    // Someone deletes the newest synced rows of the log (the indexed ones the tail starts
+    // after): new rows take their ids again.
+    conn.execute_batch("DELETE FROM tether_mutation_logs WHERE id > 2")
+        .unwrap();
+    app.execute_batch("INSERT INTO tasks (title) VALUES ('five'), ('six');")
+        .unwrap();
+    let ids: Vec<i64> = column(
+        &conn,
+        "SELECT id FROM tether_mutation_logs WHERE sync_status = 'pending' ORDER BY id",
+    );
+    assert_eq!(ids, [3, 4], "the new rows reuse the deleted rows' ids");
+    assert_eq!(json(&conn, "SELECT tether_status()")["pending"], 2);
+
+    // And once the log is empty altogether.
+    json(&conn, "SELECT tether_sync()");
+    conn.execute_batch("DELETE FROM tether_mutation_logs")
+        .unwrap();
+    app.execute_batch("INSERT INTO tasks (title) VALUES ('seven');")
+        .unwrap();
+    assert_eq!(json(&conn, "SELECT tether_status()")["pending"], 1);
+    let synced = json(&conn, "SELECT tether_sync()");
+    assert_eq!(synced["pushed"], 1, "{synced}");
+    assert_server_has(&server, &conn, "tasks");
+}
+
+/// A database tether version 6 set up (every unsynced row in the index, no `indexed` column):
+/// made here from a current one by undoing migration 7.
+fn as_schema_6(conn: &rusqlite::Connection) {
+    let view =
+        std::fs::read_to_string(repo_root().join("sql/migrations/0006_attention_messages.sql"))
+            .unwrap();
+    conn.execute_batch("DROP VIEW tether_attention; DROP INDEX tether_mutation_logs_unsynced;")
+        .unwrap();
+    conn.execute_batch(
+        "ALTER TABLE tether_mutation_logs DROP COLUMN indexed;
+         CREATE INDEX tether_mutation_logs_unsynced
+             ON tether_mutation_logs (sync_status, id) WHERE sync_status <> 'synced';
+         DELETE FROM tether_migrations WHERE version = 7;",
+    )
+    .unwrap();
+    conn.execute_batch(&view).unwrap();
+}
+
+#[test]
+fn upgrading_keeps_the_queue_in_the_index() {
+    let server = Server::start(&[]);
+    let (_dir, path, conn) = synced_client(&server);
+    conn.execute_batch("INSERT INTO tasks (title) VALUES ('synced before');")
+        .unwrap();
+    json(&conn, "SELECT tether_sync()");
+    conn.execute_batch("INSERT INTO tasks (title) VALUES ('pending at the upgrade'), ('another');")
+        .unwrap();
+    drop(conn);
+    as_schema_6(&open_plain(&path));
+
+    let conn = open_loaded(&path);
+    let version: i64 = conn
+        .query_row("SELECT max(version) FROM tether_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(version, 7);
+    assert_eq!(not_indexed(&conn), 0);
+    // Rows captured after the upgrade come after the newest indexed row.
+    open_plain(&path)
+        .execute_batch("INSERT INTO tasks (title) VALUES ('after the upgrade');")
+        .unwrap();
+    assert_eq!(json(&conn, "SELECT tether_status()")["pending"], 3);
+    set_config(&conn, "server_url", server.url.as_str());
+    let synced = json(&conn, "SELECT tether_sync()");
+    assert_eq!(synced["pushed"], 3, "{synced}");
+    assert_server_has(&server, &conn, "tasks");
+    let attention: Vec<Value> = column::<String>(
+        &conn,
+        "SELECT json_object('kind', kind) FROM tether_attention",
+    )
+    .iter()
+    .map(|s| serde_json::from_str(s).unwrap())
+    .collect();
+    assert_eq!(attention, Vec::<Value>::new(), "{}", json!(attention));
+}
