@@ -48,24 +48,27 @@ pub fn status(
     settings: &Settings,
     repair_error: Option<String>,
 ) -> Result<Json> {
-    // Served by the partial index on unsynced rows: cost follows the backlog, not the log size.
+    // Served by the partial index on unsynced rows and the tail captured since tether last
+    // wrote, in one pass: cost follows the backlog, not the log size.
     let mut counts: HashMap<String, i64> = HashMap::new();
-    let mut stmt = conn.prepare(&format!(
-        "SELECT sync_status, count(*) FROM ({}) GROUP BY sync_status",
-        unsynced_rows("sync_status", "true")
-    ))?;
-    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-        let (status, count) = row?;
-        counts.insert(status, count);
-    }
     let mut pending_by_model: HashMap<String, i64> = HashMap::new();
     let mut stmt = conn.prepare(&format!(
-        "SELECT model, count(*) FROM ({}) GROUP BY model",
-        unsynced_rows("model", "sync_status = 'pending'")
+        "SELECT sync_status, model, count(*) FROM ({}) GROUP BY sync_status, model",
+        unsynced_rows("sync_status, model", "true")
     ))?;
-    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-        let (model, count) = row?;
-        pending_by_model.insert(model, count);
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (status, model, count) = row?;
+        *counts.entry(status.clone()).or_default() += count;
+        if status == "pending" {
+            pending_by_model.insert(model, count);
+        }
     }
     let tracked = tracked_tables(conn)?;
     for table in tracked.iter().filter(|t| t.keys_on_sync()) {
