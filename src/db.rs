@@ -138,6 +138,10 @@ fn write_txn_waiting<T>(
         }
         guard
     } else {
+        // A long tail of captured rows is indexed in short transactions of its own first.
+        if setup.index_queue {
+            crate::queue::index_long_tail(conn)?;
+        }
         // Before the transaction: what would expire the probe (a PRAGMA, a temp table), then the
         // probe, prepared anew (a cached one may have been expired since; absent before the
         // internal tables exist).

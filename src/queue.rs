@@ -76,32 +76,54 @@ pub fn index_new_rows(conn: &Connection) -> Result<()> {
 const INDEX_CHUNK: i64 = 10_000;
 
 /// Indexes a tail of more than [`INDEX_CHUNK`] captured rows in transactions of that many, oldest
-/// first, so the write transactions that follow (each indexes the whole tail as it begins) stay
-/// short. Run before the first write of a sync, a push or a pull; nothing to do, it only reads.
+/// first, so the write transaction about to begin (it indexes the whole tail) stays short: run by
+/// [`crate::db::write_txn`] before it begins. When the tail is short it only reads.
 pub fn index_long_tail(conn: &Connection) -> Result<()> {
-    let long = |conn: &Connection| -> Result<bool> {
-        Ok(conn
-            .prepare_cached(&format!(
-                "SELECT count(*) > ?1 FROM (SELECT 1 FROM tether_mutation_logs WHERE {NOT_INDEXED} LIMIT ?1 + 1)"
-            ))?
-            .query_row([INDEX_CHUNK], |r| r.get(0))?)
-    };
+    let (mut after, long): (Option<i64>, bool) = conn
+        .prepare_cached(&format!(
+            "SELECT (SELECT n.id FROM tether_mutation_logs AS n
+                      WHERE n.indexed IS NOT NULL ORDER BY n.id DESC LIMIT 1),
+                    (SELECT count(*) > ?1
+                       FROM (SELECT 1 FROM tether_mutation_logs WHERE {NOT_INDEXED} LIMIT ?1 + 1))"
+        ))?
+        .query_row([INDEX_CHUNK], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if !long {
+        return Ok(());
+    }
     let setup = Setup {
         index_queue: false,
         ..Setup::NONE
     };
-    while long(conn)? {
-        write_txn_after(conn, setup, |conn| {
-            conn.prepare_cached(&format!(
-                "UPDATE tether_mutation_logs SET indexed = 1
-                  WHERE id IN (SELECT id FROM tether_mutation_logs WHERE {NOT_INDEXED}
-                                ORDER BY id LIMIT ?1)"
-            ))?
-            .execute([INDEX_CHUNK])?;
-            Ok(())
+    loop {
+        // Each chunk goes on above the last row the previous one indexed while that row still
+        // holds the flag (rows without it are then all above it: new rows take the highest id
+        // plus one); if it was deleted meanwhile, the tail is found again from the end.
+        let indexed: Vec<i64> = write_txn_after(conn, setup, |conn| {
+            let ids = conn
+                .prepare_cached(
+                    "UPDATE tether_mutation_logs SET indexed = 1
+                      WHERE id IN (
+                            SELECT id FROM tether_mutation_logs
+                             WHERE indexed IS NULL
+                               AND id > CASE WHEN EXISTS (SELECT 1 FROM tether_mutation_logs
+                                                           WHERE id = ?1 AND indexed IS NOT NULL)
+                                             THEN ?1
+                                             ELSE coalesce((SELECT n.id FROM tether_mutation_logs AS n
+                                                             WHERE n.indexed IS NOT NULL
+                                                             ORDER BY n.id DESC LIMIT 1),
+                                                           -9223372036854775808) END
+                             ORDER BY id LIMIT ?2)
+                     RETURNING id",
+                )?
+                .query_map((after, INDEX_CHUNK), |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            Ok(ids)
         })?;
+        if (indexed.len() as i64) < INDEX_CHUNK {
+            return Ok(());
+        }
+        after = indexed.into_iter().max();
     }
-    Ok(())
 }
 
 /// Gives identities to at most `limit` pending mutations below log id `below` that lack them,

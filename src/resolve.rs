@@ -310,6 +310,9 @@ struct Open {
 }
 
 fn open_mutations(conn: &Connection, entity: &str) -> Result<Open> {
+    // With what this transaction's own writes logged so far (a trigger of the user's reacting
+    // to a row put back).
+    crate::queue::index_new_rows(conn)?;
     let mut stmt = conn.prepare_cached(
         "SELECT id, sync_status, operation, payload, first_sent_at IS NOT NULL
            FROM tether_mutation_logs

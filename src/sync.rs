@@ -257,7 +257,6 @@ fn logged_cycle(
     }
     let settings = Settings::load(conn, session)?;
     let cleanup = crate::db::SameFile::for_cleanup(conn);
-    crate::queue::index_long_tail(conn)?;
     // Capture and apply must match the tables as they are now (renamed, rebuilt by a migration
     // tool) before anything is sent or written.
     session.schema_watch().reconcile(conn, &settings)?;
@@ -442,7 +441,6 @@ pub fn register(
             let conn = connection(ctx)?;
             refuse_inside_transaction(&conn, "tether_push_request")?;
             let settings = Settings::load(&conn, &push_session)?;
-            crate::queue::index_long_tail(&conn)?;
             push_session.schema_watch().reconcile(&conn, &settings)?;
             let mut position = push_state.push_position.lock();
             let after = match *position {
@@ -480,7 +478,6 @@ pub fn register(
             let conn = connection(ctx)?;
             refuse_inside_transaction(&conn, "tether_pull_request")?;
             let settings = Settings::load(&conn, &pull_session)?;
-            crate::queue::index_long_tail(&conn)?;
             pull_session.schema_watch().reconcile(&conn, &settings)?;
             crate::keys::give(&conn, None, &mut || Ok(()))?;
             let page_size = settings.get("pull_page_size").and_then(|v| v.parse().ok());

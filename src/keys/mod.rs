@@ -361,7 +361,9 @@ fn settle(
     // two chunks) is the row's last: it claims the row at the next pass, at its own place. A
     // newer one that failed to get the key speaks for the row too (a retry puts it back). Only
     // creates newer than the pass are still waiting above this one, and few failed: cheap
-    // ranges of the index of unsynced mutations.
+    // ranges of the index of unsynced mutations, once it holds what this pass's own writes
+    // logged (a trigger of the user's reacting to a key it gave).
+    crate::queue::index_new_rows(conn)?;
     let newer: bool = conn
         .prepare_cached(
             &format!("SELECT EXISTS (SELECT 1 FROM tether_mutation_logs

@@ -519,6 +519,8 @@ fn untrack(conn: &Connection, name: &str) -> Result<Json> {
             [&table.table],
         )?;
         crate::row_keys::forget(conn, table.table_id)?;
+        // With what giving the keys logged (a trigger of the user's reacting to a key).
+        crate::queue::index_new_rows(conn)?;
         let pending: i64 = conn.query_row(
             &format!(
                 "SELECT count(*) FROM tether_mutation_logs WHERE {} AND model = ?1",

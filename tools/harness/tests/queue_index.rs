@@ -22,20 +22,25 @@ fn client_id(conn: &rusqlite::Connection) -> String {
         .unwrap()
 }
 
+/// Sync key and title of every row of `table` that has its key, in primary key order.
+fn keyed_titles(conn: &rusqlite::Connection, table: &str) -> Vec<(String, String)> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT tether_id, title FROM {table} WHERE tether_id IS NOT NULL ORDER BY id"
+        ))
+        .unwrap();
+    let found = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    found
+}
+
 /// Every local row of `table` is on the server with its local title.
 fn assert_server_has(server: &Server, conn: &rusqlite::Connection, table: &str) {
     let rows = server.rows(&client_id(conn));
-    let local: Vec<(String, String)> = {
-        let mut stmt = conn
-            .prepare(&format!("SELECT tether_id, title FROM {table} ORDER BY id"))
-            .unwrap();
-        let found = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
-        found
-    };
+    let local = keyed_titles(conn, table);
     assert!(!local.is_empty());
     for (key, title) in local {
         assert_eq!(
@@ -210,4 +215,104 @@ fn upgrading_keeps_the_queue_in_the_index() {
     .map(|s| serde_json::from_str(s).unwrap())
     .collect();
     assert_eq!(attention, Vec::<Value>::new(), "{}", json!(attention));
+}
+
+/// The key pass of a `{"keys": "on_sync"}` table: a trigger of the application reacting to a
+/// key it gives changes an older row still waiting for its key, which logs that row a newer
+/// create (inside the pass's own transaction). That create is the row's last: the row is sent
+/// after the parent it now refers to, not at its old place.
+#[test]
+fn a_create_the_key_pass_itself_caused_claims_its_row() {
+    let (_dir, _path, conn, _plain) = tether_harness::tracked_db(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, title TEXT, parent TEXT);",
+        r#"'items', '{"keys": "on_sync"}'"#,
+    );
+    conn.execute_batch(
+        "CREATE TRIGGER link AFTER UPDATE OF tether_id ON items WHEN NEW.id = 2
+         BEGIN UPDATE items SET parent = NEW.tether_id WHERE id = 1; END;
+         INSERT INTO items (title) VALUES ('child'), ('parent');",
+    )
+    .unwrap();
+    let body = tether_harness::push_request(&conn).expect("a request");
+    let titles: std::collections::HashMap<String, String> =
+        keyed_titles(&conn, "items").into_iter().collect();
+    let sent: Vec<(String, String)> = body["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                titles[m["entity_id"].as_str().unwrap()].clone(),
+                m["operation"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [("parent".to_string(), "create".to_string())],
+        "the child waits for its create logged after the parent's key: {body}"
+    );
+    assert_eq!(json(&conn, "SELECT tether_status()")["pending"], 2);
+}
+
+/// `tether_retry` puts a row back; a trigger of the application reacting to that logs a change
+/// of another row being retried in the same transaction. That change is one of the other row's
+/// open mutations: retried with it, not sent on its own before the row's refused create.
+#[test]
+fn a_change_a_retry_itself_caused_is_retried_with_its_row() {
+    let server = Server::start(&[
+        "--model",
+        r#"{"name": "Project", "fields": {"name": "required"}}"#,
+        "--model",
+        r#"{"name": "Task", "fields": {"title": "required|max:5", "note": "nullable"}}"#,
+    ]);
+    let client = |server: &Server| {
+        let (dir, path) = tether_harness::temp_db();
+        let conn = open_loaded(&path);
+        conn.execute_batch(
+            "CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
+             CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, note TEXT);
+             SELECT tether_track('projects'); SELECT tether_track('tasks');",
+        )
+        .unwrap();
+        set_config(&conn, "server_url", server.url.as_str());
+        (dir, conn)
+    };
+    let (_here_dir, here) = client(&server);
+    let (_there_dir, there) = client(&server);
+    here.execute_batch("INSERT INTO projects (name) VALUES ('first')")
+        .unwrap();
+    json(&here, "SELECT tether_sync()");
+    json(&there, "SELECT tether_sync()");
+    here.execute_batch(
+        "CREATE TRIGGER note_it AFTER UPDATE OF name ON projects
+         BEGIN UPDATE tasks SET note = NEW.name; END;
+         UPDATE projects SET name = 'named here';",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    there
+        .execute_batch("UPDATE projects SET name = 'named there'")
+        .unwrap();
+    json(&there, "SELECT tether_sync()");
+    here.execute_batch("INSERT INTO tasks (title) VALUES ('too long')")
+        .unwrap();
+    let pushed = json(&here, "SELECT tether_push()");
+    assert_eq!(
+        (pushed["conflicts"].as_i64(), pushed["failed"].as_i64()),
+        (Some(1), Some(1)),
+        "{pushed}"
+    );
+    here.execute_batch("UPDATE tasks SET title = 'ok'").unwrap();
+    json(&here, "SELECT tether_retry()");
+    let pushed = json(&here, "SELECT tether_push()");
+    assert_eq!(pushed["failed"], 0, "{pushed}");
+    assert_eq!(pushed["rejections"], json!([]), "{pushed}");
+    // Not sent ahead of the task's create (the server would not have the row yet).
+    let not_found: Vec<String> = column(
+        &here,
+        "SELECT operation || ' ' || entity_id FROM tether_mutation_logs WHERE rejection_reason = 'not_found'",
+    );
+    assert_eq!(not_found, Vec::<String>::new(), "{pushed}");
+    assert_server_has(&server, &here, "tasks");
 }
