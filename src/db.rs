@@ -114,7 +114,7 @@ pub fn write_txn_after<T>(
 
 /// [`write_txn`], waiting at most `patience` (besides the connection's busy timeout) for another
 /// connection's write lock.
-fn write_txn_waiting<T>(
+pub(crate) fn write_txn_waiting<T>(
     conn: &Connection,
     patience: Duration,
     setup: Setup<'_>,
@@ -140,7 +140,7 @@ fn write_txn_waiting<T>(
     } else {
         // A long tail of captured rows is indexed in short transactions of its own first.
         if setup.index_queue {
-            crate::queue::index_long_tail(conn)?;
+            crate::queue::index_long_tail(conn, patience)?;
         }
         // Before the transaction: what would expire the probe (a PRAGMA, a temp table), then the
         // probe, prepared anew (a cached one may have been expired since; absent before the
@@ -245,7 +245,13 @@ pub fn write_even_if_interrupted(
         return Err(error);
     };
     let _ = side.busy_timeout(Duration::from_secs(1));
-    write_txn_waiting(&side, Duration::ZERO, Setup::NONE, &body).map_err(|_| error)
+    // What must not wait (the lease, the log row) reads nothing of the queue: its index can
+    // wait for the next write.
+    let setup = Setup {
+        index_queue: false,
+        ..Setup::NONE
+    };
+    write_txn_waiting(&side, Duration::ZERO, setup, &body).map_err(|_| error)
 }
 
 /// Whether the connection holds a lock another connection's write would wait for: a write

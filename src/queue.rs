@@ -4,7 +4,7 @@
 //! server's idempotency depends on.
 use rusqlite::Connection;
 
-use crate::db::{write_txn, write_txn_after, Setup};
+use crate::db::{write_txn, write_txn_after, write_txn_waiting, Setup};
 use crate::error::Result;
 
 /// [`UNSYNCED`] followed by `AND` and a condition, as one literal (for constants).
@@ -78,15 +78,18 @@ const INDEX_CHUNK: i64 = 10_000;
 /// Indexes a tail of more than [`INDEX_CHUNK`] captured rows in transactions of that many, oldest
 /// first, so the write transaction about to begin (it indexes the whole tail) stays short: run by
 /// [`crate::db::write_txn`] before it begins. When the tail is short it only reads.
-pub fn index_long_tail(conn: &Connection) -> Result<()> {
-    let (mut after, long): (Option<i64>, bool) = conn
+pub fn index_long_tail(conn: &Connection, patience: std::time::Duration) -> Result<()> {
+    // Up to the newest row now: rows a busy writer keeps adding are left to the transaction
+    // about to begin, so this ends.
+    let (mut after, long, newest): (Option<i64>, bool, Option<i64>) = conn
         .prepare_cached(&format!(
             "SELECT (SELECT n.id FROM tether_mutation_logs AS n
                       WHERE n.indexed IS NOT NULL ORDER BY n.id DESC LIMIT 1),
                     (SELECT count(*) > ?1
-                       FROM (SELECT 1 FROM tether_mutation_logs WHERE {NOT_INDEXED} LIMIT ?1 + 1))"
+                       FROM (SELECT 1 FROM tether_mutation_logs WHERE {NOT_INDEXED} LIMIT ?1 + 1)),
+                    (SELECT max(id) FROM tether_mutation_logs)"
         ))?
-        .query_row([INDEX_CHUNK], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row([INDEX_CHUNK], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     if !long {
         return Ok(());
     }
@@ -98,7 +101,7 @@ pub fn index_long_tail(conn: &Connection) -> Result<()> {
         // Each chunk goes on above the last row the previous one indexed while that row still
         // holds the flag (rows without it are then all above it: new rows take the highest id
         // plus one); if it was deleted meanwhile, the tail is found again from the end.
-        let indexed: Vec<i64> = write_txn_after(conn, setup, |conn| {
+        let indexed: Vec<i64> = write_txn_waiting(conn, patience, setup, |conn| {
             let ids = conn
                 .prepare_cached(
                     "UPDATE tether_mutation_logs SET indexed = 1
@@ -112,10 +115,11 @@ pub fn index_long_tail(conn: &Connection) -> Result<()> {
                                                              WHERE n.indexed IS NOT NULL
                                                              ORDER BY n.id DESC LIMIT 1),
                                                            -9223372036854775808) END
+                               AND id <= ?3
                              ORDER BY id LIMIT ?2)
                      RETURNING id",
                 )?
-                .query_map((after, INDEX_CHUNK), |r| r.get(0))?
+                .query_map((after, INDEX_CHUNK, newest), |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
             Ok(ids)
         })?;
