@@ -96,8 +96,8 @@ impl Run<'_> {
         let (url, client) = (url(settings, "push_url")?, client_id(settings)?);
         let total: i64 = conn.query_row(
             &format!(
-                "SELECT count(*) FROM tether_mutation_logs WHERE {}",
-                crate::queue::PENDING
+                "SELECT count(*) FROM ({})",
+                crate::queue::unsynced_rows("1", "sync_status = 'pending'")
             ),
             [],
             |r| r.get(0),
