@@ -16,6 +16,7 @@ use crate::engine::apply::{self, Outcome, ServerRow, Settled};
 use crate::engine::lock::Lease;
 use crate::error::{Error, Result};
 use crate::functions::{self, connection, required_text, Kind};
+use crate::queue::UNSYNCED;
 use crate::settings::{ConnectionSettings, Settings};
 use crate::sql::ident;
 use crate::tracking::{tracked_tables, TrackedTable};
@@ -242,14 +243,14 @@ fn entity_of(conn: &Connection, table: &TrackedTable, key: &Sql) -> Result<Optio
 /// The row a failed, conflicting or diverged change recorded `local_pk` for.
 fn recorded(conn: &Connection, table: &TrackedTable, local_pk: &str) -> Result<Option<String>> {
     Ok(conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT entity_id FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'conflict')
+              WHERE {UNSYNCED} AND sync_status IN ('failed', 'conflict')
                 AND model = ?1 AND local_pk = ?2
              UNION ALL
              SELECT entity_id FROM tether_diverged WHERE model = ?1 AND local_pk = ?2
-             LIMIT 1",
-        )?
+             LIMIT 1"
+        ))?
         .query_row((&table.model, local_pk), |r| r.get(0))
         .optional()?)
 }
@@ -272,18 +273,18 @@ fn rows_to_resolve(
     resolution: Resolution,
 ) -> Result<Vec<(String, String)>> {
     let model = target.table.as_ref().map(|t| t.model.clone());
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT entity_id, model FROM (
              SELECT entity_id, model, min(id) AS first FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'conflict')
+              WHERE {UNSYNCED} AND sync_status IN ('failed', 'conflict')
                 AND (?1 IS NULL OR model = ?1) AND (?2 IS NULL OR entity_id = ?2)
                 AND entity_id <> ''
               GROUP BY entity_id
              UNION ALL
              SELECT entity_id, model, NULL FROM tether_diverged
               WHERE ?3 AND (?1 IS NULL OR model = ?1) AND (?2 IS NULL OR entity_id = ?2))
-          GROUP BY entity_id ORDER BY min(first) IS NULL, min(first), entity_id",
-    )?;
+          GROUP BY entity_id ORDER BY min(first) IS NULL, min(first), entity_id"
+    ))?;
     let rows = stmt
         .query_map(
             (
@@ -313,13 +314,13 @@ fn open_mutations(conn: &Connection, entity: &str) -> Result<Open> {
     // With what this transaction's own writes logged so far (a trigger of the user's reacting
     // to a row put back).
     crate::queue::index_new_rows(conn)?;
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT id, sync_status, operation, payload, first_sent_at IS NOT NULL
            FROM tether_mutation_logs
-          WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'conflict', 'pending')
+          WHERE {UNSYNCED} AND sync_status IN ('failed', 'conflict', 'pending')
             AND entity_id = ?1
-          ORDER BY id",
-    )?;
+          ORDER BY id"
+    ))?;
     let mut open = Open {
         ids: Vec::new(),
         last_conflict: None,
@@ -362,13 +363,13 @@ fn resolve(conn: &Connection, ids: &[i64], resolution: Resolution) -> Result<()>
 /// of unsynced mutations, then only the log after that answer.
 fn server_lacks(conn: &Connection, entity: &str) -> Result<bool> {
     let refused: Option<i64> = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT max(id) FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'resolved')
+              WHERE {UNSYNCED} AND sync_status IN ('failed', 'resolved')
                 AND entity_id = ?1
                 AND ((operation = 'create' AND rejection_reason <> 'conflict')
-                     OR rejection_reason = 'not_found')",
-        )?
+                     OR rejection_reason = 'not_found')"
+        ))?
         .query_row([entity], |r| r.get(0))?;
     let Some(refused) = refused else {
         return Ok(false);
@@ -626,7 +627,7 @@ fn resolve_keyless(
         let rows = conn
             .prepare(&format!(
                 "UPDATE tether_mutation_logs SET {set}, updated_at = CURRENT_TIMESTAMP
-                  WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status = 'failed' AND entity_id = ''
+                  WHERE {UNSYNCED} AND sync_status = 'failed' AND entity_id = ''
                     AND (?1 IS NULL OR model = ?1)
                  RETURNING model, json_extract(rejection_data, '$.message')"
             ))?

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::db::write_txn;
 use crate::error::Result;
+use crate::queue::UNSYNCED;
 
 pub mod apply;
 pub mod cascade;
@@ -165,15 +166,17 @@ pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
               WHERE sync_status = 'synced' AND synced_at <= datetime('now', ?1)
               ORDER BY id LIMIT 5000)",
         // Failures and conflicts a person resolved (tether_retry, tether_discard).
-        "DELETE FROM tether_mutation_logs WHERE id IN (
+        &format!(
+            "DELETE FROM tether_mutation_logs WHERE id IN (
              SELECT id FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status = 'resolved'
+              WHERE {UNSYNCED} AND sync_status = 'resolved'
                 AND resolved_at <= datetime('now', ?1)
                 -- A discarded create whose row stayed (its removal waits in the quarantine) is
                 -- what tells a later fix to go as a create.
                 AND NOT (resolution = 'discarded' AND operation = 'create'
                          AND entity_id IN (SELECT entity_id FROM tether_quarantine))
-              ORDER BY id LIMIT 5000)",
+              ORDER BY id LIMIT 5000)"
+        ),
         "DELETE FROM tether_sync_log WHERE id IN (
              SELECT id FROM tether_sync_log
               WHERE finished_at IS NOT NULL

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use crate::engine::apply::{self, ServerRow, Settled};
 use crate::engine::{excerpt, PushOutcome};
 use crate::error::{Error, Result};
+use crate::queue::UNSYNCED;
 
 /// Start of a push: mutations that failed with the transient reason `error` and were sent fewer
 /// than `max_attempts` times go back to the queue. Other failures are permanent.
@@ -19,11 +20,13 @@ pub fn requeue_retryable(conn: &Connection, max_attempts: u64) -> Result<usize> 
     }
     crate::db::write_txn(conn, |conn| {
         Ok(conn.execute(
-            "UPDATE tether_mutation_logs
+            &format!(
+                "UPDATE tether_mutation_logs
                 SET sync_status = 'pending', rejection_reason = NULL, rejection_data = NULL,
                     updated_at = CURRENT_TIMESTAMP
-              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status = 'failed'
-                AND rejection_reason = 'error' AND retry_count < ?1",
+              WHERE {UNSYNCED} AND sync_status = 'failed'
+                AND rejection_reason = 'error' AND retry_count < ?1"
+            ),
             [max_attempts as i64],
         )?)
     })
@@ -271,7 +274,7 @@ impl NeverHad {
     fn load(conn: &Connection, retry_limit: u64) -> Result<NeverHad> {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT entity_id, max(id) FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'resolved')
+              WHERE {UNSYNCED} AND sync_status IN ('failed', 'resolved')
                 AND operation = 'create'
                 AND ((sync_status = 'failed' AND (rejection_reason <> 'error' OR retry_count >= {}))
                      OR (sync_status = 'resolved' AND resolution = 'discarded'
@@ -320,16 +323,16 @@ fn settle_unsendable_deletes(conn: &Connection, ids: &[i64]) -> Result<()> {
         )?
         .execute([serde_json::to_string(ids)?])?;
         // The row is gone: its refused create needs no one's attention any more.
-        conn.prepare_cached(
+        conn.prepare_cached(&format!(
             "UPDATE tether_mutation_logs
                 SET sync_status = 'resolved', resolution = 'superseded',
                     resolved_at = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP
-              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'conflict')
+              WHERE {UNSYNCED} AND sync_status IN ('failed', 'conflict')
                 AND EXISTS (SELECT 1 FROM json_each(?1) AS j
                               JOIN tether_mutation_logs AS d ON d.id = j.value
                              WHERE d.entity_id = tether_mutation_logs.entity_id
-                               AND d.id > tether_mutation_logs.id)",
-        )?
+                               AND d.id > tether_mutation_logs.id)"
+        ))?
         .execute([serde_json::to_string(ids)?])?;
         Ok(())
     })
@@ -634,10 +637,10 @@ fn supersede(
         return Ok(Default::default());
     }
     let superseded: Vec<i64> = {
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT id, entity_id FROM tether_mutation_logs
-              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'conflict')",
-        )?;
+              WHERE {UNSYNCED} AND sync_status IN ('failed', 'conflict')"
+        ))?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
         let mut ids = Vec::new();
         for row in rows {

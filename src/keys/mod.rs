@@ -27,6 +27,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::db::write_txn;
 use crate::error::{Error, Result};
+use crate::queue::UNSYNCED;
 
 mod place;
 pub use place::TableShape;
@@ -170,10 +171,10 @@ pub fn give_in_transaction(
 ) -> Result<usize> {
     if retry_refused {
         conn.prepare_cached(
-            "UPDATE tether_mutation_logs
+            &format!("UPDATE tether_mutation_logs
                 SET sync_status = 'unkeyed', rejection_reason = NULL, rejection_data = NULL, local_pk = NULL
-              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status = 'failed' AND entity_id = '' AND model = ?1
-                AND instr(rejection_data, ?2) > 0",
+              WHERE {UNSYNCED} AND sync_status = 'failed' AND entity_id = '' AND model = ?1
+                AND instr(rejection_data, ?2) > 0"),
         )?
         .execute((model, RETRACK))?;
     }
@@ -301,15 +302,15 @@ fn fail_as(
     if entity.is_none() {
         // One failure per row: each change of a refused row logs another create, which fails
         // the same way; the older ones are superseded by it.
-        conn.prepare_cached(
+        conn.prepare_cached(&format!(
             "UPDATE tether_mutation_logs
                 SET sync_status = 'resolved', resolution = 'superseded',
                     resolved_at = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP
-              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status = 'failed' AND entity_id = ''
+              WHERE {UNSYNCED} AND sync_status = 'failed' AND entity_id = ''
                 AND id < ?1
                 AND model = (SELECT model FROM tether_mutation_logs WHERE id = ?1)
-                AND locator = (SELECT locator FROM tether_mutation_logs WHERE id = ?1)",
-        )?
+                AND locator = (SELECT locator FROM tether_mutation_logs WHERE id = ?1)"
+        ))?
         .execute([id])?;
     }
     Ok(())

@@ -12,6 +12,7 @@ use crate::bail;
 use crate::db::write_txn;
 use crate::error::{Error, Result};
 use crate::functions::{self, connection, required_text, text_arg, Kind};
+use crate::queue::UNSYNCED;
 use crate::settings::{ConnectionSettings, Settings};
 use crate::sql::{ident, literal};
 use crate::table_info::{table_info, TableInfo};
@@ -488,8 +489,10 @@ fn rerender_pending(conn: &Connection, plan: &Plan, previous: &TrackedTable) -> 
         // changes (a retry sends the row under the new model), diverged and quarantined rows.
         for sql in [
             "UPDATE tether_deferred_snapshots SET model = ?2 WHERE model = ?1",
-            "UPDATE tether_mutation_logs SET model = ?2
-              WHERE sync_status <> 'synced' AND indexed IS NOT NULL AND sync_status IN ('failed', 'conflict') AND model = ?1",
+            &format!(
+                "UPDATE tether_mutation_logs SET model = ?2
+              WHERE {UNSYNCED} AND sync_status IN ('failed', 'conflict') AND model = ?1"
+            ),
             "UPDATE tether_diverged SET model = ?2 WHERE model = ?1",
             "UPDATE tether_quarantine SET model = ?2 WHERE model = ?1",
         ] {
