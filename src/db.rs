@@ -133,9 +133,6 @@ pub(crate) fn write_txn_waiting<T>(
         if !setup.sql.is_empty() {
             conn.execute_batch(setup.sql)?;
         }
-        if setup.index_queue {
-            crate::queue::index_new_rows(conn)?;
-        }
         guard
     } else {
         // A long tail of captured rows is indexed in short transactions of its own first.
@@ -163,11 +160,11 @@ pub(crate) fn write_txn_waiting<T>(
             return Err(error);
         }
         crate::engine::lock::check_fence(conn)?;
-        if setup.index_queue {
-            crate::queue::index_new_rows(conn)?;
-        }
         guard
     };
+    if setup.index_queue {
+        crate::queue::index_new_rows(conn)?;
+    }
     let value = body(conn)?;
     if setup.index_queue {
         crate::queue::index_new_rows(conn)?;

@@ -31,15 +31,26 @@ pub(crate) use unsynced;
 /// resolved) are always indexed, and so is every row below an indexed one.
 pub const UNSYNCED: &str = "sync_status <> 'synced' AND indexed IS NOT NULL";
 
+/// The id of the log's newest indexed row, found by reading back from the end (a scalar
+/// subquery; NULL when no row is indexed).
+macro_rules! newest_indexed {
+    () => {
+        "(SELECT n.id FROM tether_mutation_logs AS n
+           WHERE n.indexed IS NOT NULL ORDER BY n.id DESC LIMIT 1)"
+    };
+}
+const NEWEST_INDEXED: &str = newest_indexed!();
+
 /// The rows the index does not hold yet: the tail of the log after its newest indexed row, which
 /// a read outside tether's write transactions adds to what the index finds. One backward step
 /// when the tail is empty. (Every row without the flag comes after every row with it: new rows
 /// get the log's highest id plus one, and only [`index_new_rows`] sets the flag, on a whole
 /// tail.)
-pub const NOT_INDEXED: &str = "id > coalesce((SELECT n.id FROM tether_mutation_logs AS n
-                                       WHERE n.indexed IS NOT NULL ORDER BY n.id DESC LIMIT 1),
-                                     -9223372036854775808)
-     AND indexed IS NULL";
+pub const NOT_INDEXED: &str = concat!(
+    "id > coalesce(",
+    newest_indexed!(),
+    ", -9223372036854775808) AND indexed IS NULL"
+);
 
 /// The condition for pending mutations (indexed ones: see [`UNSYNCED`]).
 pub const PENDING: &str = unsynced!("sync_status = 'pending'");
@@ -83,8 +94,7 @@ pub fn index_long_tail(conn: &Connection, patience: std::time::Duration) -> Resu
     // about to begin, so this ends.
     let (mut after, long, newest): (Option<i64>, bool, Option<i64>) = conn
         .prepare_cached(&format!(
-            "SELECT (SELECT n.id FROM tether_mutation_logs AS n
-                      WHERE n.indexed IS NOT NULL ORDER BY n.id DESC LIMIT 1),
+            "SELECT {NEWEST_INDEXED},
                     (SELECT count(*) > ?1
                        FROM (SELECT 1 FROM tether_mutation_logs WHERE {NOT_INDEXED} LIMIT ?1 + 1)),
                     (SELECT max(id) FROM tether_mutation_logs)"
@@ -103,7 +113,7 @@ pub fn index_long_tail(conn: &Connection, patience: std::time::Duration) -> Resu
         // plus one); if it was deleted meanwhile, the tail is found again from the end.
         let indexed: Vec<i64> = write_txn_waiting(conn, patience, setup, |conn| {
             let ids = conn
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "UPDATE tether_mutation_logs SET indexed = 1
                       WHERE id IN (
                             SELECT id FROM tether_mutation_logs
@@ -111,14 +121,11 @@ pub fn index_long_tail(conn: &Connection, patience: std::time::Duration) -> Resu
                                AND id > CASE WHEN EXISTS (SELECT 1 FROM tether_mutation_logs
                                                            WHERE id = ?1 AND indexed IS NOT NULL)
                                              THEN ?1
-                                             ELSE coalesce((SELECT n.id FROM tether_mutation_logs AS n
-                                                             WHERE n.indexed IS NOT NULL
-                                                             ORDER BY n.id DESC LIMIT 1),
-                                                           -9223372036854775808) END
+                                             ELSE coalesce({NEWEST_INDEXED}, -9223372036854775808) END
                                AND id <= ?3
                              ORDER BY id LIMIT ?2)
-                     RETURNING id",
-                )?
+                     RETURNING id"
+                ))?
                 .query_map((after, INDEX_CHUNK, newest), |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
             Ok(ids)
