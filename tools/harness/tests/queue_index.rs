@@ -267,14 +267,7 @@ fn a_change_a_retry_itself_caused_is_retried_with_its_row() {
         r#"{"name": "Task", "fields": {"title": "required|max:5", "note": "nullable"}}"#,
     ]);
     let client = |server: &Server| {
-        let (dir, path) = tether_harness::temp_db();
-        let conn = open_loaded(&path);
-        conn.execute_batch(
-            "CREATE TABLE projects (id INTEGER PRIMARY KEY, name TEXT);
-             CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, note TEXT);
-             SELECT tether_track('projects'); SELECT tether_track('tasks');",
-        )
-        .unwrap();
+        let (dir, _path, conn) = tether_harness::family_with("title TEXT, note TEXT");
         set_config(&conn, "server_url", server.url.as_str());
         (dir, conn)
     };
