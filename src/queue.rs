@@ -75,11 +75,31 @@ pub fn unsynced_rows(columns: &str, condition: &str) -> String {
 /// every write transaction of tether's as it begins and before it ends, and by a transaction
 /// about to read rows it logged itself.
 pub fn index_new_rows(conn: &Connection) -> Result<()> {
+    conn.prepare_cached(&drop_records_of_deletes(NOT_INDEXED))?
+        .execute([])?;
+
     conn.prepare_cached(&format!(
         "UPDATE tether_mutation_logs SET indexed = 1 WHERE {NOT_INDEXED}"
     ))?
     .execute([])?;
     Ok(())
+}
+
+/// Drops the `tether_row_keys` records of the rows deleted by the log rows matching `rows`, as
+/// they are indexed. The delete trigger leaves a row's record when it logs the delete (one page
+/// less per captured DELETE; its locator names the record) and no trigger reads records to tell
+/// what an insert replaced, so the record only has to be gone before tether's own code reads
+/// records: the key pass, repairs and re-tracking, all in write transactions, which index first.
+/// A record a later row at that primary key wrote holds another key and stays.
+fn drop_records_of_deletes(rows: &str) -> String {
+    format!(
+        "DELETE FROM tether_row_keys
+          WHERE (table_id, row_pk, sync_key) IN (
+                SELECT t.table_id, d.locator, d.entity_id
+                  FROM (SELECT model, locator, entity_id FROM tether_mutation_logs
+                         WHERE {rows} AND operation = 'delete' AND locator IS NOT NULL) AS d
+                  JOIN tether_tracked_tables AS t ON t.model = d.model)"
+    )
 }
 
 /// The most rows a write transaction indexes at once when a long tail was captured (an
@@ -128,6 +148,12 @@ pub fn index_long_tail(conn: &Connection, patience: std::time::Duration) -> Resu
                 ))?
                 .query_map((after, INDEX_CHUNK, newest), |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
+            // The chunk is every row from its lowest id to its highest (no indexed row lies
+            // between: see NOT_INDEXED).
+            if let (Some(low), Some(high)) = (ids.iter().min(), ids.iter().max()) {
+                conn.prepare_cached(&drop_records_of_deletes("id BETWEEN ?1 AND ?2"))?
+                    .execute([low, high])?;
+            }
             Ok(ids)
         })?;
         if (indexed.len() as i64) < INDEX_CHUNK {

@@ -80,6 +80,22 @@ impl RowLocator {
     }
 }
 
+/// `a` and `b` (table aliases, `NEW` or `OLD`) hold equal values in `columns` (name, collation),
+/// compared by those collations, as a key or UNIQUE constraint on them compares.
+pub fn same_values(columns: &[(String, String)], a: &str, b: &str) -> String {
+    columns
+        .iter()
+        .map(|(c, collation)| {
+            format!(
+                "{a}.{col} = {b}.{col} COLLATE {}",
+                ident(collation),
+                col = ident(c)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 /// What identifies a row locally, for `tether_row_keys`.
 #[derive(Clone, Debug)]
 pub enum PrimaryKey {
@@ -113,6 +129,18 @@ impl PrimaryKey {
                 })
                 .collect::<Vec<_>>()
                 .join(" || ',' || "),
+        }
+    }
+
+    /// `a` and `b` (table aliases, `NEW` or `OLD`) hold the same primary key, compared as the key
+    /// compares (its collations): the rows a REPLACE through the primary key deletes.
+    pub fn matches(&self, a: &str, b: &str) -> String {
+        match self {
+            PrimaryKey::RowidAlias(column) => {
+                format!("{a}.{col} = {b}.{col}", col = ident(column))
+            }
+            PrimaryKey::RowidOnly(rowid) => format!("{a}.{rowid} = {b}.{rowid}"),
+            PrimaryKey::Columns(columns) => same_values(columns, a, b),
         }
     }
 

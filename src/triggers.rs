@@ -1,12 +1,13 @@
 //! The capture triggers: plain SQL rendered from `sql/triggers`, so writes from connections that
 //! never loaded the extension are captured too. Per table:
 //! - `tether_insert_<t>`, `tether_update_<t>`, `tether_delete_<t>`: the mutation log, and the
-//!   row-key record (`tether_row_keys`) that lets REPLACE keep a row's entity;
+//!   row-key record (`tether_row_keys`) by which a repair gives rows back their keys;
 //! - `tether_guard_<t>`: the sync key is given once, never changed, always a ULID;
 //! - `tether_rekey_<t>` (tables with a declared primary key): follows primary key changes;
-//! - `tether_watch_insert_<t>`: notes rows REPLACE is about to delete through the sync key or
-//!   another UNIQUE constraint; `tether_watch_update_<t>` (tables with other UNIQUE
-//!   constraints): the same for UPDATE OR REPLACE;
+//! - `tether_watch_insert_<t>`: notes rows REPLACE is about to delete through the primary key,
+//!   the sync key or another UNIQUE constraint (the row a REPLACE by primary key puts in their
+//!   place takes over their entity); `tether_watch_update_<t>` (tables with a declared primary
+//!   key or other UNIQUE constraints): the same for UPDATE OR REPLACE;
 //! - tables tracked with `{"keys": "on_sync"}` (v3 templates): `tether_keyless_<t>` logs an
 //!   INSERT without a key as one 'unkeyed' create (`crate::keys` gives the key later), and
 //!   `tether_key_given_<t>` captures a key the application writes into a waiting row.
@@ -15,27 +16,28 @@ use rusqlite::Connection;
 use crate::bail;
 use crate::error::Result;
 use crate::sql::{ident, literal, Template};
-use crate::table_info::{PrimaryKey, RowLocator};
+use crate::table_info::{same_values, PrimaryKey, RowLocator};
 
 /// Version of the templates below; tables tracked with an older one are regenerated on load.
-pub const TRIGGER_VERSION: i64 = 2;
+pub const TRIGGER_VERSION: i64 = 3;
 
 const NEW_ULID: &str = include_str!("../sql/triggers/v1_new_ulid.sql");
 const NOW_MS: &str = include_str!("../sql/triggers/v1_now_ms.sql");
-const INSERT: &str = include_str!("../sql/triggers/v2_insert.sql");
+const INSERT: &str = include_str!("../sql/triggers/v4_insert.sql");
 const UPDATE: &str = include_str!("../sql/triggers/v2_update.sql");
-const DELETE: &str = include_str!("../sql/triggers/v2_delete.sql");
+const DELETE: &str = include_str!("../sql/triggers/v4_delete.sql");
 const GUARD: &str = include_str!("../sql/triggers/v2_guard.sql");
-const REKEY: &str = include_str!("../sql/triggers/v2_rekey.sql");
-const WATCH_INSERT: &str = include_str!("../sql/triggers/v2_watch_insert.sql");
-const WATCH_UPDATE: &str = include_str!("../sql/triggers/v2_watch_update.sql");
+const REKEY: &str = include_str!("../sql/triggers/v4_rekey.sql");
+const WATCH_INSERT: &str = include_str!("../sql/triggers/v4_watch_insert.sql");
+const WATCH_UPDATE: &str = include_str!("../sql/triggers/v4_watch_update.sql");
 // Tables tracked with {"keys": "on_sync"}.
-const KEYLESS_INSERT: &str = include_str!("../sql/triggers/v3_keyless_insert.sql");
-const INSERT_KEYED: &str = include_str!("../sql/triggers/v3_insert.sql");
-const REKEY_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_rekey.sql");
+const KEYLESS_INSERT: &str = include_str!("../sql/triggers/v4_keyless_insert.sql");
+const INSERT_KEYED: &str = include_str!("../sql/triggers/v4_insert_keyed.sql");
 const UPDATE_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_update.sql");
-const WATCH_INSERT_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_watch_insert.sql");
 const KEY_GIVEN: &str = include_str!("../sql/triggers/v3_key_given.sql");
+// Parts of both insert triggers.
+const REPLACED_ON_INSERT: &str = include_str!("../sql/triggers/v4_replaced_on_insert.sql");
+const RECORDED_ON_INSERT: &str = include_str!("../sql/triggers/v4_recorded_on_insert.sql");
 
 /// json_object() takes at most 127 arguments on older SQLites: 63 columns per call.
 const COLUMNS_PER_CALL: usize = 63;
@@ -158,36 +160,39 @@ pub fn valid_key_expr(value: &str) -> String {
 /// `SELECT table_id, sync key, row_pk` of rows holding the unique values of `NEW`; with
 /// `exclude_old`, other than the row being updated.
 fn holders_of_new(capture: &Capture, exclude_old: bool) -> String {
-    let key = ident(capture.sync_key);
     capture
         .unique_sets
         .iter()
-        .map(|set| {
-            let same = set
-                .iter()
-                .map(|(c, collation)| {
-                    format!(
-                        "t.{col} = NEW.{col} COLLATE {}",
-                        ident(collation),
-                        col = ident(c)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let other = if exclude_old {
-                format!(" AND NOT ({})", capture.locator.matches("t", "OLD"))
-            } else {
-                String::new()
-            };
-            format!(
-                "SELECT {id}, t.{key}, {pk} FROM {table} AS t WHERE {same} AND t.{key} IS NOT NULL{other}",
-                id = capture.table_id,
-                table = ident(capture.table),
-                pk = capture.primary_key.row_pk("t"),
-            )
-        })
+        .map(|set| keyed_rows_where(capture, &same_values(set, "t", "NEW"), exclude_old))
         .collect::<Vec<_>>()
         .join(" UNION ")
+}
+
+/// `SELECT table_id, sync key, row_pk` of the keyed row holding `NEW`'s primary key; with
+/// `exclude_old`, other than the row being updated.
+fn pk_holder_of_new(capture: &Capture, exclude_old: bool) -> String {
+    keyed_rows_where(
+        capture,
+        &capture.primary_key.matches("t", "NEW"),
+        exclude_old,
+    )
+}
+
+/// `SELECT table_id, sync key, row_pk` of the keyed rows `t` of the table matching `condition`;
+/// with `exclude_old`, other than the row being updated.
+fn keyed_rows_where(capture: &Capture, condition: &str, exclude_old: bool) -> String {
+    let other = if exclude_old {
+        format!(" AND NOT ({})", capture.locator.matches("t", "OLD"))
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT {id}, t.{key}, {pk} FROM {table} AS t WHERE {condition} AND t.{key} IS NOT NULL{other}",
+        id = capture.table_id,
+        key = ident(capture.sync_key),
+        table = ident(capture.table),
+        pk = capture.primary_key.row_pk("t"),
+    )
 }
 
 /// True when an UPDATE changed any of `columns` (false for none).
@@ -221,6 +226,12 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         all
     };
     let unique_changed = any_changed(&unique_columns);
+    let mut displacing_columns = capture.primary_key.columns();
+    for column in &unique_columns {
+        if !displacing_columns.contains(column) {
+            displacing_columns.push(column.clone());
+        }
+    }
     // With nothing synced, updates never capture; the sync key keeps the trigger well-formed.
     let mut watched: Vec<String> = capture.columns.to_vec();
     for column in &unique_columns {
@@ -261,10 +272,61 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
                 gone = alive("r"),
             ),
             format!("DELETE FROM tether_replaced WHERE table_id = {table_id};"),
-            format!("UNION {}", holders_of_new(capture, false)),
+            format!(" UNION {}", holders_of_new(capture, false)),
         )
     } else {
         Default::default()
+    };
+    let pk_columns = capture.primary_key.columns();
+    let holders_of_new_row = format!(
+        "SELECT {table_id}, t.{sync_key}, {pk_t} FROM {table_q} AS t WHERE t.{sync_key} = NEW.{sync_key}
+         UNION {pk_holder}{unique_holders}",
+        pk_t = capture.primary_key.row_pk("t"),
+        table_q = ident(table),
+        pk_holder = pk_holder_of_new(capture, false),
+    );
+    // UPDATE OR REPLACE onto another row's primary key or unique values.
+    let displaced_by_update = {
+        let mut holders = Vec::new();
+        if !pk_columns.is_empty() {
+            holders.push(pk_holder_of_new(capture, true));
+        }
+        if watching {
+            holders.push(holders_of_new(capture, true));
+        }
+        holders.join(" UNION ")
+    };
+    let watch_insert_when = if capture.keys_on_sync && !watching {
+        // Without a key in the INSERT, nothing at its primary key and no notes of the table,
+        // there is nothing to note or to clear.
+        format!(
+            "WHEN NEW.{sync_key} IS NOT NULL
+               OR EXISTS (SELECT 1 FROM tether_replaced WHERE table_id = {table_id})
+               OR EXISTS ({})",
+            pk_holder_of_new(capture, false)
+        )
+    } else {
+        String::new()
+    };
+    // Records of rowid tables stay with a logged delete, named by its locator (v4_delete.sql).
+    let (delete_locator, record_goes) = match capture.primary_key {
+        PrimaryKey::Columns(_) => ("NULL".to_string(), "1".to_string()),
+        _ => (
+            capture.primary_key.row_pk("OLD"),
+            format!("NOT (OLD.{sync_key} IS NOT NULL AND {NOT_SUPPRESSED})"),
+        ),
+    };
+    let rekey_unkeyed = if capture.keys_on_sync {
+        format!(
+            "INSERT INTO tether_mutation_logs (entity_id, model, operation, timestamp, sync_status, locator)
+             SELECT '', {model}, 'create', {now}, 'unkeyed', {pk_new}
+              WHERE NEW.{sync_key} IS NULL AND {NOT_SUPPRESSED};",
+            model = literal(capture.model),
+            now = now_ms()?,
+            pk_new = capture.primary_key.row_pk("NEW"),
+        )
+    } else {
+        String::new()
     };
     // A generated unique column changes through columns an UPDATE names instead: watch them all.
     let generated_unique = unique_columns.iter().any(|c| capture.generated.contains(c));
@@ -276,16 +338,13 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         }
     };
     let taken_over = format!(
-        "coalesce((SELECT s.sync_key FROM tether_row_keys AS s
-                    WHERE s.table_id = {table_id} AND s.row_pk = {pk_new} AND NOT {s_alive}),
-                  (SELECT r.sync_key FROM tether_replaced AS r
-                    WHERE r.table_id = {table_id} AND NOT {r_alive} ORDER BY r.rowid LIMIT 1))",
+        "(SELECT r.sync_key FROM tether_replaced AS r
+           WHERE r.table_id = {table_id} AND NOT {r_alive}
+           ORDER BY r.row_pk IS NOT {pk_new}, r.rowid LIMIT 1)",
         pk_new = capture.primary_key.row_pk("NEW"),
-        s_alive = alive("s"),
         r_alive = alive("r"),
     );
     let key_name = format!("{}.{}", capture.table, capture.sync_key);
-    let pk_columns = capture.primary_key.columns();
     let mut templates = if capture.keys_on_sync {
         if !matches!(capture.primary_key, PrimaryKey::RowidAlias(_)) {
             bail!("{{\"keys\": \"on_sync\"}} needs an INTEGER PRIMARY KEY to find a row again when its key is given; {table:?} has none: track it without the option");
@@ -294,31 +353,25 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             KEYLESS_INSERT,
             INSERT_KEYED,
             UPDATE_KEYS_ON_SYNC,
-            // A row without a key never has a record (an insert in the place of a recorded row
-            // takes over its key at once), so deleting one logs nothing: the v2 trigger.
+            // A row without a key has no record of its own, and deleting it logs nothing.
             DELETE,
             GUARD,
-            if watching {
-                WATCH_INSERT
-            } else {
-                WATCH_INSERT_KEYS_ON_SYNC
-            },
-            REKEY_KEYS_ON_SYNC,
+            WATCH_INSERT,
             KEY_GIVEN,
         ]
     } else {
-        let mut templates = vec![INSERT, UPDATE, DELETE, GUARD, WATCH_INSERT];
-        if !pk_columns.is_empty() {
-            templates.push(REKEY);
-        }
-        templates
+        vec![INSERT, UPDATE, DELETE, GUARD, WATCH_INSERT]
     };
-    if watching {
+    if !pk_columns.is_empty() {
+        templates.push(REKEY);
+    }
+    if !displaced_by_update.is_empty() {
         templates.push(WATCH_UPDATE);
     }
-    let mut texts = Vec::new();
-    for template in templates {
-        let sql = Template::new(template)
+    let fill = |template: &str, replaced_on_insert: &str, recorded_on_insert: &str| {
+        Template::new(template)
+            .set("replaced_on_insert", replaced_on_insert)
+            .set("recorded_on_insert", recorded_on_insert)
             .set("insert_trigger", &ident(&name("insert", table)))
             .set("keyless_trigger", &ident(&name("keyless", table)))
             .set("key_given_trigger", &ident(&name("key_given", table)))
@@ -344,10 +397,14 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("pk_columns", &join_idents(&pk_columns))
             .set("changed", &changed)
             .set("of_watched", &of(&watched))
-            .set("of_unique_columns", &of(&unique_columns))
+            .set("of_displacing_columns", &of(&displacing_columns))
             .set("taken_over", &taken_over)
-            .set("unique_holders", &unique_holders)
-            .set("other_holders_of_new", &holders_of_new(capture, true))
+            .set("holders_of_new", &holders_of_new_row)
+            .set("watch_insert_when", &watch_insert_when)
+            .set("rekey_unkeyed", &rekey_unkeyed)
+            .set("delete_locator", &delete_locator)
+            .set("record_goes", &record_goes)
+            .set("other_holders_of_new", &displaced_by_update)
             .set("clear_replaced", &clear_replaced)
             .set("or_unique_changed", &or_unique_changed)
             .set("replaced_deletes", &replaced_deletes)
@@ -368,10 +425,15 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
                     "tether: {key_name} is the row's identity on the server and cannot be changed or cleared; delete the row and insert a new one instead"
                 )),
             )
-            .render()?;
-        texts.push(sql);
-    }
-    Ok(texts)
+            .render()
+    };
+    // Statements both insert triggers run, rendered once.
+    let replaced_on_insert = fill(REPLACED_ON_INSERT, "", "")?;
+    let recorded_on_insert = fill(RECORDED_ON_INSERT, "", "")?;
+    templates
+        .into_iter()
+        .map(|template| fill(template, &replaced_on_insert, &recorded_on_insert))
+        .collect()
 }
 
 /// The names of the triggers [`render`] creates for the table.
@@ -380,7 +442,7 @@ pub fn expected_names(capture: &Capture) -> Vec<String> {
     if !capture.primary_key.columns().is_empty() {
         kinds.push("rekey");
     }
-    if !capture.unique_sets.is_empty() {
+    if !capture.primary_key.columns().is_empty() || !capture.unique_sets.is_empty() {
         kinds.push("watch_update");
     }
     if capture.keys_on_sync {

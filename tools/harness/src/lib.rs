@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 use rusqlite::Connection;
 use serde_json::Value;
 
+pub mod server_backed;
+
 /// The repository root (holds the extension's Cargo.toml).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -3,48 +3,16 @@
 //! server as the entities the user means, each once: checked against the server's own table
 //! and the mutations it recorded as applied. Writes come from connections that never loaded
 //! tether.
-use std::path::PathBuf;
 
 use rusqlite::Connection;
 use serde_json::Value;
+use tether_harness::server_backed::{ServerBacked as Setup, ON_SYNC};
 use tether_harness::*;
 
-const TASK_MODEL: &str = r#"{"name": "Task", "fields": {"title": "nullable|string", "slug": "nullable|string", "remark": "nullable|string"}}"#;
 const TASKS: &str = "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE);";
-const ON_SYNC: &str = r#"{"keys": "on_sync"}"#;
-
-struct Setup {
-    _server: Server,
-    server_db: PathBuf,
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    conn: Connection,
-    plain: Connection,
-}
 
 fn setup(schema: &str, tables: &[&str]) -> Setup {
-    let (dir, path) = temp_db();
-    let server_db = dir.path().join("server.db");
-    let server = Server::start(&["--db", server_db.to_str().unwrap(), "--model", TASK_MODEL]);
-    let conn = open_loaded(&path);
-    conn.execute_batch(&format!("PRAGMA journal_mode = WAL; {schema}"))
-        .unwrap();
-    for table in tables {
-        json(
-            &conn,
-            &format!("SELECT tether_track('{table}', '{ON_SYNC}')"),
-        );
-    }
-    set_config(&conn, "server_url", server.url.as_str());
-    let plain = open_plain(&path);
-    Setup {
-        _server: server,
-        server_db,
-        _dir: dir,
-        path,
-        conn,
-        plain,
-    }
+    Setup::new(schema, tables, ON_SYNC)
 }
 
 /// `tasks` (keys on sync) with a `column` referring to a row of `parent (id, name)`, whose keys
@@ -59,111 +27,6 @@ fn setup_with_parent(parent: &str, column: &str) -> Setup {
     );
     json(&s.conn, &format!("SELECT tether_track('{parent}')"));
     s
-}
-
-impl Setup {
-    fn sync(&self) -> Value {
-        self.sync_failing(0)
-    }
-
-    /// A sync whose result counts `failed` local failures (rows whose keys could not be given).
-    fn sync_failing(&self, failed: usize) -> Value {
-        let result = json(&self.conn, "SELECT tether_sync()");
-        assert_eq!(result["failed"], failed, "{result}");
-        result
-    }
-
-    fn write(&self, sql: &str) {
-        self.plain
-            .execute_batch(sql)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    /// `tether_id|title` of every local row, by id.
-    fn local(&self) -> Vec<String> {
-        column(
-            &self.plain,
-            "SELECT coalesce(tether_id, 'NULL') || '|' || coalesce(title, '') FROM tasks ORDER BY id",
-        )
-    }
-
-    /// `tether_id|title` of every live row the server holds, by sync key.
-    fn on_server(&self) -> Vec<String> {
-        let conn = Connection::open(&self.server_db).unwrap();
-        column(
-            &conn,
-            "SELECT tether_id || '|' || coalesce(title, '') FROM tasks WHERE deleted_us IS NULL ORDER BY tether_id",
-        )
-    }
-
-    /// How many mutations the server applied to the entity `key`.
-    fn applied_to(&self, key: &str) -> i64 {
-        let conn = Connection::open(&self.server_db).unwrap();
-        conn.query_row(
-            "SELECT count(*) FROM tether_applied_mutations WHERE entity_id = ?1",
-            [key],
-            |r| r.get(0),
-        )
-        .unwrap()
-    }
-
-    /// Every entity the server ever got a mutation of.
-    fn entities_on_server(&self) -> Vec<String> {
-        let conn = Connection::open(&self.server_db).unwrap();
-        column(
-            &conn,
-            "SELECT DISTINCT entity_id FROM tether_applied_mutations ORDER BY entity_id",
-        )
-    }
-
-    /// Local rows and server rows are the same set (by key and title), and the server never
-    /// heard of an entity no local row holds (nothing created twice, nothing left behind).
-    fn assert_converged(&self) {
-        let mut local = self.local();
-        local.sort();
-        assert!(
-            local.iter().all(|r| !r.starts_with("NULL|")),
-            "every row has its key after a sync: {local:?}"
-        );
-        assert_eq!(
-            self.on_server(),
-            local,
-            "the server holds exactly the local rows"
-        );
-        let keys: Vec<String> = local
-            .iter()
-            .map(|r| r.split('|').next().unwrap().to_string())
-            .collect();
-        for entity in self.entities_on_server() {
-            assert!(
-                keys.contains(&entity) || self.deleted_on_server(&entity),
-                "the server got entity {entity}, which no local row is and which was not deleted"
-            );
-        }
-    }
-
-    fn deleted_on_server(&self, key: &str) -> bool {
-        let conn = Connection::open(&self.server_db).unwrap();
-        conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM tasks WHERE tether_id = ?1 AND deleted_us IS NOT NULL)
-                 OR EXISTS (SELECT 1 FROM tether_tombstones WHERE tether_id = ?1)",
-            [key],
-            |r| r.get(0),
-        )
-        .unwrap()
-    }
-
-    /// The body `tether_push_request()` builds (after its key pass).
-    fn push_request(&self) -> Value {
-        json(&self.conn, "SELECT tether_push_request()")
-    }
-
-    fn statuses(&self) -> Vec<String> {
-        column(
-            &self.plain,
-            "SELECT operation || ' ' || sync_status FROM tether_mutation_logs ORDER BY id",
-        )
-    }
 }
 
 #[test]

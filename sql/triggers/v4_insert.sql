@@ -1,0 +1,36 @@
+-- INSERT -> one 'create'. A row that takes the place of one REPLACE deleted (same primary key,
+-- the same sync key, or another UNIQUE constraint) takes over that row's key and is one 'update'
+-- of the same entity; other entities REPLACE deleted get a 'delete' first. Candidates are the
+-- rows the BEFORE trigger of this very row noted (tether_replaced) while they still existed; a
+-- candidate whose key a row still holds was not deleted and is passed over. The taken-over key is
+-- that of the row at the new row's primary key, else the first note's ({{taken_over}}).
+-- tether_row_keys is only written here: a record at the new row's primary key may be that of a
+-- row deleted since tether last indexed the queue (v4_delete.sql), and is replaced.
+-- Rows displaced by a row that applying server state writes are deleted here too, so they are
+-- logged whatever the suppression; only the row itself is not captured then.
+-- The key is the row's own (given in the INSERT, or by a trigger of the user's that ran first),
+-- else a taken-over one, else new. The mutation is logged before the key is written into the row: a trigger of the user's that
+-- the key assignment starts (an "updated_at" toucher) then logs its update after the create. The
+-- payload is read from the row, after any trigger of the user's that wrote it, and the key is
+-- read back from this trigger's own log row (last_insert_rowid() inside a trigger program is its
+-- own), so triggers of the user's on the log cannot swap keys.
+CREATE TRIGGER {{insert_trigger}} AFTER INSERT ON {{table}}
+BEGIN
+    {{replaced_on_insert}}
+    INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+    SELECT coalesce(t.{{sync_key}}, k.key), {{model}},
+           CASE WHEN EXISTS (SELECT 1 FROM tether_replaced AS r
+                              WHERE r.table_id = {{table_id}}
+                                AND r.sync_key = coalesce(t.{{sync_key}}, k.key))
+                THEN 'update' ELSE 'create' END,
+           {{payload_row}}, {{now_ms}}
+      FROM {{table}} AS t, (SELECT coalesce({{taken_over}}, {{new_ulid}}) AS key) AS k
+     WHERE {{t_is_new}} AND {{not_suppressed}};
+    UPDATE {{table}}
+       SET {{sync_key}} = (SELECT entity_id FROM tether_mutation_logs WHERE id = last_insert_rowid())
+     WHERE {{sync_key}} IS NULL AND {{row_match_new}} AND {{not_suppressed}};
+    UPDATE {{table}}
+       SET {{sync_key}} = coalesce({{taken_over}}, {{new_ulid}})
+     WHERE {{sync_key}} IS NULL AND {{row_match_new}} AND NOT {{not_suppressed}};
+    {{recorded_on_insert}}
+END

@@ -1,0 +1,190 @@
+//! A captured DELETE leaves the row's `tether_row_keys` record (dropping it is one more page per
+//! commit); tether drops the record when it next indexes the queue. Until then no trigger may take
+//! that record for a row a REPLACE just deleted: a row written at that primary key, by INSERT or by
+//! moving another row there, is its own entity, and a rebuild in between still gives the rows it
+//! copied their keys back. Every case runs with keys given on insert and on sync, on a table with
+//! and without a UNIQUE column (their BEFORE triggers differ). Writes come from connections that
+//! never loaded tether, with no write of tether's in between; outcomes are checked against the
+//! server's own table and its record of applied mutations.
+use tether_harness::server_backed::{ServerBacked, ON_SYNC};
+use tether_harness::{column, key_of};
+
+const KEYS_ON_INSERT: &str = "{}";
+const WITH_UNIQUE: &str =
+    "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE);";
+const PLAIN: &str = "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);";
+
+/// Each way of tracking `tasks` the triggers differ by.
+fn each_setup(case: impl Fn(&ServerBacked, &str)) {
+    for options in [KEYS_ON_INSERT, ON_SYNC] {
+        for schema in [WITH_UNIQUE, PLAIN] {
+            let s = ServerBacked::new(schema, &["tasks"], options);
+            case(&s, &format!("{options} {schema}"));
+        }
+    }
+}
+
+fn deletes_logged(s: &ServerBacked, key: &str) -> i64 {
+    s.plain
+        .query_row(
+            "SELECT count(*) FROM tether_mutation_logs WHERE entity_id = ?1 AND operation = 'delete'",
+            [key],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_row_inserted_where_a_deleted_row_was_is_a_new_entity() {
+    each_setup(|s, setup| {
+        s.write("INSERT INTO tasks (id, title) VALUES (1, 'one'), (2, 'two'), (3, 'three')");
+        s.sync();
+        let (k2, k3) = (key_of(&s.plain, "tasks", 2), key_of(&s.plain, "tasks", 3));
+        // An explicit primary key, then the rowid SQLite reuses after the newest row is deleted.
+        s.write(
+            "DELETE FROM tasks WHERE id = 2;
+             INSERT INTO tasks (id, title) VALUES (2, 'new two');
+             DELETE FROM tasks WHERE id = 3;
+             INSERT INTO tasks (title) VALUES ('new three');",
+        );
+        assert_eq!(
+            column::<i64>(&s.plain, "SELECT id FROM tasks ORDER BY id"),
+            [1, 2, 3]
+        );
+        s.sync();
+        s.assert_converged();
+        for (id, old) in [(2, &k2), (3, &k3)] {
+            assert_ne!(
+                &key_of(&s.plain, "tasks", id),
+                old,
+                "{setup}: row {id} is a new entity"
+            );
+            assert!(s.deleted_on_server(old), "{setup}: {old} deleted");
+            assert_eq!(
+                s.applied_to(old),
+                2,
+                "{setup}: {old} created and deleted, once each"
+            );
+            assert_eq!(deletes_logged(s, old), 1, "{setup}");
+        }
+        assert_eq!(s.entities_on_server().len(), 5, "{setup}");
+    });
+}
+
+#[test]
+fn a_row_moved_onto_a_deleted_rows_primary_key_deletes_that_entity_once() {
+    each_setup(|s, setup| {
+        s.write("INSERT INTO tasks (id, title) VALUES (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four')");
+        s.sync();
+        let keys: Vec<String> = (1..=4).map(|id| key_of(&s.plain, "tasks", id)).collect();
+        s.write(
+            "DELETE FROM tasks WHERE id = 2;
+             UPDATE tasks SET id = 2 WHERE id = 1;
+             UPDATE OR REPLACE tasks SET id = 4 WHERE id = 3;",
+        );
+        s.sync();
+        s.assert_converged();
+        assert_eq!(
+            key_of(&s.plain, "tasks", 2),
+            keys[0],
+            "{setup}: the moved row keeps its entity"
+        );
+        assert_eq!(key_of(&s.plain, "tasks", 4), keys[2], "{setup}");
+        for gone in [&keys[1], &keys[3]] {
+            assert!(s.deleted_on_server(gone), "{setup}: {gone} deleted");
+            assert_eq!(deletes_logged(s, gone), 1, "{setup}: one delete of {gone}");
+            assert_eq!(s.applied_to(gone), 2, "{setup}");
+        }
+    });
+}
+
+/// A row waiting for its key (keys on sync) where a deleted row was, then moved: the deleted
+/// row's record must not travel with it and give it the deleted entity's key.
+#[test]
+fn a_waiting_row_moved_from_where_a_deleted_row_was_is_a_new_entity() {
+    for schema in [WITH_UNIQUE, PLAIN] {
+        let s = ServerBacked::new(schema, &["tasks"], ON_SYNC);
+        s.write("INSERT INTO tasks (id, title) VALUES (1, 'one'), (3, 'three')");
+        s.sync();
+        let k3 = key_of(&s.plain, "tasks", 3);
+        s.write(
+            "DELETE FROM tasks WHERE id = 3;
+             INSERT INTO tasks (id, title) VALUES (3, 'waiting');
+             UPDATE tasks SET id = 9 WHERE id = 3;",
+        );
+        s.sync();
+        s.assert_converged();
+        assert_ne!(key_of(&s.plain, "tasks", 9), k3, "{schema}");
+        assert!(s.deleted_on_server(&k3), "{schema}");
+        assert_eq!(s.applied_to(&k3), 2, "{schema}");
+    }
+}
+
+/// What the BEFORE INSERT trigger notes for a primary key that is there: an upsert's DO UPDATE
+/// and OR IGNORE leave the row (and its entity), REPLACE puts a row in its place that takes the
+/// entity over.
+#[test]
+fn upserts_ignores_and_replaces_by_primary_key_keep_the_entity() {
+    each_setup(|s, setup| {
+        s.write("INSERT INTO tasks (id, title) VALUES (1, 'one')");
+        s.sync();
+        let k1 = key_of(&s.plain, "tasks", 1);
+        s.write(
+            "INSERT INTO tasks (id, title) VALUES (1, 'upserted')
+                 ON CONFLICT (id) DO UPDATE SET title = excluded.title;
+             INSERT OR IGNORE INTO tasks (id, title) VALUES (1, 'ignored');
+             INSERT INTO tasks (title) VALUES ('two');
+             INSERT OR REPLACE INTO tasks (id, title) VALUES (1, 'replaced');",
+        );
+        assert_eq!(
+            key_of(&s.plain, "tasks", 1),
+            k1,
+            "{setup}: REPLACE took the entity over"
+        );
+        s.sync();
+        s.assert_converged();
+        assert_eq!(s.entities_on_server().len(), 2, "{setup}");
+        assert_eq!(deletes_logged(s, &k1), 0, "{setup}");
+        assert!(s.on_server().contains(&format!("{k1}|replaced")), "{setup}");
+    });
+}
+
+/// A tool rebuilds the table without the sync key column after most rows were deleted: the rows
+/// it copied get their own keys back (not new ones, which the server would take for new rows).
+#[test]
+fn a_rebuild_after_most_rows_were_deleted_gives_the_rest_their_keys_back() {
+    each_setup(|s, setup| {
+        let schema = if setup.contains("UNIQUE") {
+            WITH_UNIQUE
+        } else {
+            PLAIN
+        };
+        s.write(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10)
+             INSERT INTO tasks (id, title) SELECT i, 'row ' || i FROM n;",
+        );
+        s.sync();
+        let kept: Vec<String> = (7..=10).map(|id| key_of(&s.plain, "tasks", id)).collect();
+        s.write(&format!(
+            "DELETE FROM tasks WHERE id <= 6;
+             BEGIN;
+             {};
+             INSERT INTO tasks_new (id, title, slug) SELECT id, title, slug FROM tasks;
+             DROP TABLE tasks;
+             ALTER TABLE tasks_new RENAME TO tasks;
+             COMMIT;",
+            schema
+                .replace("TABLE tasks", "TABLE tasks_new")
+                .trim_end_matches(';')
+        ));
+        s.sync();
+        let now: Vec<String> = (7..=10).map(|id| key_of(&s.plain, "tasks", id)).collect();
+        assert_eq!(now, kept, "{setup}: the copied rows keep their entities");
+        s.assert_converged();
+        assert_eq!(
+            s.entities_on_server().len(),
+            10,
+            "{setup}: no entity created twice"
+        );
+    });
+}
