@@ -90,15 +90,25 @@ pub fn index_new_rows(conn: &Connection) -> Result<()> {
 /// less per captured DELETE; its locator names the record) and no trigger reads records to tell
 /// what an insert replaced, so the record only has to be gone before tether's own code reads
 /// records: the key pass, repairs and re-tracking, all in write transactions, which index first.
-/// A record a later row at that primary key wrote holds another key and stays.
+/// A record written again for that key and primary key after the delete (the row put back with
+/// its key: an undo, a REPLACE with recursive triggers) belongs to the row now there: the write
+/// that put it back logged the key again, and such a record stays. A record a later row at that
+/// primary key wrote holds another key and stays too.
 fn drop_records_of_deletes(rows: &str) -> String {
     format!(
-        "DELETE FROM tether_row_keys
+        "WITH deleted AS MATERIALIZED (
+              SELECT id, model, locator, entity_id FROM tether_mutation_logs
+               WHERE {rows} AND operation = 'delete' AND locator IS NOT NULL),
+              logged_again AS MATERIALIZED (
+              SELECT entity_id, max(id) AS last FROM tether_mutation_logs
+               WHERE {rows} AND operation <> 'delete' AND entity_id IN (SELECT entity_id FROM deleted)
+               GROUP BY entity_id)
+         DELETE FROM tether_row_keys
           WHERE (table_id, row_pk, sync_key) IN (
                 SELECT t.table_id, d.locator, d.entity_id
-                  FROM (SELECT model, locator, entity_id FROM tether_mutation_logs
-                         WHERE {rows} AND operation = 'delete' AND locator IS NOT NULL) AS d
-                  JOIN tether_tracked_tables AS t ON t.model = d.model)"
+                  FROM deleted AS d JOIN tether_tracked_tables AS t ON t.model = d.model
+                 WHERE NOT EXISTS (SELECT 1 FROM logged_again AS a
+                                    WHERE a.entity_id = d.entity_id AND a.last > d.id))"
     )
 }
 

@@ -16,6 +16,7 @@ use serde_json::{json, Value as Json};
 
 use crate::db::write_txn;
 use crate::error::Result;
+use crate::queue::NOT_INDEXED;
 use crate::settings::Settings;
 use crate::sql::ident;
 use crate::table_info::{find_table, table_info};
@@ -171,6 +172,9 @@ fn renamed_to(conn: &Connection, old: &str) -> Result<Option<String>> {
 
 /// A renamed table that was also rebuilt has lost its triggers, but if the rebuild copied the
 /// sync key column, the table holding the recorded keys is the same table under its new name.
+/// Read outside a write transaction: records of rows whose deletes tether has not indexed yet
+/// are still there (`queue::index_new_rows`), and another table may hold their keys (an archive
+/// of deleted rows), so they do not count.
 fn holder_of_keys(conn: &Connection, table: &TrackedTable) -> Result<Option<String>> {
     let tracked: Vec<String> = tracked_tables(conn)?.into_iter().map(|t| t.table).collect();
     let candidates: Vec<String> = conn
@@ -185,7 +189,9 @@ fn holder_of_keys(conn: &Connection, table: &TrackedTable) -> Result<Option<Stri
         let holds: bool = conn.query_row(
             &format!(
                 "SELECT EXISTS (SELECT 1 FROM main.{} AS t JOIN tether_row_keys AS s
-                                   ON s.table_id = ?1 AND s.sync_key = t.{})",
+                                   ON s.table_id = ?1 AND s.sync_key = t.{}
+                                WHERE s.sync_key NOT IN (SELECT entity_id FROM tether_mutation_logs
+                                                          WHERE {NOT_INDEXED} AND operation = 'delete'))",
                 ident(&candidate),
                 ident(&table.sync_key)
             ),

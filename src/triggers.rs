@@ -34,7 +34,7 @@ const WATCH_UPDATE: &str = include_str!("../sql/triggers/v4_watch_update.sql");
 const KEYLESS_INSERT: &str = include_str!("../sql/triggers/v4_keyless_insert.sql");
 const INSERT_KEYED: &str = include_str!("../sql/triggers/v4_insert_keyed.sql");
 const UPDATE_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_update.sql");
-const KEY_GIVEN: &str = include_str!("../sql/triggers/v3_key_given.sql");
+const KEY_GIVEN: &str = include_str!("../sql/triggers/v4_key_given.sql");
 // Parts of both insert triggers.
 const REPLACED_ON_INSERT: &str = include_str!("../sql/triggers/v4_replaced_on_insert.sql");
 const RECORDED_ON_INSERT: &str = include_str!("../sql/triggers/v4_recorded_on_insert.sql");

@@ -1,13 +1,15 @@
--- The end of both insert triggers: records of the rows REPLACE deleted go (not the one at the
--- new row's primary key, which the new row's record replaces), the new row's record is written,
--- and the notes are cleared.
+-- The end of both insert triggers: records of the rows REPLACE deleted go, so does any record at
+-- the new row's primary key (a replaced row's, or one a logged delete left), the new row's record
+-- is written, and the notes are cleared. Never INSERT OR REPLACE here: an OR clause of the
+-- statement that started the trigger (INSERT OR ABORT, OR IGNORE, ...) overrides a trigger's own.
     DELETE FROM tether_row_keys
      WHERE table_id = {{table_id}} AND row_pk IN (
            SELECT r.row_pk FROM tether_replaced AS r
             WHERE r.table_id = {{table_id}} AND r.row_pk IS NOT {{pk_new}}
               AND (r.sync_key IS (SELECT t.{{sync_key}} FROM {{table}} AS t WHERE {{t_is_new}})
                    OR NOT EXISTS (SELECT 1 FROM {{table}} AS t WHERE t.{{sync_key}} = r.sync_key)));
-    INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key)
+    DELETE FROM tether_row_keys WHERE table_id = {{table_id}} AND row_pk = {{pk_new}};
+    INSERT INTO tether_row_keys (table_id, row_pk, sync_key)
     SELECT {{table_id}}, {{pk_new}}, t.{{sync_key}} FROM {{table}} AS t
      WHERE {{t_is_new}} AND t.{{sync_key}} IS NOT NULL;
     DELETE FROM tether_replaced WHERE table_id = {{table_id}};

@@ -427,7 +427,7 @@ fn settle(
     let key_written = std::cell::Cell::new(!give);
     let written = (|| -> Result<Option<String>> {
         // The record first: the trigger that logs a key the application gives
-        // (v3_key_given.sql) then knows this one is tether's.
+        // (v4_key_given.sql) then knows this one is tether's.
         conn.prepare_cached(
             "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key) VALUES (?1, ?2, ?3)",
         )?

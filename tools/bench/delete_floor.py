@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """What each part of a tracked DELETE costs, in cr-sqlite's small transactions.
 
-Usage: /usr/bin/python3 tools/bench/delete_floor.py LIBTETHER_PATH [ITERATIONS=2000] [ROUNDS=5]
+Usage: /usr/bin/python3 tools/bench/delete_floor.py LIBTETHER_PATH [ITERATIONS=2000] [ROUNDS=5] [long]
 
 Four tables as in crsql_method.py, tracked with {"keys": "on_sync"} and synced keys given (the
 key pass), then the generated AFTER DELETE trigger is replaced by a part of itself, and a plain
@@ -12,7 +12,8 @@ table, then COMMIT (WAL, synchronous=NORMAL). Variants, in the order printed:
   queue row      the trigger logs the delete and nothing else
   queue + record       ... and drops the row's tether_row_keys record
   generated      the trigger tether generates (queue row, record, REPLACE notes)
-Microseconds per DELETE, min / median of ROUNDS (wall clock and CPU), and the median's ratio
+With `long`, every DELETE runs in one transaction instead (`executemany` per table, as in
+tether-bench's long transaction). Microseconds per DELETE, min / median of ROUNDS (wall clock and CPU), and the median's ratio
 to untracked. Every sample uses a fresh database.
 """
 import gc
@@ -46,7 +47,7 @@ def replace_delete_trigger(conn, variant):
             conn.execute(f'CREATE TRIGGER "tether_delete_{t}" AFTER DELETE ON "{t}" BEGIN {body} END')
 
 
-def sample(lib, variant, iterations):
+def sample(lib, variant, iterations, long):
     dirname = tempfile.mkdtemp(prefix="delete-floor-")
     try:
         db = os.path.join(dirname, "bench.db")
@@ -69,7 +70,12 @@ def sample(lib, variant, iterations):
         gc.disable()
         try:
             wall, cpu = time.perf_counter(), time.process_time()
-            for i in range(1, iterations + 1):
+            if long:
+                conn.execute("BEGIN")
+                for t in TABLES:
+                    conn.executemany(f"DELETE FROM {t} WHERE id = ?", ((i,) for i in range(1, iterations + 1)))
+                conn.execute("COMMIT")
+            for i in range(1, iterations + 1) if not long else ():
                 conn.execute("BEGIN")
                 for t in TABLES:
                     conn.execute(f"DELETE FROM {t} WHERE id = ?", (i,))
@@ -87,12 +93,14 @@ def sample(lib, variant, iterations):
 
 def main():
     lib, iterations, rounds = arguments(__doc__)
+    long = "long" in sys.argv[4:]
     print("command:", " ".join([sys.executable] + sys.argv))
-    print(f"SQLite {sqlite3.sqlite_version}; {iterations} iterations of 4 single-row DELETEs + COMMIT; {rounds} rounds")
+    shape = "one transaction of 4 x {iterations} single-row DELETEs" if long else "{iterations} iterations of 4 single-row DELETEs + COMMIT"
+    print(f"SQLite {sqlite3.sqlite_version}; {shape.format(iterations=iterations)}; {rounds} rounds")
     results = {v: [] for v in VARIANTS}
     for _ in range(rounds):
         for v in VARIANTS:
-            results[v].append(sample(lib, v, iterations))
+            results[v].append(sample(lib, v, iterations, long))
     base = statistics.median(w for w, _ in results["untracked"])
     print(f"{'variant':<20} {'wall min / median us':>22} {'ratio':>6} {'cpu min / median us':>21}")
     for v in VARIANTS:

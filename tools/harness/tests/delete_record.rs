@@ -24,6 +24,27 @@ fn each_setup(case: impl Fn(&ServerBacked, &str)) {
     }
 }
 
+/// What a migration tool does from a model that does not know `tether_id`: the table made anew
+/// from the schema `each_setup` named in `setup` and the rows copied, in one transaction.
+fn rebuild_without_the_key_column(s: &ServerBacked, setup: &str) {
+    let schema = if setup.contains("UNIQUE") {
+        WITH_UNIQUE
+    } else {
+        PLAIN
+    };
+    s.write(&format!(
+        "BEGIN;
+         {};
+         INSERT INTO tasks_new (id, title, slug) SELECT id, title, slug FROM tasks;
+         DROP TABLE tasks;
+         ALTER TABLE tasks_new RENAME TO tasks;
+         COMMIT;",
+        schema
+            .replace("TABLE tasks", "TABLE tasks_new")
+            .trim_end_matches(';')
+    ));
+}
+
 fn deletes_logged(s: &ServerBacked, key: &str) -> i64 {
     s.plain
         .query_row(
@@ -154,29 +175,14 @@ fn upserts_ignores_and_replaces_by_primary_key_keep_the_entity() {
 #[test]
 fn a_rebuild_after_most_rows_were_deleted_gives_the_rest_their_keys_back() {
     each_setup(|s, setup| {
-        let schema = if setup.contains("UNIQUE") {
-            WITH_UNIQUE
-        } else {
-            PLAIN
-        };
         s.write(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10)
              INSERT INTO tasks (id, title) SELECT i, 'row ' || i FROM n;",
         );
         s.sync();
         let kept: Vec<String> = (7..=10).map(|id| key_of(&s.plain, "tasks", id)).collect();
-        s.write(&format!(
-            "DELETE FROM tasks WHERE id <= 6;
-             BEGIN;
-             {};
-             INSERT INTO tasks_new (id, title, slug) SELECT id, title, slug FROM tasks;
-             DROP TABLE tasks;
-             ALTER TABLE tasks_new RENAME TO tasks;
-             COMMIT;",
-            schema
-                .replace("TABLE tasks", "TABLE tasks_new")
-                .trim_end_matches(';')
-        ));
+        s.write("DELETE FROM tasks WHERE id <= 6");
+        rebuild_without_the_key_column(s, setup);
         s.sync();
         let now: Vec<String> = (7..=10).map(|id| key_of(&s.plain, "tasks", id)).collect();
         assert_eq!(now, kept, "{setup}: the copied rows keep their entities");
@@ -187,4 +193,129 @@ fn a_rebuild_after_most_rows_were_deleted_gives_the_rest_their_keys_back() {
             "{setup}: no entity created twice"
         );
     });
+}
+
+/// A row written where a deleted row was, by a statement with its own conflict clause (Room's
+/// `@Insert` is `INSERT OR ABORT`): the clause also governs the statements of the triggers it
+/// starts, so the record the delete left must not make the write fail or stay in its place.
+#[test]
+fn a_row_written_with_a_conflict_clause_where_a_deleted_row_was_is_kept_with_its_key() {
+    for verb in [
+        "INSERT OR ABORT",
+        "INSERT OR FAIL",
+        "INSERT OR ROLLBACK",
+        "INSERT OR IGNORE",
+    ] {
+        each_setup(|s, setup| {
+            s.write("INSERT INTO tasks (id, title) VALUES (1, 'one'), (2, 'two')");
+            s.sync();
+            let k2 = key_of(&s.plain, "tasks", 2);
+            s.write(&format!(
+                "DELETE FROM tasks WHERE id = 2; {verb} INTO tasks (title) VALUES ('new two');"
+            ));
+            s.sync();
+            let new = key_of(&s.plain, "tasks", 2);
+            assert_ne!(new, k2, "{verb} {setup}");
+            // The new row's record is what a rebuild gives its key back from.
+            rebuild_without_the_key_column(s, setup);
+            s.sync();
+            assert_eq!(key_of(&s.plain, "tasks", 2), new, "{verb} {setup}");
+            s.assert_converged();
+            assert_eq!(
+                s.entities_on_server().len(),
+                3,
+                "{verb} {setup}: none created twice"
+            );
+        });
+    }
+}
+
+/// With keys on sync, the application gives a waiting row its key with `UPDATE OR ABORT` where a
+/// deleted row's record still is.
+#[test]
+fn a_key_given_with_a_conflict_clause_where_a_deleted_row_was_is_kept() {
+    for schema in [WITH_UNIQUE, PLAIN] {
+        let s = ServerBacked::new(schema, &["tasks"], ON_SYNC);
+        s.write("INSERT INTO tasks (title) VALUES ('one'), ('two')");
+        s.sync();
+        let key: String = s
+            .conn
+            .query_row("SELECT tether_ulid()", [], |r| r.get(0))
+            .unwrap();
+        s.write("DELETE FROM tasks WHERE id = 2; INSERT INTO tasks (title) VALUES ('waiting');");
+        s.plain
+            .execute(
+                "UPDATE OR ABORT tasks SET tether_id = ?1 WHERE id = 2",
+                [&key],
+            )
+            .unwrap();
+        s.sync();
+        assert_eq!(key_of(&s.plain, "tasks", 2), key, "{schema}");
+        s.assert_converged();
+        assert_eq!(s.applied_to(&key), 1, "{schema}");
+    }
+}
+
+/// A row deleted and put back with its own key and primary key (an undo; an ORM's save as DELETE
+/// and INSERT; REPLACE of the whole row with recursive triggers on, which fires the delete
+/// trigger): its record is the row's again, and a rebuild gives the row its key back.
+#[test]
+fn a_row_put_back_with_its_key_keeps_its_record() {
+    for recursive in ["OFF", "ON"] {
+        each_setup(|s, setup| {
+            s.write("INSERT INTO tasks (id, title) VALUES (1, 'one'), (2, 'two'), (3, 'three')");
+            s.sync();
+            let keys: Vec<String> = (1..=3).map(|id| key_of(&s.plain, "tasks", id)).collect();
+            s.write(&format!(
+                "PRAGMA recursive_triggers = {recursive};
+                 BEGIN;
+                 DELETE FROM tasks WHERE id = 1;
+                 INSERT INTO tasks (id, title, tether_id) VALUES (1, 'one again', '{}');
+                 COMMIT;
+                 INSERT OR REPLACE INTO tasks (id, title, tether_id) VALUES (2, 'two saved', '{}');",
+                keys[0], keys[1]
+            ));
+            s.sync();
+            rebuild_without_the_key_column(s, setup);
+            s.sync();
+            let now: Vec<String> = (1..=3).map(|id| key_of(&s.plain, "tasks", id)).collect();
+            assert_eq!(now, keys, "recursive_triggers {recursive} {setup}");
+            s.assert_converged();
+            assert_eq!(
+                s.on_server().len(),
+                3,
+                "recursive_triggers {recursive} {setup}"
+            );
+        });
+    }
+}
+
+/// A table rebuilt under a new name (keeping its keys) right after a delete is found by the keys
+/// it holds, not mistaken for a table that holds a deleted row's key (an archive of deleted rows).
+#[test]
+fn a_table_renamed_by_a_rebuild_after_a_delete_is_followed_not_an_archive_of_deleted_rows() {
+    let s = ServerBacked::new(
+        "CREATE TABLE tasks_archive (id INTEGER, title TEXT, tether_id TEXT);
+         CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT);
+         CREATE TRIGGER archive AFTER DELETE ON tasks BEGIN
+             INSERT INTO tasks_archive VALUES (OLD.id, OLD.title, OLD.tether_id);
+         END;",
+        &["tasks"],
+        KEYS_ON_INSERT,
+    );
+    s.write("INSERT INTO tasks (id, title) VALUES (1, 'one'), (2, 'two')");
+    s.sync();
+    s.write(
+        "DELETE FROM tasks WHERE id = 1;
+         CREATE TABLE todo_items (id INTEGER PRIMARY KEY, title TEXT, tether_id TEXT);
+         INSERT INTO todo_items SELECT id, title, tether_id FROM tasks;
+         DROP TABLE tasks;",
+    );
+    s.sync();
+    let tracked: Vec<String> = column(&s.plain, "SELECT table_name FROM tether_tracked_tables");
+    assert_eq!(tracked, ["todo_items"]);
+    s.write("UPDATE todo_items SET title = 'two edited' WHERE id = 2");
+    s.sync();
+    let k2 = key_of(&s.plain, "todo_items", 2);
+    assert_eq!(s.on_server(), [format!("{k2}|two edited")]);
 }

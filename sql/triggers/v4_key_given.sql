@@ -6,7 +6,9 @@
 -- trigger has just logged the entity (last_insert_rowid() in a trigger is its caller's until it
 -- inserts), and applying server state is not captured. The row is found by its key (a trigger
 -- of the user's may have moved it already, its record with it): the last check, by key alone,
--- reads the table's records, and only runs when the others found nothing.
+-- reads the table's records, and only runs when the others found nothing. A record at the row's
+-- primary key (one a logged delete left) is replaced by a DELETE and an INSERT, not INSERT OR
+-- REPLACE, which an UPDATE OR ABORT/IGNORE would turn into its own policy.
 CREATE TRIGGER {{key_given_trigger}} AFTER UPDATE OF {{sync_key}} ON {{table}}
 WHEN OLD.{{sync_key}} IS NULL AND NEW.{{sync_key}} IS NOT NULL AND {{not_suppressed}}
  AND NOT EXISTS (SELECT 1 FROM tether_row_keys
@@ -23,7 +25,10 @@ BEGIN
            {{payload_row}}, {{now_ms}}
       FROM {{table}} AS t
      WHERE t.{{sync_key}} = NEW.{{sync_key}};
-    INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key)
+    DELETE FROM tether_row_keys
+     WHERE table_id = {{table_id}}
+       AND row_pk = (SELECT {{pk_t}} FROM {{table}} AS t WHERE t.{{sync_key}} = NEW.{{sync_key}});
+    INSERT INTO tether_row_keys (table_id, row_pk, sync_key)
     SELECT {{table_id}}, {{pk_t}}, NEW.{{sync_key}} FROM {{table}} AS t
      WHERE t.{{sync_key}} = NEW.{{sync_key}};
 END
