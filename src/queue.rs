@@ -75,8 +75,7 @@ pub fn unsynced_rows(columns: &str, condition: &str) -> String {
 /// every write transaction of tether's as it begins and before it ends, and by a transaction
 /// about to read rows it logged itself.
 pub fn index_new_rows(conn: &Connection) -> Result<()> {
-    conn.prepare_cached(&drop_records_of_deletes(NOT_INDEXED))?
-        .execute([])?;
+    drop_records_of_deletes(conn, NOT_INDEXED, [])?;
 
     conn.prepare_cached(&format!(
         "UPDATE tether_mutation_logs SET indexed = 1 WHERE {NOT_INDEXED}"
@@ -85,31 +84,37 @@ pub fn index_new_rows(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Drops the `tether_row_keys` records of the rows deleted by the log rows matching `rows`, as
-/// they are indexed. The delete trigger leaves a row's record when it logs the delete (one page
-/// less per captured DELETE; its locator names the record) and no trigger reads records to tell
-/// what an insert replaced, so the record only has to be gone before tether's own code reads
-/// records: the key pass, repairs and re-tracking, all in write transactions, which index first.
-/// A record written again for that key and primary key after the delete (the row put back with
-/// its key: an undo, a REPLACE with recursive triggers) belongs to the row now there: the write
-/// that put it back logged the key again, and such a record stays. A record a later row at that
-/// primary key wrote holds another key and stays too.
-fn drop_records_of_deletes(rows: &str) -> String {
-    format!(
-        "WITH deleted AS MATERIALIZED (
-              SELECT id, model, locator, entity_id FROM tether_mutation_logs
-               WHERE {rows} AND operation = 'delete' AND locator IS NOT NULL),
-              logged_again AS MATERIALIZED (
-              SELECT entity_id, max(id) AS last FROM tether_mutation_logs
-               WHERE {rows} AND operation <> 'delete' AND entity_id IN (SELECT entity_id FROM deleted)
-               GROUP BY entity_id)
-         DELETE FROM tether_row_keys
-          WHERE (table_id, row_pk, sync_key) IN (
-                SELECT t.table_id, d.locator, d.entity_id
-                  FROM deleted AS d JOIN tether_tracked_tables AS t ON t.model = d.model
-                 WHERE NOT EXISTS (SELECT 1 FROM logged_again AS a
-                                    WHERE a.entity_id = d.entity_id AND a.last > d.id))"
-    )
+/// Drops the `tether_row_keys` records of the rows deleted by the log rows matching `rows` (a
+/// condition on the log with the parameters `params`), as they are indexed. The delete trigger
+/// leaves a row's record when it logs the delete (one page less per captured DELETE; its locator
+/// names the record) and no trigger reads records to tell what an insert replaced, so the record
+/// only has to be gone before tether's own code reads records: the key pass, repairs and
+/// re-tracking, all in write transactions, which index first. A record written after the delete
+/// (its `log_id` is the log's newest id then: the row was put back with its key, by an undo or a
+/// REPLACE with recursive triggers on) is the row's now and stays; so does one a later row at
+/// that primary key wrote (it holds another key).
+fn drop_records_of_deletes(
+    conn: &Connection,
+    rows: &str,
+    params: impl rusqlite::Params,
+) -> Result<()> {
+    let deletes: Vec<(i64, i64, rusqlite::types::Value, String)> = conn
+        .prepare_cached(&format!(
+            "SELECT d.id, t.table_id, d.locator, d.entity_id
+               FROM (SELECT id, model, locator, entity_id FROM tether_mutation_logs
+                      WHERE {rows} AND operation = 'delete' AND locator IS NOT NULL) AS d
+               JOIN tether_tracked_tables AS t ON t.model = d.model"
+        ))?
+        .query_map(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut drop = conn.prepare_cached(
+        "DELETE FROM tether_row_keys
+          WHERE table_id = ?2 AND row_pk = ?3 AND sync_key = ?4 AND coalesce(log_id, 0) < ?1",
+    )?;
+    for (id, table_id, row_pk, key) in deletes {
+        drop.execute((id, table_id, row_pk, key))?;
+    }
+    Ok(())
 }
 
 /// The most rows a write transaction indexes at once when a long tail was captured (an
@@ -161,8 +166,7 @@ pub fn index_long_tail(conn: &Connection, patience: std::time::Duration) -> Resu
             // The chunk is every row from its lowest id to its highest (no indexed row lies
             // between: see NOT_INDEXED).
             if let (Some(low), Some(high)) = (ids.iter().min(), ids.iter().max()) {
-                conn.prepare_cached(&drop_records_of_deletes("id BETWEEN ?1 AND ?2"))?
-                    .execute([low, high])?;
+                drop_records_of_deletes(conn, "id BETWEEN ?1 AND ?2", [low, high])?;
             }
             Ok(ids)
         })?;

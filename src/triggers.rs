@@ -403,6 +403,10 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("watch_insert_when", &watch_insert_when)
             .set("rekey_unkeyed", &rekey_unkeyed)
             .set("delete_locator", &delete_locator)
+            .set(
+                "newest_log_id",
+                "(SELECT max(id) FROM tether_mutation_logs)",
+            )
             .set("record_goes", &record_goes)
             .set("other_holders_of_new", &displaced_by_update)
             .set("clear_replaced", &clear_replaced)

@@ -28,7 +28,7 @@ BEGIN
     DELETE FROM tether_row_keys
      WHERE table_id = {{table_id}}
        AND row_pk = (SELECT {{pk_t}} FROM {{table}} AS t WHERE t.{{sync_key}} = NEW.{{sync_key}});
-    INSERT INTO tether_row_keys (table_id, row_pk, sync_key)
-    SELECT {{table_id}}, {{pk_t}}, NEW.{{sync_key}} FROM {{table}} AS t
+    INSERT INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
+    SELECT {{table_id}}, {{pk_t}}, NEW.{{sync_key}}, {{newest_log_id}} FROM {{table}} AS t
      WHERE t.{{sync_key}} = NEW.{{sync_key}};
 END

@@ -9,7 +9,7 @@
               AND (r.sync_key IS (SELECT t.{{sync_key}} FROM {{table}} AS t WHERE {{t_is_new}})
                    OR NOT EXISTS (SELECT 1 FROM {{table}} AS t WHERE t.{{sync_key}} = r.sync_key)));
     DELETE FROM tether_row_keys WHERE table_id = {{table_id}} AND row_pk = {{pk_new}};
-    INSERT INTO tether_row_keys (table_id, row_pk, sync_key)
-    SELECT {{table_id}}, {{pk_new}}, t.{{sync_key}} FROM {{table}} AS t
+    INSERT INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
+    SELECT {{table_id}}, {{pk_new}}, t.{{sync_key}}, {{newest_log_id}} FROM {{table}} AS t
      WHERE {{t_is_new}} AND t.{{sync_key}} IS NOT NULL;
     DELETE FROM tether_replaced WHERE table_id = {{table_id}};

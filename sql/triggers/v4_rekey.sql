@@ -17,7 +17,7 @@ BEGIN
        AND {{not_suppressed}};
     DELETE FROM tether_replaced WHERE table_id = {{table_id}} AND row_pk = {{pk_new}};
     DELETE FROM tether_row_keys WHERE table_id = {{table_id}} AND row_pk IN ({{pk_old}}, {{pk_new}});
-    INSERT INTO tether_row_keys (table_id, row_pk, sync_key)
-    SELECT {{table_id}}, {{pk_new}}, NEW.{{sync_key}} WHERE NEW.{{sync_key}} IS NOT NULL;
+    INSERT INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
+    SELECT {{table_id}}, {{pk_new}}, NEW.{{sync_key}}, {{newest_log_id}} WHERE NEW.{{sync_key}} IS NOT NULL;
     {{rekey_unkeyed}}
 END

@@ -319,3 +319,37 @@ fn a_table_renamed_by_a_rebuild_after_a_delete_is_followed_not_an_archive_of_del
     let k2 = key_of(&s.plain, "todo_items", 2);
     assert_eq!(s.on_server(), [format!("{k2}|two edited")]);
 }
+
+/// The same when more than 10,000 writes wait and tether indexes them in chunks of 10,000 before
+/// its next write: the delete ends one chunk and the row put back begins the next.
+#[test]
+fn a_row_put_back_with_its_key_keeps_its_record_when_indexed_in_chunks() {
+    let s = ServerBacked::new(PLAIN, &["tasks"], KEYS_ON_INSERT);
+    s.write("INSERT INTO tasks (id, title) VALUES (1, 'one')");
+    s.sync();
+    let k1 = key_of(&s.plain, "tasks", 1);
+    s.write(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
+         INSERT INTO tasks (id, title) SELECT i, 'row ' || i FROM n;
+         DELETE FROM tasks WHERE id = 1;
+         INSERT INTO tasks (id, title, tether_id) VALUES (1, 'one again', '{k1}');"
+    ));
+    let waiting: i64 = s
+        .plain
+        .query_row(
+            "SELECT count(*) FROM tether_mutation_logs WHERE indexed IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        waiting, 10_001,
+        "the delete is the 10,000th row of the tail"
+    );
+    s.sync();
+    rebuild_without_the_key_column(&s, PLAIN);
+    s.sync();
+    assert_eq!(key_of(&s.plain, "tasks", 1), k1);
+    s.assert_converged();
+    assert_eq!(s.entities_on_server().len(), 10_000, "none created twice");
+}

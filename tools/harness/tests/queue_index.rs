@@ -161,7 +161,7 @@ fn rows_captured_after_the_newest_rows_of_the_log_were_deleted_are_found() {
 }
 
 /// A database tether version 6 set up (every unsynced row in the index, no `indexed` column):
-/// made here from a current one by undoing migration 7.
+/// made here from a current one by undoing migrations 7 and 8.
 fn as_schema_6(conn: &rusqlite::Connection) {
     let view =
         std::fs::read_to_string(repo_root().join("sql/migrations/0006_attention_messages.sql"))
@@ -172,6 +172,8 @@ fn as_schema_6(conn: &rusqlite::Connection) {
         "ALTER TABLE tether_mutation_logs DROP COLUMN indexed;
          CREATE INDEX tether_mutation_logs_unsynced
              ON tether_mutation_logs (sync_status, id) WHERE sync_status <> 'synced';
+         ALTER TABLE tether_row_keys DROP COLUMN log_id;
+         CREATE INDEX tether_replaced_table ON tether_replaced (table_id);
          DELETE FROM tether_migrations WHERE version >= 7;",
     )
     .unwrap();
