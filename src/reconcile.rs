@@ -174,7 +174,7 @@ fn renamed_to(conn: &Connection, old: &str) -> Result<Option<String>> {
 /// sync key column, the table holding the recorded keys is the same table under its new name.
 /// Read outside a write transaction: records of rows whose deletes tether has not indexed yet
 /// are still there (`queue::index_new_rows`), and another table may hold their keys (an archive
-/// of deleted rows), so they do not count.
+/// of deleted rows), so they do not count, unless written after the delete (the row put back).
 fn holder_of_keys(conn: &Connection, table: &TrackedTable) -> Result<Option<String>> {
     let tracked: Vec<String> = tracked_tables(conn)?.into_iter().map(|t| t.table).collect();
     let candidates: Vec<String> = conn
@@ -188,10 +188,14 @@ fn holder_of_keys(conn: &Connection, table: &TrackedTable) -> Result<Option<Stri
     for candidate in candidates.into_iter().filter(|c| !tracked.contains(c)) {
         let holds: bool = conn.query_row(
             &format!(
-                "SELECT EXISTS (SELECT 1 FROM main.{} AS t JOIN tether_row_keys AS s
+                "WITH deleted AS MATERIALIZED (
+                      SELECT entity_id, max(id) AS last FROM tether_mutation_logs
+                       WHERE {NOT_INDEXED} AND operation = 'delete' GROUP BY entity_id)
+                 SELECT EXISTS (SELECT 1 FROM main.{} AS t JOIN tether_row_keys AS s
                                    ON s.table_id = ?1 AND s.sync_key = t.{}
-                                WHERE s.sync_key NOT IN (SELECT entity_id FROM tether_mutation_logs
-                                                          WHERE {NOT_INDEXED} AND operation = 'delete'))",
+                                WHERE NOT EXISTS (SELECT 1 FROM deleted AS d
+                                                   WHERE d.entity_id = s.sync_key
+                                                     AND d.last > coalesce(s.log_id, 0)))",
                 ident(&candidate),
                 ident(&table.sync_key)
             ),

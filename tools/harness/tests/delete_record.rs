@@ -353,3 +353,39 @@ fn a_row_put_back_with_its_key_keeps_its_record_when_indexed_in_chunks() {
     s.assert_converged();
     assert_eq!(s.entities_on_server().len(), 10_000, "none created twice");
 }
+
+/// Rows saved as DELETE and INSERT of the whole row (an ORM's save), then the table rebuilt under
+/// a new name keeping its keys, all before tether writes again: the rebuilt table is still found
+/// by the keys its rows hold (their records were written after their deletes).
+#[test]
+fn a_table_renamed_by_a_rebuild_after_its_rows_were_saved_as_delete_and_insert_is_followed() {
+    let s = ServerBacked::new(PLAIN, &["tasks"], KEYS_ON_INSERT);
+    s.write("INSERT INTO tasks (id, title) VALUES (1, 'one'), (2, 'two')");
+    s.sync();
+    let keys: Vec<String> = (1..=2).map(|id| key_of(&s.plain, "tasks", id)).collect();
+    s.write(&format!(
+        "BEGIN;
+         DELETE FROM tasks WHERE id = 1;
+         INSERT INTO tasks (id, title, tether_id) VALUES (1, 'one saved', '{}');
+         DELETE FROM tasks WHERE id = 2;
+         INSERT INTO tasks (id, title, tether_id) VALUES (2, 'two saved', '{}');
+         COMMIT;
+         CREATE TABLE todo_items (id INTEGER PRIMARY KEY, title TEXT, slug TEXT, tether_id TEXT);
+         INSERT INTO todo_items SELECT id, title, slug, tether_id FROM tasks;
+         DROP TABLE tasks;",
+        keys[0], keys[1]
+    ));
+    s.sync();
+    let tracked: Vec<String> = column(&s.plain, "SELECT table_name FROM tether_tracked_tables");
+    assert_eq!(tracked, ["todo_items"]);
+    s.write("UPDATE todo_items SET title = 'two edited' WHERE id = 2");
+    s.sync();
+    assert_eq!(s.on_server(), {
+        let mut rows = vec![
+            format!("{}|one saved", keys[0]),
+            format!("{}|two edited", keys[1]),
+        ];
+        rows.sort();
+        rows
+    });
+}
