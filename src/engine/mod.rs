@@ -156,7 +156,10 @@ pub fn now_iso(conn: &Connection) -> Result<String> {
 /// Deletes synced mutations synced more than `retention_days` ago (0: every synced one), resolved
 /// ones resolved as long ago, and
 /// finished sync-log rows as old, in short transactions. Versions survive in
-/// `tether_entity_versions`; a cycle still running keeps its row.
+/// `tether_entity_versions`; a cycle still running keeps its row. The log's newest row stays
+/// whatever its age: the queue's ids (an INTEGER PRIMARY KEY without AUTOINCREMENT) then never
+/// go back, which `tether_row_keys.log_id` relies on to tell a record written after a delete
+/// from one written before it (`queue::drop_records_of_deletes`).
 pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
     let age = format!("-{retention_days} days");
     let mut total = 0;
@@ -164,6 +167,7 @@ pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
         "DELETE FROM tether_mutation_logs WHERE id IN (
              SELECT id FROM tether_mutation_logs
               WHERE sync_status = 'synced' AND synced_at <= datetime('now', ?1)
+                AND id < (SELECT max(id) FROM tether_mutation_logs)
               ORDER BY id LIMIT 5000)",
         // Failures and conflicts a person resolved (tether_retry, tether_discard).
         &format!(
@@ -171,6 +175,7 @@ pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
              SELECT id FROM tether_mutation_logs
               WHERE {UNSYNCED} AND sync_status = 'resolved'
                 AND resolved_at <= datetime('now', ?1)
+                AND id < (SELECT max(id) FROM tether_mutation_logs)
                 -- A discarded create whose row stayed (its removal waits in the quarantine) is
                 -- what tells a later fix to go as a create.
                 AND NOT (resolution = 'discarded' AND operation = 'create'

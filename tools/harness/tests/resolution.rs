@@ -286,6 +286,10 @@ fn resolved_mutations_are_pruned_with_the_retention_period() {
     let resolved = "SELECT count(*) FROM tether_mutation_logs WHERE sync_status = 'resolved'";
     assert_eq!(column::<i64>(&phone, resolved), [1]);
     set_config(&phone, "retention_days", 0);
+    // Pruning keeps the log's newest row (the queue's ids never go back): a later write.
+    phone
+        .execute("INSERT INTO notes (id, title) VALUES (2, 'later')", [])
+        .unwrap();
     json(&phone, "SELECT tether_sync()");
     assert_eq!(column::<i64>(&phone, resolved), [0]);
 }
