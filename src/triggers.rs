@@ -195,6 +195,16 @@ fn keyed_rows_where(capture: &Capture, condition: &str, exclude_old: bool) -> St
     )
 }
 
+/// `columns` followed by those of `more` it does not hold yet.
+fn with_columns(mut columns: Vec<String>, more: &[String]) -> Vec<String> {
+    for column in more {
+        if !columns.contains(column) {
+            columns.push(column.clone());
+        }
+    }
+    columns
+}
+
 /// True when an UPDATE changed any of `columns` (false for none).
 fn any_changed(columns: &[String]) -> String {
     if columns.is_empty() {
@@ -226,19 +236,9 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         all
     };
     let unique_changed = any_changed(&unique_columns);
-    let mut displacing_columns = capture.primary_key.columns();
-    for column in &unique_columns {
-        if !displacing_columns.contains(column) {
-            displacing_columns.push(column.clone());
-        }
-    }
+    let displacing_columns = with_columns(capture.primary_key.columns(), &unique_columns);
     // With nothing synced, updates never capture; the sync key keeps the trigger well-formed.
-    let mut watched: Vec<String> = capture.columns.to_vec();
-    for column in &unique_columns {
-        if !watched.contains(column) {
-            watched.push(column.clone());
-        }
-    }
+    let mut watched = with_columns(capture.columns.to_vec(), &unique_columns);
     if watched.is_empty() {
         watched.push(capture.sync_key.to_string());
     }
