@@ -1,16 +1,20 @@
 //! The capture triggers: plain SQL rendered from `sql/triggers`, so writes from connections that
 //! never loaded the extension are captured too. Per table:
-//! - `tether_insert_<t>`, `tether_update_<t>`, `tether_delete_<t>`: the mutation log, and the
-//!   row-key record (`tether_row_keys`) by which a repair gives rows back their keys;
+//! - `tether_keyless_<t>` and `tether_insert_<t>`: an INSERT, split by WHEN clauses that negate
+//!   each other between a lean trigger for a row inserted without a key and the full path (a key
+//!   given, REPLACE, server state applied). With keys on insert the lean one gives a new key at
+//!   once; with `{"keys": "on_sync"}` it logs one 'unkeyed' create (`crate::keys` gives the key
+//!   later);
+//! - `tether_update_<t>`, `tether_delete_<t>`: the mutation log; the insert triggers also write
+//!   the row-key record (`tether_row_keys`) by which a repair gives rows back their keys;
 //! - `tether_guard_<t>`: the sync key is given once, never changed, always a ULID;
 //! - `tether_rekey_<t>` (tables with a declared primary key): follows primary key changes;
 //! - `tether_watch_insert_<t>`: notes rows REPLACE is about to delete through the primary key,
 //!   the sync key or another UNIQUE constraint (the row a REPLACE by primary key puts in their
 //!   place takes over their entity); `tether_watch_update_<t>` (tables with a declared primary
 //!   key or other UNIQUE constraints): the same for UPDATE OR REPLACE;
-//! - tables tracked with `{"keys": "on_sync"}` (v3 templates): `tether_keyless_<t>` logs an
-//!   INSERT without a key as one 'unkeyed' create (`crate::keys` gives the key later), and
-//!   `tether_key_given_<t>` captures a key the application writes into a waiting row.
+//! - `tether_key_given_<t>` (`{"keys": "on_sync"}`): captures a key the application writes into
+//!   a waiting row.
 use rusqlite::Connection;
 
 use crate::bail;
@@ -19,11 +23,12 @@ use crate::sql::{ident, literal, Template};
 use crate::table_info::{same_values, PrimaryKey, RowLocator};
 
 /// Version of the templates below; tables tracked with an older one are regenerated on load.
-pub const TRIGGER_VERSION: i64 = 3;
+pub const TRIGGER_VERSION: i64 = 4;
 
 const NEW_ULID: &str = include_str!("../sql/triggers/v1_new_ulid.sql");
 const NOW_MS: &str = include_str!("../sql/triggers/v1_now_ms.sql");
-const INSERT: &str = include_str!("../sql/triggers/v4_insert.sql");
+const INSERT: &str = include_str!("../sql/triggers/v5_insert.sql");
+const NEW_KEY_INSERT: &str = include_str!("../sql/triggers/v5_new_key_insert.sql");
 const UPDATE: &str = include_str!("../sql/triggers/v2_update.sql");
 const DELETE: &str = include_str!("../sql/triggers/v4_delete.sql");
 const GUARD: &str = include_str!("../sql/triggers/v2_guard.sql");
@@ -37,7 +42,8 @@ const UPDATE_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_update.sql");
 const KEY_GIVEN: &str = include_str!("../sql/triggers/v4_key_given.sql");
 // Parts of both insert triggers.
 const REPLACED_ON_INSERT: &str = include_str!("../sql/triggers/v4_replaced_on_insert.sql");
-const RECORDED_ON_INSERT: &str = include_str!("../sql/triggers/v4_recorded_on_insert.sql");
+const RECORDED_ON_INSERT: &str = include_str!("../sql/triggers/v5_recorded_on_insert.sql");
+const RECORD_NEW_ROW: &str = include_str!("../sql/triggers/v5_record_new_row.sql");
 
 /// json_object() takes at most 127 arguments on older SQLites: 63 columns per call.
 const COLUMNS_PER_CALL: usize = 63;
@@ -345,13 +351,18 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         r_alive = alive("r"),
     );
     let key_name = format!("{}.{}", capture.table, capture.sync_key);
+    // Both modes split an INSERT between a lean trigger for a row without a key (`keyless`) and
+    // the full path (`insert`), by WHEN clauses that negate each other. The full path clears the
+    // notes the keyless trigger's WHEN reads, so the keyless one must fire first: SQLite fires a
+    // table's triggers newest first (reparsing the schema keeps that order), so it is created
+    // after the full path.
     let mut templates = if capture.keys_on_sync {
         if !matches!(capture.primary_key, PrimaryKey::RowidAlias(_)) {
             bail!("{{\"keys\": \"on_sync\"}} needs an INTEGER PRIMARY KEY to find a row again when its key is given; {table:?} has none: track it without the option");
         }
         vec![
-            KEYLESS_INSERT,
             INSERT_KEYED,
+            KEYLESS_INSERT,
             UPDATE_KEYS_ON_SYNC,
             // A row without a key has no record of its own, and deleting it logs nothing.
             DELETE,
@@ -360,7 +371,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             KEY_GIVEN,
         ]
     } else {
-        vec![INSERT, UPDATE, DELETE, GUARD, WATCH_INSERT]
+        vec![INSERT, NEW_KEY_INSERT, UPDATE, DELETE, GUARD, WATCH_INSERT]
     };
     if !pk_columns.is_empty() {
         templates.push(REKEY);
@@ -368,10 +379,17 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     if !displaced_by_update.is_empty() {
         templates.push(WATCH_UPDATE);
     }
-    let fill = |template: &str, replaced_on_insert: &str, recorded_on_insert: &str| {
-        Template::new(template)
-            .set("replaced_on_insert", replaced_on_insert)
-            .set("recorded_on_insert", recorded_on_insert)
+    let keyless_when = format!(
+        "NEW.{sync_key} IS NULL AND {NOT_SUPPRESSED}
+          AND NOT EXISTS (SELECT 1 FROM tether_replaced WHERE table_id = {table_id})"
+    );
+    let fill = |template: &str, fragments: &[(&'static str, &str)]| {
+        let mut template = Template::new(template);
+        for (name, text) in fragments {
+            template = template.set(name, text);
+        }
+        template
+            .set("keyless_when", &keyless_when)
             .set("insert_trigger", &ident(&name("insert", table)))
             .set("keyless_trigger", &ident(&name("keyless", table)))
             .set("key_given_trigger", &ident(&name("key_given", table)))
@@ -431,18 +449,34 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             )
             .render()
     };
-    // Statements both insert triggers run, rendered once.
-    let replaced_on_insert = fill(REPLACED_ON_INSERT, "", "")?;
-    let recorded_on_insert = fill(RECORDED_ON_INSERT, "", "")?;
+    // Statements several insert triggers run, rendered once.
+    let record_new_row = fill(RECORD_NEW_ROW, &[])?;
+    let fragments = [
+        ("replaced_on_insert", fill(REPLACED_ON_INSERT, &[])?),
+        (
+            "recorded_on_insert",
+            fill(RECORDED_ON_INSERT, &[("record_new_row", &record_new_row)])?,
+        ),
+        ("record_new_row", record_new_row.clone()),
+    ];
+    let fragments: Vec<(&'static str, &str)> =
+        fragments.iter().map(|(n, t)| (*n, t.as_str())).collect();
     templates
         .into_iter()
-        .map(|template| fill(template, &replaced_on_insert, &recorded_on_insert))
+        .map(|template| fill(template, &fragments))
         .collect()
 }
 
 /// The names of the triggers [`render`] creates for the table.
 pub fn expected_names(capture: &Capture) -> Vec<String> {
-    let mut kinds = vec!["insert", "update", "delete", "guard", "watch_insert"];
+    let mut kinds = vec![
+        "insert",
+        "keyless",
+        "update",
+        "delete",
+        "guard",
+        "watch_insert",
+    ];
     if !capture.primary_key.columns().is_empty() {
         kinds.push("rekey");
     }
@@ -450,7 +484,6 @@ pub fn expected_names(capture: &Capture) -> Vec<String> {
         kinds.push("watch_update");
     }
     if capture.keys_on_sync {
-        kinds.push("keyless");
         kinds.push("key_given");
     }
     let mut names: Vec<String> = kinds.iter().map(|k| name(k, capture.table)).collect();

@@ -129,6 +129,24 @@ fn a_synced_row_replaced_by_primary_key_stays_its_entity_whatever_follows() {
 }
 
 #[test]
+fn replacing_a_synced_row_logs_one_update_and_no_waiting_create() {
+    let s = setup(TASKS, &["tasks"]);
+    s.write("INSERT INTO tasks (id, title, slug) VALUES (1, 'a', 'a')");
+    s.sync();
+    // The full path takes the key over and clears the REPLACE notes; the keyless trigger, whose
+    // WHEN reads those notes, must have fired before it and passed.
+    s.write(
+        "INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (1, 'by primary key', 'a');
+         INSERT OR REPLACE INTO tasks (title, slug) VALUES ('by unique slug', 'a');",
+    );
+    assert_eq!(
+        s.statuses(),
+        ["create synced", "update pending", "update pending"],
+        "each REPLACE is one update, nothing waits for a key"
+    );
+}
+
+#[test]
 fn primary_key_changes_before_the_first_sync_create_each_row_once() {
     let s = setup(TASKS, &["tasks"]);
     s.write(

@@ -641,3 +641,47 @@ fn with_recursive_triggers_on_replace_is_still_one_row_once() {
         );
     }
 }
+
+/// The INSERT triggers split a row inserted without a key (`tether_keyless_*`) from the full
+/// path (`tether_insert_*`, REPLACE and keys given), which clears the notes the keyless
+/// trigger's WHEN reads: the keyless one must fire first. SQLite fires a table's triggers newest
+/// first, also after the schema is read again by another connection; tether creates it last.
+#[test]
+fn the_insert_triggers_fire_keyless_first_on_every_connection() {
+    let (_dir, path, conn, plain) = tracked_db(TASKS, "'tasks'");
+    let created: Vec<String> = column(
+        &plain,
+        "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND name IN ('tether_insert_tasks', 'tether_keyless_tasks') ORDER BY rowid",
+    );
+    assert_eq!(created, ["tether_insert_tasks", "tether_keyless_tasks"]);
+    let probe = Connection::open(&path).unwrap();
+    probe
+        .execute_batch(
+            "CREATE TABLE order_probe (x);
+             CREATE TRIGGER probe_first AFTER INSERT ON order_probe BEGIN INSERT INTO order_probe_log VALUES ('first'); END;
+             CREATE TABLE order_probe_log (name);
+             CREATE TRIGGER probe_second AFTER INSERT ON order_probe BEGIN INSERT INTO order_probe_log VALUES ('second'); END;
+             INSERT INTO order_probe VALUES (1);",
+        )
+        .unwrap();
+    let reopened = Connection::open(&path).unwrap();
+    reopened
+        .execute_batch("INSERT INTO order_probe VALUES (2)")
+        .unwrap();
+    assert_eq!(
+        column::<String>(&reopened, "SELECT name FROM order_probe_log ORDER BY rowid"),
+        ["second", "first", "second", "first"],
+        "this SQLite fires a table's triggers newest first, on the creating connection and after a reload"
+    );
+    // And so a REPLACE through the full path is one update, with no second create.
+    plain
+        .execute_batch("INSERT INTO tasks (id, title, slug) VALUES (1, 'a', 'a')")
+        .unwrap();
+    let key = key_of(&plain, "tasks", 1);
+    let before = last_log_id(&conn);
+    let fresh = Connection::open(&path).unwrap();
+    fresh
+        .execute_batch("INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (1, 'b', 'a')")
+        .unwrap();
+    assert_eq!(ops_after(&conn, before), [op("update", &key)]);
+}

@@ -8,8 +8,5 @@
             WHERE r.table_id = {{table_id}} AND r.row_pk IS NOT {{pk_new}}
               AND (r.sync_key IS (SELECT t.{{sync_key}} FROM {{table}} AS t WHERE {{t_is_new}})
                    OR NOT EXISTS (SELECT 1 FROM {{table}} AS t WHERE t.{{sync_key}} = r.sync_key)));
-    DELETE FROM tether_row_keys WHERE table_id = {{table_id}} AND row_pk = {{pk_new}};
-    INSERT INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
-    SELECT {{table_id}}, {{pk_new}}, t.{{sync_key}}, {{newest_log_id}} FROM {{table}} AS t
-     WHERE {{t_is_new}} AND t.{{sync_key}} IS NOT NULL;
+    {{record_new_row}}
     DELETE FROM tether_replaced WHERE table_id = {{table_id}};

@@ -1,0 +1,22 @@
+-- INSERT (keys on insert) of a row without a sync key, nothing about to be replaced and no server
+-- state being applied: the common insert. A new key, one 'create', the key written into the row,
+-- the row's record, and nothing else. Every other insert takes the full path, v5_insert.sql (the
+-- two WHEN clauses are each other's negation), so the common one does not run the REPLACE
+-- statements: SQLite runs every statement of a trigger whose WHEN holds, whatever they find.
+-- The key is the row's own if a trigger of the user's that ran first gave it one. The mutation is
+-- logged before the key is written, and the key read back from this trigger's own log row, as in
+-- v5_insert.sql.
+-- This trigger must fire before the full path, which clears the notes its WHEN reads: SQLite fires
+-- a table's triggers newest first, and tether creates this one after it (tether::triggers).
+CREATE TRIGGER {{keyless_trigger}} AFTER INSERT ON {{table}}
+WHEN {{keyless_when}}
+BEGIN
+    INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
+    SELECT coalesce(t.{{sync_key}}, {{new_ulid}}), {{model}}, 'create', {{payload_row}}, {{now_ms}}
+      FROM {{table}} AS t
+     WHERE {{t_is_new}};
+    UPDATE {{table}}
+       SET {{sync_key}} = (SELECT entity_id FROM tether_mutation_logs WHERE id = last_insert_rowid())
+     WHERE {{sync_key}} IS NULL AND {{row_match_new}};
+    {{record_new_row}}
+END
