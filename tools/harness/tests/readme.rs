@@ -1242,6 +1242,60 @@ fn every_block_of_the_integration_guide_runs_as_written() {
     );
 }
 
+/// docs/troubleshooting.md's diagnostic SQL runs: every SQL block, statement by statement, on a
+/// database with a table tracked each way and a few captured writes. The outputs it shows come
+/// from the situations it describes and are not compared; a statement that names a column or
+/// table tether no longer has fails here.
+#[test]
+fn every_sql_statement_of_the_troubleshooting_guide_runs() {
+    let text = std::fs::read_to_string(repo_root().join("docs/troubleshooting.md"))
+        .expect("docs/troubleshooting.md");
+    let (_dir, path) = temp_db();
+    let conn = open_loaded(&path);
+    conn.execute_batch(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, status TEXT, priority INTEGER);
+         CREATE TABLE events (id INTEGER PRIMARY KEY, name TEXT);",
+    )
+    .unwrap();
+    json(&conn, "SELECT tether_track('tasks')");
+    json(
+        &conn,
+        r#"SELECT tether_track('events', '{"keys": "on_sync"}')"#,
+    );
+    conn.execute_batch(
+        "INSERT INTO tasks (title, status) VALUES ('Buy milk', 'open');
+         UPDATE tasks SET status = 'done';
+         INSERT INTO events (name) VALUES ('opened');",
+    )
+    .unwrap();
+    let (mut ran, mut failures) = (0, Vec::new());
+    for section in sections(&text) {
+        for block in &section.blocks {
+            if block.skip.is_some() || !matches!(classify(block), Ok(Kind::Sql)) {
+                continue;
+            }
+            let statements = statements(block).unwrap_or_else(|e| {
+                panic!("docs/troubleshooting.md, block at line {}: {e}", block.line)
+            });
+            for statement in statements {
+                match query_all(&conn, &statement.sql) {
+                    Ok(_) => ran += 1,
+                    Err(e) => failures.push(format!(
+                        "docs/troubleshooting.md line {}: {}: {e}",
+                        statement.line,
+                        statement.sql.trim()
+                    )),
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        ran >= 5,
+        "only {ran} statements ran: is the guide parsed right?"
+    );
+}
+
 /// The checker itself: a README whose blocks fail in each way is reported section by section.
 #[test]
 fn a_readme_that_does_not_run_as_written_fails() {
