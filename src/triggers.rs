@@ -23,7 +23,7 @@ use crate::sql::{ident, literal, Template};
 use crate::table_info::{same_values, PrimaryKey, RowLocator};
 
 /// Version of the templates below; tables tracked with an older one are regenerated on load.
-pub const TRIGGER_VERSION: i64 = 4;
+pub const TRIGGER_VERSION: i64 = 5;
 
 const NEW_ULID: &str = include_str!("../sql/triggers/v1_new_ulid.sql");
 const NOW_MS: &str = include_str!("../sql/triggers/v1_now_ms.sql");
@@ -36,7 +36,7 @@ const REKEY: &str = include_str!("../sql/triggers/v4_rekey.sql");
 const WATCH_INSERT: &str = include_str!("../sql/triggers/v4_watch_insert.sql");
 const WATCH_UPDATE: &str = include_str!("../sql/triggers/v4_watch_update.sql");
 // Tables tracked with {"keys": "on_sync"}.
-const KEYLESS_INSERT: &str = include_str!("../sql/triggers/v4_keyless_insert.sql");
+const KEYLESS_INSERT: &str = include_str!("../sql/triggers/v5_keyless_insert.sql");
 const INSERT_KEYED: &str = include_str!("../sql/triggers/v4_insert_keyed.sql");
 const UPDATE_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_update.sql");
 const KEY_GIVEN: &str = include_str!("../sql/triggers/v4_key_given.sql");
@@ -44,6 +44,7 @@ const KEY_GIVEN: &str = include_str!("../sql/triggers/v4_key_given.sql");
 const REPLACED_ON_INSERT: &str = include_str!("../sql/triggers/v4_replaced_on_insert.sql");
 const RECORDED_ON_INSERT: &str = include_str!("../sql/triggers/v5_recorded_on_insert.sql");
 const RECORD_NEW_ROW: &str = include_str!("../sql/triggers/v5_record_new_row.sql");
+const CLEAR_NESTED_NOTES: &str = include_str!("../sql/triggers/v5_clear_nested_notes.sql");
 
 /// json_object() takes at most 127 arguments on older SQLites: 63 columns per call.
 const COLUMNS_PER_CALL: usize = 63;
@@ -458,6 +459,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             fill(RECORDED_ON_INSERT, &[("record_new_row", &record_new_row)])?,
         ),
         ("record_new_row", record_new_row.clone()),
+        ("clear_nested_notes", fill(CLEAR_NESTED_NOTES, &[])?),
     ];
     let fragments: Vec<(&'static str, &str)> =
         fragments.iter().map(|(n, t)| (*n, t.as_str())).collect();

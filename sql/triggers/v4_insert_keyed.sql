@@ -1,4 +1,4 @@
--- INSERT (tables tracked with {"keys": "on_sync"}): the inserts v4_keyless_insert.sql leaves to
+-- INSERT (tables tracked with {"keys": "on_sync"}): the inserts v5_keyless_insert.sql leaves to
 -- this trigger (a key given, server state applied, a row noted by the BEFORE trigger as about to
 -- be replaced through the primary key, the sync key or a UNIQUE constraint) are captured as
 -- v4_insert.sql captures them, with one difference: no new key is made here. A row without a key

@@ -19,4 +19,5 @@ BEGIN
        SET {{sync_key}} = (SELECT entity_id FROM tether_mutation_logs WHERE id = last_insert_rowid())
      WHERE {{sync_key}} IS NULL AND {{row_match_new}};
     {{record_new_row}}
+    {{clear_nested_notes}}
 END

@@ -685,3 +685,38 @@ fn the_insert_triggers_fire_keyless_first_on_every_connection() {
         .unwrap();
     assert_eq!(ops_after(&conn, before), [op("update", &key)]);
 }
+
+/// The keyless trigger's key write starts the user's triggers; one that inserts into the same
+/// table and is skipped leaves the notes of its BEFORE trigger behind, which the full path, firing
+/// next, must not take for the new row's (it would capture the row a second time).
+#[test]
+fn a_skipped_insert_by_a_trigger_the_key_write_starts_leaves_the_row_captured_once() {
+    use tether_harness::server_backed::ServerBacked;
+    for body in [
+        "INSERT OR IGNORE INTO tasks (id, title) VALUES (1, 'root');",
+        "INSERT INTO tasks (id, title) VALUES (1, 'root') ON CONFLICT DO NOTHING;",
+        "INSERT INTO tasks (id, title) VALUES (1, 'root') ON CONFLICT (id) DO UPDATE SET title = title;",
+        "INSERT OR IGNORE INTO tasks (id, title) VALUES (NEW.id, NEW.title);",
+    ] {
+        let s = ServerBacked::new(
+            "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT);",
+            &["tasks"],
+            "{}",
+        );
+        s.write("INSERT INTO tasks (id, title) VALUES (1, 'root')");
+        s.write(&format!(
+            "CREATE TRIGGER user_touch AFTER UPDATE ON tasks WHEN NEW.id <> 1 BEGIN {body} END"
+        ));
+        let before = last_log_id(&s.conn);
+        s.write("INSERT INTO tasks (title) VALUES ('child')");
+        let key = key_of(&s.plain, "tasks", 2);
+        assert_eq!(
+            ops_after(&s.conn, before),
+            [op("create", &key)],
+            "{body}: one create"
+        );
+        s.sync();
+        assert_eq!(s.applied_to(&key), 1, "{body}: applied once on the server");
+        s.assert_converged();
+    }
+}
