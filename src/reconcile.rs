@@ -137,6 +137,11 @@ pub fn health(conn: &Connection, settings: &Settings, table: &TrackedTable) -> R
         )));
     }
     let capture = plan.capture();
+    if !triggers::keyless_fires_first(conn, &table.table)? {
+        return Ok(Health::Drifted(
+            "its insert triggers fire in the wrong order".into(),
+        ));
+    }
     if triggers::installed(conn, &table.table)? != triggers::expected_names(&capture) {
         return Ok(Health::Drifted("capture triggers are missing".into()));
     }

@@ -531,6 +531,25 @@ pub fn installed(conn: &Connection, table: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// False when the table's keyless insert trigger would fire after its full path, which clears
+/// the notes the keyless one's WHEN reads (see [`render`]): SQLite fires a table's triggers
+/// newest first, reading the schema in rowid order. Only a tool that recreated tether's triggers
+/// in another order causes it; the caller then installs them again.
+pub fn keyless_fires_first(conn: &Connection, table: &str) -> Result<bool> {
+    let newest = |kind: &str| {
+        format!(
+            "(SELECT max(rowid) FROM main.sqlite_schema WHERE type = 'trigger'
+               AND tbl_name = ?1 COLLATE NOCASE AND name LIKE 'tether\\_{kind}\\_%' ESCAPE '\\')"
+        )
+    };
+    let in_order: Option<bool> = conn.query_row(
+        &format!("SELECT {} > {}", newest("keyless"), newest("insert")),
+        [table],
+        |r| r.get(0),
+    )?;
+    Ok(in_order.unwrap_or(true))
+}
+
 /// Queues a mutation (`create` or `update`, the full synced row) for each row of the table
 /// matched by `filter` (a SQL condition on `t`, with `params`), in row order.
 pub fn queue_rows(

@@ -720,3 +720,33 @@ fn a_skipped_insert_by_a_trigger_the_key_write_starts_leaves_the_row_captured_on
         s.assert_converged();
     }
 }
+
+/// A tool that recreates tether's triggers in another order (the full path newest) would make
+/// the full path fire first; tether finds it when it next checks the table and installs the
+/// triggers again.
+#[test]
+fn insert_triggers_recreated_out_of_order_are_put_back_in_order() {
+    let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
+    plain
+        .execute_batch("INSERT INTO tasks (id, title, slug) VALUES (1, 'a', 'a')")
+        .unwrap();
+    let key = key_of(&plain, "tasks", 1);
+    let sql = column::<String>(
+        &plain,
+        "SELECT sql FROM sqlite_schema WHERE name = 'tether_insert_tasks'",
+    );
+    plain
+        .execute_batch(&format!("DROP TRIGGER tether_insert_tasks; {};", sql[0]))
+        .unwrap();
+    json(&conn, "SELECT tether_status()");
+    let created: Vec<String> = column(
+        &plain,
+        "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND name IN ('tether_insert_tasks', 'tether_keyless_tasks') ORDER BY rowid",
+    );
+    assert_eq!(created, ["tether_insert_tasks", "tether_keyless_tasks"]);
+    let before = last_log_id(&conn);
+    plain
+        .execute_batch("INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (1, 'b', 'a')")
+        .unwrap();
+    assert_eq!(ops_after(&conn, before), [op("update", &key)]);
+}
