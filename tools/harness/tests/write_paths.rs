@@ -750,3 +750,44 @@ fn insert_triggers_recreated_out_of_order_are_put_back_in_order() {
         .unwrap();
     assert_eq!(ops_after(&conn, before), [op("update", &key)]);
 }
+
+/// README ("What is not done yet"): a trigger of yours that inserts into the same table during a
+/// REPLACE keeps the replaced entity when it fires outside tether's BEFORE and AFTER INSERT
+/// triggers: a BEFORE INSERT trigger created after tracking, an AFTER INSERT trigger followed by
+/// `tether_track` again.
+#[test]
+fn a_trigger_of_yours_inserting_during_a_replace_keeps_the_entity_ordered_as_readme_says() {
+    for (kind, track_again) in [("BEFORE", false), ("AFTER", true)] {
+        let (_dir, _path, conn, plain) = tracked_db(
+            "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT);",
+            "'tasks'",
+        );
+        plain
+            .execute_batch(&format!(
+                "CREATE TRIGGER yours {kind} INSERT ON tasks WHEN NEW.title = 'replacement'
+                 BEGIN INSERT INTO tasks (title) VALUES ('side row'); END;
+                 INSERT INTO tasks (id, title) VALUES (1, 'a');"
+            ))
+            .unwrap();
+        if track_again {
+            json(&conn, "SELECT tether_track('tasks')");
+        }
+        let key = key_of(&plain, "tasks", 1);
+        let before = last_log_id(&conn);
+        plain
+            .execute_batch("INSERT OR REPLACE INTO tasks (id, title) VALUES (1, 'replacement')")
+            .unwrap();
+        let side = column::<String>(
+            &plain,
+            "SELECT tether_id FROM tasks WHERE title = 'side row'",
+        );
+        let mut ops = ops_after(&conn, before);
+        ops.sort();
+        let mut want = vec![op("create", &side[0]), op("update", &key)];
+        want.sort();
+        assert_eq!(
+            ops, want,
+            "{kind}: the replaced row's entity is updated, the side row created"
+        );
+    }
+}
