@@ -40,7 +40,7 @@ const KEYLESS_INSERT: &str = include_str!("../sql/triggers/v5_keyless_insert.sql
 const INSERT_KEYED: &str = include_str!("../sql/triggers/v4_insert_keyed.sql");
 const UPDATE_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_update.sql");
 const KEY_GIVEN: &str = include_str!("../sql/triggers/v4_key_given.sql");
-// Parts of both insert triggers.
+// Parts of several insert triggers.
 const REPLACED_ON_INSERT: &str = include_str!("../sql/triggers/v4_replaced_on_insert.sql");
 const RECORDED_ON_INSERT: &str = include_str!("../sql/triggers/v5_recorded_on_insert.sql");
 const RECORD_NEW_ROW: &str = include_str!("../sql/triggers/v5_record_new_row.sql");

@@ -7,8 +7,8 @@
 -- row noted (tether_replaced) while they still existed; a candidate whose key a row still holds
 -- was not deleted and is passed over. The taken-over key is that of the row at the new row's
 -- primary key, else the first note's ({{taken_over}}).
--- tether_row_keys is only written here: a record at the new row's primary key may be that of a
--- row deleted since tether last indexed the queue (v4_delete.sql), and is replaced.
+-- The new row's record replaces any record at its primary key, which may be that of a row
+-- deleted since tether last indexed the queue (v4_delete.sql, v5_record_new_row.sql).
 -- Rows displaced by a row that applying server state writes are deleted here too, so they are
 -- logged whatever the suppression; only the row itself is not captured then.
 -- The key is the row's own (given in the INSERT, or by a trigger of the user's that ran first),
