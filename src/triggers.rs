@@ -23,7 +23,7 @@ use crate::sql::{ident, literal, Template};
 use crate::table_info::{same_values, PrimaryKey, RowLocator};
 
 /// Version of the templates below; tables tracked with an older one are regenerated on load.
-pub const TRIGGER_VERSION: i64 = 5;
+pub const TRIGGER_VERSION: i64 = 6;
 
 const NEW_ULID: &str = include_str!("../sql/triggers/v1_new_ulid.sql");
 const NOW_MS: &str = include_str!("../sql/triggers/v1_now_ms.sql");
@@ -33,7 +33,7 @@ const UPDATE: &str = include_str!("../sql/triggers/v2_update.sql");
 const DELETE: &str = include_str!("../sql/triggers/v4_delete.sql");
 const GUARD: &str = include_str!("../sql/triggers/v2_guard.sql");
 const REKEY: &str = include_str!("../sql/triggers/v4_rekey.sql");
-const WATCH_INSERT: &str = include_str!("../sql/triggers/v4_watch_insert.sql");
+const WATCH_INSERT: &str = include_str!("../sql/triggers/v5_watch_insert.sql");
 const WATCH_UPDATE: &str = include_str!("../sql/triggers/v4_watch_update.sql");
 // Tables tracked with {"keys": "on_sync"}.
 const KEYLESS_INSERT: &str = include_str!("../sql/triggers/v5_keyless_insert.sql");
@@ -303,7 +303,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         }
         holders.join(" UNION ")
     };
-    let watch_insert_when = if capture.keys_on_sync && !watching {
+    let watch_insert_when = if !watching {
         // Without a key in the INSERT, nothing at its primary key and no notes of the table,
         // there is nothing to note or to clear.
         format!(
