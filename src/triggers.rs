@@ -23,7 +23,7 @@ use crate::sql::{ident, literal, Template};
 use crate::table_info::{same_values, PrimaryKey, RowLocator};
 
 /// Version of the templates below; tables tracked with an older one are regenerated on load.
-pub const TRIGGER_VERSION: i64 = 6;
+pub const TRIGGER_VERSION: i64 = 7;
 
 const NEW_ULID: &str = include_str!("../sql/triggers/v1_new_ulid.sql");
 const NOW_MS: &str = include_str!("../sql/triggers/v1_now_ms.sql");
@@ -37,12 +37,13 @@ const WATCH_INSERT: &str = include_str!("../sql/triggers/v5_watch_insert.sql");
 const WATCH_UPDATE: &str = include_str!("../sql/triggers/v4_watch_update.sql");
 // Tables tracked with {"keys": "on_sync"}.
 const KEYLESS_INSERT: &str = include_str!("../sql/triggers/v5_keyless_insert.sql");
-const INSERT_KEYED: &str = include_str!("../sql/triggers/v4_insert_keyed.sql");
+const INSERT_KEYED: &str = include_str!("../sql/triggers/v5_insert_keyed.sql");
 const UPDATE_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_update.sql");
 const KEY_GIVEN: &str = include_str!("../sql/triggers/v4_key_given.sql");
 // Parts of several insert triggers.
 const REPLACED_ON_INSERT: &str = include_str!("../sql/triggers/v4_replaced_on_insert.sql");
 const RECORDED_ON_INSERT: &str = include_str!("../sql/triggers/v5_recorded_on_insert.sql");
+const LOG_INSERTED_ROW: &str = include_str!("../sql/triggers/v5_log_inserted_row.sql");
 const RECORD_NEW_ROW: &str = include_str!("../sql/triggers/v5_record_new_row.sql");
 const CLEAR_NESTED_NOTES: &str = include_str!("../sql/triggers/v5_clear_nested_notes.sql");
 
@@ -384,6 +385,12 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         "NEW.{sync_key} IS NULL AND {NOT_SUPPRESSED}
           AND NOT EXISTS (SELECT 1 FROM tether_replaced WHERE table_id = {table_id})"
     );
+    // The key of a row the full path logs with none of its own and none taken over.
+    let fallback_key = if capture.keys_on_sync {
+        "NULL".to_string()
+    } else {
+        new_ulid()?
+    };
     let fill = |template: &str, fragments: &[(&'static str, &str)]| {
         let mut template = Template::new(template);
         for (name, text) in fragments {
@@ -391,6 +398,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         }
         template
             .set("keyless_when", &keyless_when)
+            .set("fallback_key", &fallback_key)
             .set("insert_trigger", &ident(&name("insert", table)))
             .set("keyless_trigger", &ident(&name("keyless", table)))
             .set("key_given_trigger", &ident(&name("key_given", table)))
@@ -459,6 +467,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             fill(RECORDED_ON_INSERT, &[("record_new_row", &record_new_row)])?,
         ),
         ("record_new_row", record_new_row.clone()),
+        ("log_inserted_row", fill(LOG_INSERTED_ROW, &[])?),
         ("clear_nested_notes", fill(CLEAR_NESTED_NOTES, &[])?),
     ];
     let fragments: Vec<(&'static str, &str)> =

@@ -21,20 +21,6 @@ CREATE TRIGGER {{insert_trigger}} AFTER INSERT ON {{table}}
 WHEN NOT ({{keyless_when}})
 BEGIN
     {{replaced_on_insert}}
-    INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
-    SELECT coalesce(t.{{sync_key}}, k.key), {{model}},
-           CASE WHEN EXISTS (SELECT 1 FROM tether_replaced AS r
-                              WHERE r.table_id = {{table_id}}
-                                AND r.sync_key = coalesce(t.{{sync_key}}, k.key))
-                THEN 'update' ELSE 'create' END,
-           {{payload_row}}, {{now_ms}}
-      FROM {{table}} AS t, (SELECT coalesce({{taken_over}}, {{new_ulid}}) AS key) AS k
-     WHERE {{t_is_new}} AND {{not_suppressed}};
-    UPDATE {{table}}
-       SET {{sync_key}} = (SELECT entity_id FROM tether_mutation_logs WHERE id = last_insert_rowid())
-     WHERE {{sync_key}} IS NULL AND {{row_match_new}} AND {{not_suppressed}};
-    UPDATE {{table}}
-       SET {{sync_key}} = coalesce({{taken_over}}, {{new_ulid}})
-     WHERE {{sync_key}} IS NULL AND {{row_match_new}} AND NOT {{not_suppressed}};
+    {{log_inserted_row}}
     {{recorded_on_insert}}
 END
