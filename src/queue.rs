@@ -76,6 +76,11 @@ pub fn unsynced_rows(columns: &str, condition: &str) -> String {
 /// about to read rows it logged itself.
 pub fn index_new_rows(conn: &Connection) -> Result<()> {
     drop_records_of_deletes(conn, NOT_INDEXED, [])?;
+    // Notes of rows about to be replaced only mean something inside the statement that wrote
+    // them; the BEFORE triggers clear those a skipped row left while its rows still exist, and
+    // tether clears any other here, between statements (sql/triggers/v5_watch_insert.sql).
+    conn.prepare_cached("DELETE FROM tether_replaced")?
+        .execute([])?;
 
     conn.prepare_cached(&format!(
         "UPDATE tether_mutation_logs SET indexed = 1 WHERE {NOT_INDEXED}"

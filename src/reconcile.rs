@@ -137,7 +137,7 @@ pub fn health(conn: &Connection, settings: &Settings, table: &TrackedTable) -> R
         )));
     }
     let capture = plan.capture();
-    if !triggers::keyless_fires_first(conn, &table.table)? {
+    if !triggers::insert_triggers_fire_in_order(conn, &table.table)? {
         return Ok(Health::Drifted(
             "its insert triggers fire in the wrong order".into(),
         ));

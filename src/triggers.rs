@@ -20,32 +20,40 @@ use rusqlite::Connection;
 use crate::bail;
 use crate::error::Result;
 use crate::sql::{ident, literal, Template};
-use crate::table_info::{same_values, PrimaryKey, RowLocator};
+use crate::table_info::{PrimaryKey, RowLocator};
+
+mod notes;
+use notes::{
+    holders_of_new, note_owner_before, notes_of, pk_holder_of_new, unique_columns,
+    update_note_owner,
+};
 
 /// Version of the templates below; tables tracked with an older one are regenerated on load.
-pub const TRIGGER_VERSION: i64 = 7;
+pub const TRIGGER_VERSION: i64 = 8;
 
 const NEW_ULID: &str = include_str!("../sql/triggers/v1_new_ulid.sql");
 const NOW_MS: &str = include_str!("../sql/triggers/v1_now_ms.sql");
 const INSERT: &str = include_str!("../sql/triggers/v5_insert.sql");
 const NEW_KEY_INSERT: &str = include_str!("../sql/triggers/v5_new_key_insert.sql");
-const UPDATE: &str = include_str!("../sql/triggers/v2_update.sql");
+const UPDATE: &str = include_str!("../sql/triggers/v5_update.sql");
 const DELETE: &str = include_str!("../sql/triggers/v4_delete.sql");
 const GUARD: &str = include_str!("../sql/triggers/v2_guard.sql");
-const REKEY: &str = include_str!("../sql/triggers/v4_rekey.sql");
+const REKEY: &str = include_str!("../sql/triggers/v5_rekey.sql");
 const WATCH_INSERT: &str = include_str!("../sql/triggers/v5_watch_insert.sql");
-const WATCH_UPDATE: &str = include_str!("../sql/triggers/v4_watch_update.sql");
+const WATCH_UPDATE: &str = include_str!("../sql/triggers/v5_watch_update.sql");
+const SWEEP_INSERT: &str = include_str!("../sql/triggers/v5_sweep_insert.sql");
 // Tables tracked with {"keys": "on_sync"}.
 const KEYLESS_INSERT: &str = include_str!("../sql/triggers/v5_keyless_insert.sql");
 const INSERT_KEYED: &str = include_str!("../sql/triggers/v5_insert_keyed.sql");
 const UPDATE_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_update.sql");
 const KEY_GIVEN: &str = include_str!("../sql/triggers/v4_key_given.sql");
 // Parts of several insert triggers.
-const REPLACED_ON_INSERT: &str = include_str!("../sql/triggers/v4_replaced_on_insert.sql");
+const REPLACED_ON_INSERT: &str = include_str!("../sql/triggers/v5_replaced_on_insert.sql");
 const RECORDED_ON_INSERT: &str = include_str!("../sql/triggers/v5_recorded_on_insert.sql");
 const LOG_INSERTED_ROW: &str = include_str!("../sql/triggers/v5_log_inserted_row.sql");
 const RECORD_NEW_ROW: &str = include_str!("../sql/triggers/v5_record_new_row.sql");
 const CLEAR_NESTED_NOTES: &str = include_str!("../sql/triggers/v5_clear_nested_notes.sql");
+const SWEEP_NOTES: &str = include_str!("../sql/triggers/v5_sweep_notes.sql");
 
 /// json_object() takes at most 127 arguments on older SQLites: 63 columns per call.
 const COLUMNS_PER_CALL: usize = 63;
@@ -85,6 +93,7 @@ pub fn trigger_names(table: &str) -> Vec<String> {
         "rekey",
         "watch_insert",
         "watch_update",
+        "sweep_insert",
         "keyless",
         "key_given",
     ]
@@ -165,44 +174,6 @@ pub fn valid_key_expr(value: &str) -> String {
     )
 }
 
-/// `SELECT table_id, sync key, row_pk` of rows holding the unique values of `NEW`; with
-/// `exclude_old`, other than the row being updated.
-fn holders_of_new(capture: &Capture, exclude_old: bool) -> String {
-    capture
-        .unique_sets
-        .iter()
-        .map(|set| keyed_rows_where(capture, &same_values(set, "t", "NEW"), exclude_old))
-        .collect::<Vec<_>>()
-        .join(" UNION ")
-}
-
-/// `SELECT table_id, sync key, row_pk` of the keyed row holding `NEW`'s primary key; with
-/// `exclude_old`, other than the row being updated.
-fn pk_holder_of_new(capture: &Capture, exclude_old: bool) -> String {
-    keyed_rows_where(
-        capture,
-        &capture.primary_key.matches("t", "NEW"),
-        exclude_old,
-    )
-}
-
-/// `SELECT table_id, sync key, row_pk` of the keyed rows `t` of the table matching `condition`;
-/// with `exclude_old`, other than the row being updated.
-fn keyed_rows_where(capture: &Capture, condition: &str, exclude_old: bool) -> String {
-    let other = if exclude_old {
-        format!(" AND NOT ({})", capture.locator.matches("t", "OLD"))
-    } else {
-        String::new()
-    };
-    format!(
-        "SELECT {id}, t.{key}, {pk} FROM {table} AS t WHERE {condition} AND t.{key} IS NOT NULL{other}",
-        id = capture.table_id,
-        key = ident(capture.sync_key),
-        table = ident(capture.table),
-        pk = capture.primary_key.row_pk("t"),
-    )
-}
-
 /// `columns` followed by those of `more` it does not hold yet.
 fn with_columns(mut columns: Vec<String>, more: &[String]) -> Vec<String> {
     for column in more {
@@ -232,17 +203,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     let table_id = capture.table_id.to_string();
     let watching = !capture.unique_sets.is_empty();
     let changed = any_changed(capture.columns);
-    let unique_columns: Vec<String> = {
-        let mut all: Vec<String> = capture
-            .unique_sets
-            .iter()
-            .flatten()
-            .map(|(c, _)| c.clone())
-            .collect();
-        all.sort();
-        all.dedup();
-        all
-    };
+    let unique_columns = unique_columns(capture);
     let unique_changed = any_changed(&unique_columns);
     let displacing_columns = with_columns(capture.primary_key.columns(), &unique_columns);
     // With nothing synced, updates never capture; the sync key keeps the trigger well-formed.
@@ -270,16 +231,20 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             format!(
                 "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
                  SELECT r.sync_key, {model}, 'delete', '{{}}', {now} FROM tether_replaced AS r
-                  WHERE r.table_id = {table_id} AND ({unique_changed}) AND NOT {gone};
+                  WHERE r.table_id = {table_id} AND {mine} AND ({unique_changed}) AND NOT {gone};
                  DELETE FROM tether_row_keys
                   WHERE table_id = {table_id} AND ({unique_changed}) AND row_pk IN (
                         SELECT r.row_pk FROM tether_replaced AS r
-                         WHERE r.table_id = {table_id} AND NOT {gone});",
+                         WHERE r.table_id = {table_id} AND {mine} AND NOT {gone});",
                 model = literal(capture.model),
                 now = now_ms()?,
                 gone = alive("r"),
+                mine = format!("r.for_row = {}", update_note_owner(capture)),
             ),
-            format!("DELETE FROM tether_replaced WHERE table_id = {table_id};"),
+            format!(
+                "DELETE FROM tether_replaced WHERE table_id = {table_id} AND for_row = {};",
+                update_note_owner(capture)
+            ),
             format!(" UNION {}", holders_of_new(capture, false)),
         )
     } else {
@@ -287,9 +252,10 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     };
     let pk_columns = capture.primary_key.columns();
     let holders_of_new_row = format!(
-        "SELECT {table_id}, t.{sync_key}, {pk_t} FROM {table_q} AS t WHERE t.{sync_key} = NEW.{sync_key}
+        "SELECT {table_id}, t.{sync_key}, {pk_t}, {owner} FROM {table_q} AS t WHERE t.{sync_key} = NEW.{sync_key}
          UNION {pk_holder}{unique_holders}",
         pk_t = capture.primary_key.row_pk("t"),
+        owner = note_owner_before(capture),
         table_q = ident(table),
         pk_holder = pk_holder_of_new(capture, false),
     );
@@ -305,12 +271,9 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         holders.join(" UNION ")
     };
     let watch_insert_when = if !watching {
-        // Without a key in the INSERT, nothing at its primary key and no notes of the table,
-        // there is nothing to note or to clear.
+        // Without a key in the INSERT and nothing at its primary key, there is nothing to note.
         format!(
-            "WHEN NEW.{sync_key} IS NOT NULL
-               OR EXISTS (SELECT 1 FROM tether_replaced WHERE table_id = {table_id})
-               OR EXISTS ({})",
+            "WHEN NEW.{sync_key} IS NOT NULL OR EXISTS ({})",
             pk_holder_of_new(capture, false)
         )
     } else {
@@ -347,17 +310,19 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     };
     let taken_over = format!(
         "(SELECT r.sync_key FROM tether_replaced AS r
-           WHERE r.table_id = {table_id} AND NOT {r_alive}
+           WHERE r.table_id = {table_id} AND {mine} AND NOT {r_alive}
            ORDER BY r.row_pk IS NOT {pk_new}, r.rowid LIMIT 1)",
         pk_new = capture.primary_key.row_pk("NEW"),
         r_alive = alive("r"),
+        mine = notes_of(capture, "NEW", "r"),
     );
+    let notes_of_update = |alias: &str| format!("{alias}.for_row = {}", update_note_owner(capture));
     let key_name = format!("{}.{}", capture.table, capture.sync_key);
     // Both modes split an INSERT between a lean trigger for a row without a key (`keyless`) and
     // the full path (`insert`), by WHEN clauses that negate each other. The full path clears the
     // notes the keyless trigger's WHEN reads, so the keyless one must fire first: SQLite fires a
     // table's triggers newest first (reparsing the schema keeps that order), so it is created
-    // after the full path.
+    // after the full path. So is the sweep of notes after the watch that writes this row's.
     let mut templates = if capture.keys_on_sync {
         if !matches!(capture.primary_key, PrimaryKey::RowidAlias(_)) {
             bail!("{{\"keys\": \"on_sync\"}} needs an INTEGER PRIMARY KEY to find a row again when its key is given; {table:?} has none: track it without the option");
@@ -370,10 +335,19 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             DELETE,
             GUARD,
             WATCH_INSERT,
+            SWEEP_INSERT,
             KEY_GIVEN,
         ]
     } else {
-        vec![INSERT, NEW_KEY_INSERT, UPDATE, DELETE, GUARD, WATCH_INSERT]
+        vec![
+            INSERT,
+            NEW_KEY_INSERT,
+            UPDATE,
+            DELETE,
+            GUARD,
+            WATCH_INSERT,
+            SWEEP_INSERT,
+        ]
     };
     if !pk_columns.is_empty() {
         templates.push(REKEY);
@@ -408,6 +382,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("rekey_trigger", &ident(&name("rekey", table)))
             .set("watch_insert_trigger", &ident(&name("watch_insert", table)))
             .set("watch_update_trigger", &ident(&name("watch_update", table)))
+            .set("sweep_insert_trigger", &ident(&name("sweep_insert", table)))
             .set("table", &ident(table))
             .set("table_id", &table_id)
             .set("model", &literal(capture.model))
@@ -428,6 +403,13 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("taken_over", &taken_over)
             .set("holders_of_new", &holders_of_new_row)
             .set("watch_insert_when", &watch_insert_when)
+            .set("note_owner_before", &note_owner_before(capture))
+            .set("note_owner_update", &update_note_owner(capture))
+            .set("notes_of_new", &notes_of(capture, "NEW", "r"))
+            .set("own_notes_of_new", &notes_of(capture, "NEW", "tether_replaced"))
+            .set("notes_of_t", &notes_of(capture, "t", "tether_replaced"))
+            .set("notes_of_update", &notes_of_update("r"))
+            .set("own_notes_of_update", &notes_of_update("tether_replaced"))
             .set("rekey_unkeyed", &rekey_unkeyed)
             .set("delete_locator", &delete_locator)
             .set(
@@ -469,6 +451,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         ("record_new_row", record_new_row.clone()),
         ("log_inserted_row", fill(LOG_INSERTED_ROW, &[])?),
         ("clear_nested_notes", fill(CLEAR_NESTED_NOTES, &[])?),
+        ("sweep_notes", fill(SWEEP_NOTES, &[])?),
     ];
     let fragments: Vec<(&'static str, &str)> =
         fragments.iter().map(|(n, t)| (*n, t.as_str())).collect();
@@ -487,6 +470,7 @@ pub fn expected_names(capture: &Capture) -> Vec<String> {
         "delete",
         "guard",
         "watch_insert",
+        "sweep_insert",
     ];
     if !capture.primary_key.columns().is_empty() {
         kinds.push("rekey");
@@ -531,7 +515,8 @@ pub fn installed(conn: &Connection, table: &str) -> Result<Vec<String>> {
             AND (name LIKE 'tether\\_insert\\_%' ESCAPE '\\' OR name LIKE 'tether\\_update\\_%' ESCAPE '\\'
                  OR name LIKE 'tether\\_delete\\_%' ESCAPE '\\' OR name LIKE 'tether\\_guard\\_%' ESCAPE '\\'
                  OR name LIKE 'tether\\_rekey\\_%' ESCAPE '\\' OR name LIKE 'tether\\_watch\\_%' ESCAPE '\\'
-                 OR name LIKE 'tether\\_keyless\\_%' ESCAPE '\\' OR name LIKE 'tether\\_key\\_given\\_%' ESCAPE '\\')
+                 OR name LIKE 'tether\\_keyless\\_%' ESCAPE '\\' OR name LIKE 'tether\\_key\\_given\\_%' ESCAPE '\\'
+                 OR name LIKE 'tether\\_sweep\\_%' ESCAPE '\\')
           ORDER BY name",
     )?;
     let names = stmt
@@ -540,11 +525,12 @@ pub fn installed(conn: &Connection, table: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// False when the table's keyless insert trigger would fire after its full path, which clears
-/// the notes the keyless one's WHEN reads (see [`render`]): SQLite fires a table's triggers
-/// newest first, reading the schema in rowid order. Only a tool that recreated tether's triggers
-/// in another order causes it; the caller then installs them again.
-pub fn keyless_fires_first(conn: &Connection, table: &str) -> Result<bool> {
+/// False when one of the table's insert triggers would fire out of order (see [`render`]): the
+/// keyless one after the full path, which clears the notes the keyless one's WHEN reads, or the
+/// sweep after the watch, which would sweep the notes the watch just wrote. SQLite fires a table's
+/// triggers newest first, reading the schema in rowid order. Only a tool that recreated tether's
+/// triggers in another order causes it; the caller then installs them again.
+pub fn insert_triggers_fire_in_order(conn: &Connection, table: &str) -> Result<bool> {
     let newest = |kind: &str| {
         format!(
             "(SELECT max(rowid) FROM main.sqlite_schema WHERE type = 'trigger'
@@ -552,7 +538,13 @@ pub fn keyless_fires_first(conn: &Connection, table: &str) -> Result<bool> {
         )
     };
     let in_order: Option<bool> = conn.query_row(
-        &format!("SELECT {} > {}", newest("keyless"), newest("insert")),
+        &format!(
+            "SELECT {} > {} AND coalesce({} > {}, 1)",
+            newest("keyless"),
+            newest("insert"),
+            newest("sweep\\_insert"),
+            newest("watch\\_insert"),
+        ),
         [table],
         |r| r.get(0),
     )?;

@@ -7,7 +7,7 @@
     INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
     SELECT coalesce(t.{{sync_key}}, k.key), {{model}},
            CASE WHEN EXISTS (SELECT 1 FROM tether_replaced AS r
-                              WHERE r.table_id = {{table_id}}
+                              WHERE r.table_id = {{table_id}} AND {{notes_of_new}}
                                 AND r.sync_key = coalesce(t.{{sync_key}}, k.key))
                 THEN 'update' ELSE 'create' END,
            {{payload_row}}, {{now_ms}}

@@ -1,14 +1,16 @@
 -- Before every row is written (applying server state too), note the key and primary key of the
--- rows that hold its primary key, its sync key or its unique values ({{holders_of_new}}). If the
--- statement goes on (REPLACE), those rows are gone when the AFTER trigger of the same row reads
--- this list; if it stops (ABORT) the note is undone with it; if the row is skipped (IGNORE, an
--- upsert's DO UPDATE) the note stays until the next row's BEFORE trigger clears it: every insert
--- clears it first, so an AFTER trigger only ever reads the notes of its own row. Tables that have
--- no UNIQUE constraint besides the primary key and the sync key start it only when it has
--- something to note or to clear ({{watch_insert_when}}): most inserts then skip its statements.
+-- rows that hold its primary key, its sync key or its unique values ({{holders_of_new}}), under
+-- the row's own name ({{note_owner_before}}: its primary key, key and unique values as this
+-- trigger sees them). If the statement goes on (REPLACE), those rows are gone when the AFTER
+-- trigger of the same row reads its notes, and only its own: an insert into the table by a
+-- trigger of the user's while a REPLACE is under way neither reads nor clears the REPLACE's
+-- notes. If it stops (ABORT) the notes are undone with it; if the row is skipped (IGNORE, an
+-- upsert's DO UPDATE) they stay, their rows still there, until the next row's BEFORE triggers
+-- sweep them (v5_sweep_insert.sql). Tables that have no UNIQUE constraint besides the primary key
+-- and the sync key start this trigger only when it has something to note
+-- ({{watch_insert_when}}): most inserts then skip its statement.
 CREATE TRIGGER {{watch_insert_trigger}} BEFORE INSERT ON {{table}}
 {{watch_insert_when}}
 BEGIN
-    DELETE FROM tether_replaced WHERE table_id = {{table_id}};
-    INSERT INTO tether_replaced (table_id, sync_key, row_pk) {{holders_of_new}};
+    INSERT INTO tether_replaced (table_id, sync_key, row_pk, for_row) {{holders_of_new}};
 END

@@ -161,18 +161,29 @@ fn rows_captured_after_the_newest_rows_of_the_log_were_deleted_are_found() {
 }
 
 /// A database tether version 6 set up (every unsynced row in the index, no `indexed` column):
-/// made here from a current one by undoing migrations 7 and 8.
+/// made here from a current one by undoing migrations 7 to 9.
 fn as_schema_6(conn: &rusqlite::Connection) {
     let view =
         std::fs::read_to_string(repo_root().join("sql/migrations/0006_attention_messages.sql"))
             .unwrap();
     conn.execute_batch("DROP VIEW tether_attention; DROP INDEX tether_mutation_logs_unsynced;")
         .unwrap();
+    // Version 6's triggers name none of the columns dropped below; the load gives current ones.
+    let triggers: Vec<String> = column(
+        conn,
+        "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND name LIKE 'tether%'",
+    );
+    for name in triggers {
+        conn.execute_batch(&format!("DROP TRIGGER \"{name}\""))
+            .unwrap();
+    }
     conn.execute_batch(
-        "ALTER TABLE tether_mutation_logs DROP COLUMN indexed;
+        "UPDATE tether_tracked_tables SET trigger_version = 4;
+         ALTER TABLE tether_mutation_logs DROP COLUMN indexed;
          CREATE INDEX tether_mutation_logs_unsynced
              ON tether_mutation_logs (sync_status, id) WHERE sync_status <> 'synced';
          ALTER TABLE tether_row_keys DROP COLUMN log_id;
+         ALTER TABLE tether_replaced DROP COLUMN for_row;
          CREATE INDEX tether_replaced_table ON tether_replaced (table_id);
          DELETE FROM tether_migrations WHERE version >= 7;",
     )

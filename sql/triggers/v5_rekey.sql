@@ -12,10 +12,11 @@ BEGIN
     INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
     SELECT DISTINCT r.sync_key, {{model}}, 'delete', '{}', {{now_ms}}
       FROM tether_replaced AS r
-     WHERE r.table_id = {{table_id}} AND r.row_pk = {{pk_new}}
+     WHERE r.table_id = {{table_id}} AND r.row_pk = {{pk_new}} AND {{notes_of_update}}
        AND NOT EXISTS (SELECT 1 FROM {{table}} AS t WHERE t.{{sync_key}} = r.sync_key)
        AND {{not_suppressed}};
-    DELETE FROM tether_replaced WHERE table_id = {{table_id}} AND row_pk = {{pk_new}};
+    DELETE FROM tether_replaced
+     WHERE table_id = {{table_id}} AND row_pk = {{pk_new}} AND {{own_notes_of_update}};
     DELETE FROM tether_row_keys WHERE table_id = {{table_id}} AND row_pk IN ({{pk_old}}, {{pk_new}});
     INSERT INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
     SELECT {{table_id}}, {{pk_new}}, NEW.{{sync_key}}, {{newest_log_id}} WHERE NEW.{{sync_key}} IS NOT NULL;
