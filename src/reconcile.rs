@@ -137,9 +137,9 @@ pub fn health(conn: &Connection, settings: &Settings, table: &TrackedTable) -> R
         )));
     }
     let capture = plan.capture();
-    if !triggers::insert_triggers_fire_in_order(conn, &table.table)? {
+    if !triggers::triggers_fire_in_order(conn, &table.table)? {
         return Ok(Health::Drifted(
-            "its insert triggers fire in the wrong order".into(),
+            "its triggers fire in the wrong order".into(),
         ));
     }
     if triggers::installed(conn, &table.table)? != triggers::expected_names(&capture) {

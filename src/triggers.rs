@@ -42,6 +42,7 @@ const REKEY: &str = include_str!("../sql/triggers/v5_rekey.sql");
 const WATCH_INSERT: &str = include_str!("../sql/triggers/v5_watch_insert.sql");
 const WATCH_UPDATE: &str = include_str!("../sql/triggers/v5_watch_update.sql");
 const SWEEP_INSERT: &str = include_str!("../sql/triggers/v5_sweep_insert.sql");
+const SWEEP_UPDATE: &str = include_str!("../sql/triggers/v5_sweep_update.sql");
 // Tables tracked with {"keys": "on_sync"}.
 const KEYLESS_INSERT: &str = include_str!("../sql/triggers/v5_keyless_insert.sql");
 const INSERT_KEYED: &str = include_str!("../sql/triggers/v5_insert_keyed.sql");
@@ -94,6 +95,7 @@ pub fn trigger_names(table: &str) -> Vec<String> {
         "watch_insert",
         "watch_update",
         "sweep_insert",
+        "sweep_update",
         "keyless",
         "key_given",
     ]
@@ -354,6 +356,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     }
     if !displaced_by_update.is_empty() {
         templates.push(WATCH_UPDATE);
+        templates.push(SWEEP_UPDATE);
     }
     let keyless_when = format!(
         "NEW.{sync_key} IS NULL AND {NOT_SUPPRESSED}
@@ -383,6 +386,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("watch_insert_trigger", &ident(&name("watch_insert", table)))
             .set("watch_update_trigger", &ident(&name("watch_update", table)))
             .set("sweep_insert_trigger", &ident(&name("sweep_insert", table)))
+            .set("sweep_update_trigger", &ident(&name("sweep_update", table)))
             .set("table", &ident(table))
             .set("table_id", &table_id)
             .set("model", &literal(capture.model))
@@ -407,7 +411,6 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("note_owner_update", &update_note_owner(capture))
             .set("notes_of_new", &notes_of(capture, "NEW", "r"))
             .set("own_notes_of_new", &notes_of(capture, "NEW", "tether_replaced"))
-            .set("notes_of_t", &notes_of(capture, "t", "tether_replaced"))
             .set("notes_of_update", &notes_of_update("r"))
             .set("own_notes_of_update", &notes_of_update("tether_replaced"))
             .set("rekey_unkeyed", &rekey_unkeyed)
@@ -477,6 +480,7 @@ pub fn expected_names(capture: &Capture) -> Vec<String> {
     }
     if !capture.primary_key.columns().is_empty() || !capture.unique_sets.is_empty() {
         kinds.push("watch_update");
+        kinds.push("sweep_update");
     }
     if capture.keys_on_sync {
         kinds.push("key_given");
@@ -525,12 +529,12 @@ pub fn installed(conn: &Connection, table: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// False when one of the table's insert triggers would fire out of order (see [`render`]): the
-/// keyless one after the full path, which clears the notes the keyless one's WHEN reads, or the
-/// sweep after the watch, which would sweep the notes the watch just wrote. SQLite fires a table's
+/// False when one of the table's insert or update triggers would fire out of order (see
+/// [`render`]): the keyless one after the full path, which clears the notes the keyless one's
+/// WHEN reads, or a sweep after its watch, which would sweep the notes the watch just wrote. SQLite fires a table's
 /// triggers newest first, reading the schema in rowid order. Only a tool that recreated tether's
 /// triggers in another order causes it; the caller then installs them again.
-pub fn insert_triggers_fire_in_order(conn: &Connection, table: &str) -> Result<bool> {
+pub fn triggers_fire_in_order(conn: &Connection, table: &str) -> Result<bool> {
     let newest = |kind: &str| {
         format!(
             "(SELECT max(rowid) FROM main.sqlite_schema WHERE type = 'trigger'
@@ -539,11 +543,13 @@ pub fn insert_triggers_fire_in_order(conn: &Connection, table: &str) -> Result<b
     };
     let in_order: Option<bool> = conn.query_row(
         &format!(
-            "SELECT {} > {} AND coalesce({} > {}, 1)",
+            "SELECT {} > {} AND coalesce({} > {}, 1) AND coalesce({} > {}, 1)",
             newest("keyless"),
             newest("insert"),
             newest("sweep\\_insert"),
             newest("watch\\_insert"),
+            newest("sweep\\_update"),
+            newest("watch\\_update"),
         ),
         [table],
         |r| r.get(0),

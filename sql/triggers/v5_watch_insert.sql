@@ -12,5 +12,5 @@
 CREATE TRIGGER {{watch_insert_trigger}} BEFORE INSERT ON {{table}}
 {{watch_insert_when}}
 BEGIN
-    INSERT INTO tether_replaced (table_id, sync_key, row_pk, for_row) {{holders_of_new}};
+    INSERT INTO tether_replaced (table_id, sync_key, row_pk, for_pk, for_row) {{holders_of_new}};
 END

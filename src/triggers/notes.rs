@@ -2,8 +2,12 @@
 //! under which name, and which notes a trigger reads as its own row's. A REPLACE (or UPDATE OR
 //! REPLACE) deletes the rows in its way without a trigger; the BEFORE trigger of the row notes
 //! them while they exist and the AFTER triggers of the same row read them. Each note names the row
-//! that wrote it (`for_row`), so that a statement a trigger of the user's runs on the same table
-//! meanwhile neither reads nor sweeps them.
+//! that wrote it (`for_pk`, `for_row`), so that a statement a trigger of the user's runs on the
+//! same table meanwhile neither reads nor sweeps them.
+//!
+//! Every trigger program on a table costs each INSERT in proportion to its registers, which SQLite
+//! zeroes before it reads the WHEN clause, so the names are cheap: a table without other UNIQUE
+//! constraints names an inserted row by its primary key and sync key alone, with no function call.
 use super::Capture;
 use crate::sql::ident;
 use crate::table_info::{same_values, PrimaryKey};
@@ -22,66 +26,88 @@ pub fn unique_columns(capture: &Capture) -> Vec<String> {
     all
 }
 
-/// The name of an inserted row's notes: its primary key (`pk`), sync key and unique values, read
-/// from `row` (`NEW`, or a row `t` of the table). One `printf` call: `quote()` per value cost a
-/// REPLACE about 7% more instructions (`tools/bench/note_paths.py`).
-fn owner_of(capture: &Capture, row: &str, pk: &str) -> String {
-    let mut values = vec![pk.to_string(), format!("{row}.{}", ident(capture.sync_key))];
-    values.extend(
-        unique_columns(capture)
-            .iter()
-            .map(|c| format!("{row}.{}", ident(c))),
-    );
+/// The unique columns a name may read from `NEW` in both a BEFORE and an AFTER trigger: not
+/// generated ones, which a BEFORE UPDATE trigger sees NULL when the UPDATE does not name the
+/// columns they are computed from.
+fn named_unique_columns(capture: &Capture) -> Vec<String> {
+    unique_columns(capture)
+        .into_iter()
+        .filter(|c| !capture.generated.contains(c))
+        .collect()
+}
+
+/// `for_row` of an inserted row's notes, read from `row` (`NEW`, or a row `t` of the table): its
+/// sync key, and its unique values if the table has other UNIQUE constraints (one `printf`).
+fn values_of(capture: &Capture, row: &str) -> String {
+    let key = format!("{row}.{}", ident(capture.sync_key));
+    let unique = named_unique_columns(capture);
+    if unique.is_empty() {
+        return key;
+    }
+    let mut values = vec![key];
+    values.extend(unique.iter().map(|c| format!("{row}.{}", ident(c))));
     let format = vec!["%Q"; values.len()].join(",");
     format!("printf('{format}', {})", values.join(", "))
 }
 
-/// The name the BEFORE INSERT trigger gives the notes of the row `NEW`. A row number SQLite picks
-/// is -1 to a BEFORE trigger: the row is named with its primary key NULL then, and read back
-/// under either name ([`notes_of`]).
+/// `for_pk, for_row` of the notes the BEFORE INSERT trigger of the row `NEW` writes. A row number
+/// SQLite picks is -1 to a BEFORE trigger: `for_pk` is NULL then, and the notes are read as those
+/// of whatever row number the row got ([`notes_of`]).
 pub fn note_owner_before(capture: &Capture) -> String {
     let pk_new = capture.primary_key.row_pk("NEW");
-    match capture.primary_key {
-        PrimaryKey::Columns(_) => owner_of(capture, "NEW", &pk_new),
-        _ => owner_of(capture, "NEW", &format!("nullif({pk_new}, -1)")),
-    }
+    let pk = match capture.primary_key {
+        PrimaryKey::Columns(_) => pk_new,
+        _ => format!("nullif({pk_new}, -1)"),
+    };
+    format!("{pk}, {}", values_of(capture, "NEW"))
 }
 
 /// True for the notes (`alias`: `r` or `tether_replaced`) that the BEFORE INSERT trigger of `row`
 /// wrote: `NEW` in its AFTER INSERT triggers, or a row `t` of the table (the row that took the
 /// place of the rows a REPLACE under way noted).
 pub fn notes_of(capture: &Capture, row: &str, alias: &str) -> String {
-    let owner = owner_of(capture, row, &capture.primary_key.row_pk(row));
+    let pk = capture.primary_key.row_pk(row);
+    let values = values_of(capture, row);
     match capture.primary_key {
-        PrimaryKey::Columns(_) => format!("{alias}.for_row = {owner}"),
+        PrimaryKey::Columns(_) => format!("{alias}.for_row IS {values} AND {alias}.for_pk = {pk}"),
         _ => format!(
-            "{alias}.for_row IN ({owner}, {})",
-            owner_of(capture, row, "NULL")
+            "{alias}.for_row IS {values} AND ({alias}.for_pk IS NULL OR {alias}.for_pk = {pk})"
         ),
     }
 }
 
-/// The name of an updated row's notes: its primary key before the update, and the values of its
-/// primary key and unique columns before and after, which its BEFORE and AFTER UPDATE triggers
-/// see alike. The values make the names of an UPDATE OR REPLACE and of a second update of the
-/// same row that a trigger of the user's runs meanwhile differ (the first changed one of them).
+/// `for_row` of an updated row's notes (`for_pk` NULL): its primary key before the update, and the
+/// values of its primary key and unique columns before and after (not generated ones after: see
+/// [`named_unique_columns`]), which its BEFORE and AFTER UPDATE triggers see alike. The values make the names of an UPDATE OR REPLACE and of a second update of
+/// the same row that a trigger of the user's runs meanwhile differ (the first changed one of
+/// them); the `u:` keeps them apart from an inserted row's.
 pub fn update_note_owner(capture: &Capture) -> String {
-    let mut columns = capture.primary_key.columns();
-    for column in unique_columns(capture) {
-        if !columns.contains(&column) {
-            columns.push(column);
+    let with_unique = |unique: Vec<String>| {
+        let mut columns = capture.primary_key.columns();
+        for column in unique {
+            if !columns.contains(&column) {
+                columns.push(column);
+            }
         }
-    }
+        columns
+    };
     let mut values = vec![capture.primary_key.row_pk("OLD")];
-    for row in ["OLD", "NEW"] {
-        values.extend(columns.iter().map(|c| format!("{row}.{}", ident(c))));
-    }
+    values.extend(
+        with_unique(unique_columns(capture))
+            .iter()
+            .map(|c| format!("OLD.{}", ident(c))),
+    );
+    values.extend(
+        with_unique(named_unique_columns(capture))
+            .iter()
+            .map(|c| format!("NEW.{}", ident(c))),
+    );
     let format = vec!["%Q"; values.len()].join(",");
     format!("printf('u:{format}', {})", values.join(", "))
 }
 
-/// `SELECT table_id, sync key, row_pk, for_row` of rows holding the unique values of `NEW`; with
-/// `exclude_old`, other than the row being updated.
+/// `SELECT table_id, sync key, row_pk, for_pk, for_row` of rows holding the unique values of
+/// `NEW`; with `exclude_old`, other than the row being updated.
 pub fn holders_of_new(capture: &Capture, exclude_old: bool) -> String {
     capture
         .unique_sets
@@ -91,8 +117,8 @@ pub fn holders_of_new(capture: &Capture, exclude_old: bool) -> String {
         .join(" UNION ")
 }
 
-/// `SELECT table_id, sync key, row_pk, for_row` of the keyed row holding `NEW`'s primary key;
-/// with `exclude_old`, other than the row being updated.
+/// `SELECT table_id, sync key, row_pk, for_pk, for_row` of the keyed row holding `NEW`'s primary
+/// key; with `exclude_old`, other than the row being updated.
 pub fn pk_holder_of_new(capture: &Capture, exclude_old: bool) -> String {
     keyed_rows_where(
         capture,
@@ -101,14 +127,14 @@ pub fn pk_holder_of_new(capture: &Capture, exclude_old: bool) -> String {
     )
 }
 
-/// `SELECT table_id, sync key, row_pk, for_row` of the keyed rows `t` of the table matching
-/// `condition`, as notes of the row `NEW` ([`note_owner_before`]); with `exclude_old`, other than
-/// the row being updated, as notes of that row ([`update_note_owner`]).
+/// `SELECT table_id, sync key, row_pk, for_pk, for_row` of the keyed rows `t` of the table
+/// matching `condition`, as notes of the row `NEW` ([`note_owner_before`]); with `exclude_old`,
+/// other than the row being updated, as notes of that row ([`update_note_owner`]).
 pub fn keyed_rows_where(capture: &Capture, condition: &str, exclude_old: bool) -> String {
     let (other, owner) = if exclude_old {
         (
             format!(" AND NOT ({})", capture.locator.matches("t", "OLD")),
-            update_note_owner(capture),
+            format!("NULL, {}", update_note_owner(capture)),
         )
     } else {
         (String::new(), note_owner_before(capture))

@@ -184,6 +184,7 @@ fn as_schema_6(conn: &rusqlite::Connection) {
              ON tether_mutation_logs (sync_status, id) WHERE sync_status <> 'synced';
          ALTER TABLE tether_row_keys DROP COLUMN log_id;
          ALTER TABLE tether_replaced DROP COLUMN for_row;
+         ALTER TABLE tether_replaced DROP COLUMN for_pk;
          CREATE INDEX tether_replaced_table ON tether_replaced (table_id);
          DELETE FROM tether_migrations WHERE version >= 7;",
     )

@@ -726,29 +726,61 @@ fn a_skipped_insert_by_a_trigger_the_key_write_starts_leaves_the_row_captured_on
 /// triggers again.
 #[test]
 fn insert_triggers_recreated_out_of_order_are_put_back_in_order() {
-    let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
-    plain
-        .execute_batch("INSERT INTO tasks (id, title, slug) VALUES (1, 'a', 'a')")
-        .unwrap();
-    let key = key_of(&plain, "tasks", 1);
-    let sql = column::<String>(
-        &plain,
-        "SELECT sql FROM sqlite_schema WHERE name = 'tether_insert_tasks'",
-    );
-    plain
-        .execute_batch(&format!("DROP TRIGGER tether_insert_tasks; {};", sql[0]))
-        .unwrap();
-    json(&conn, "SELECT tether_status()");
-    let created: Vec<String> = column(
-        &plain,
-        "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND name IN ('tether_insert_tasks', 'tether_keyless_tasks') ORDER BY rowid",
-    );
-    assert_eq!(created, ["tether_insert_tasks", "tether_keyless_tasks"]);
-    let before = last_log_id(&conn);
-    plain
-        .execute_batch("INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (1, 'b', 'a')")
-        .unwrap();
-    assert_eq!(ops_after(&conn, before), [op("update", &key)]);
+    // (the trigger recreated, so that it fires first; the pair in the order tether creates them)
+    for (recreated, pair) in [
+        (
+            "tether_insert_tasks",
+            ["tether_insert_tasks", "tether_keyless_tasks"],
+        ),
+        (
+            "tether_watch_insert_tasks",
+            ["tether_watch_insert_tasks", "tether_sweep_insert_tasks"],
+        ),
+        (
+            "tether_watch_update_tasks",
+            ["tether_watch_update_tasks", "tether_sweep_update_tasks"],
+        ),
+    ] {
+        let (_dir, _path, conn, plain) = tracked_db(TASKS, "'tasks'");
+        plain
+            .execute_batch(
+                "INSERT INTO tasks (id, title, slug) VALUES (1, 'a', 'a'), (2, 'b', 'b')",
+            )
+            .unwrap();
+        let (first, second) = (key_of(&plain, "tasks", 1), key_of(&plain, "tasks", 2));
+        let sql = column::<String>(
+            &plain,
+            &format!("SELECT sql FROM sqlite_schema WHERE name = '{recreated}'"),
+        );
+        plain
+            .execute_batch(&format!("DROP TRIGGER {recreated}; {};", sql[0]))
+            .unwrap();
+        json(&conn, "SELECT tether_status()");
+        let created: Vec<String> = column(
+            &plain,
+            &format!(
+                "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND name IN ('{}', '{}') ORDER BY rowid",
+                pair[0], pair[1]
+            ),
+        );
+        assert_eq!(created, pair, "{recreated}: put back in order");
+        let before = last_log_id(&conn);
+        plain
+            .execute_batch("INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (1, 'c', 'a')")
+            .unwrap();
+        plain
+            .execute_batch("UPDATE OR REPLACE tasks SET slug = 'a' WHERE id = 2")
+            .unwrap();
+        assert_eq!(
+            ops_after(&conn, before),
+            [
+                op("update", &first),
+                op("delete", &first),
+                op("update", &second)
+            ],
+            "{recreated}"
+        );
+    }
 }
 
 /// README ("What is not done yet"): a BEFORE INSERT trigger of yours that inserts into the same
@@ -903,6 +935,13 @@ fn notes_a_skipped_row_left_are_swept_by_the_next_row_and_never_read() {
         ],
         "the REPLACE deletes row 2's entity and takes over row 1's; each new row is one create"
     );
+    // Copies of rows with their primary keys and keys (a re-import) are swept as well: their notes
+    // name rows just like the ones they note.
+    s.write(
+        "INSERT OR IGNORE INTO tasks (id, title, tether_id)
+         SELECT id, title, tether_id FROM tasks UNION ALL SELECT id, title, tether_id FROM tasks",
+    );
+    assert_eq!(notes(&s.plain), 1, "one skipped copy's note at a time");
     s.write("INSERT OR IGNORE INTO tasks (id, title) VALUES (8, 'e')");
     s.sync();
     assert_eq!(notes(&s.plain), 0, "tether's write cleared every note");
@@ -912,7 +951,8 @@ fn notes_a_skipped_row_left_are_swept_by_the_next_row_and_never_read() {
 
 /// Triggers of yours that write the same table while tether's REPLACE bookkeeping is under way
 /// (found by review): each REPLACE is still one update of the entity it takes over and one delete
-/// of each other entity it deletes, checked against the server.
+/// of each other entity it deletes, checked against the server. (Not when the REPLACE gives the
+/// row both the primary key and the key of the row it replaces: README, "What is not done yet".)
 #[test]
 fn triggers_of_yours_writing_the_same_table_during_a_replace_keep_every_entity_right() {
     use tether_harness::server_backed::ServerBacked;
@@ -920,18 +960,18 @@ fn triggers_of_yours_writing_the_same_table_during_a_replace_keep_every_entity_r
     type Case<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [i64], &'a [i64]);
     let cases: [Case; 5] = [
         (
-            "REPLACE giving the row's own key, your AFTER INSERT trigger adds a row",
+            "REPLACE by the row's key, your AFTER INSERT trigger adds a row",
             "INSERT INTO tasks (id, title) VALUES (1, 'a')",
             "AFTER INSERT ON tasks WHEN NEW.title <> 'side' BEGIN INSERT INTO tasks (title) VALUES ('side'); END",
-            "INSERT OR REPLACE INTO tasks (id, tether_id, title) SELECT id, tether_id, 'a2' FROM tasks WHERE id = 1",
+            "INSERT OR REPLACE INTO tasks (tether_id, title) SELECT tether_id, 'a2' FROM tasks WHERE id = 1",
             &[1],
             &[],
         ),
         (
-            "REPLACE giving the row's own key, your AFTER INSERT trigger trims the new row",
+            "REPLACE by the row's key, your AFTER INSERT trigger trims the new row",
             "INSERT INTO tasks (id, title) VALUES (1, 'a')",
             "AFTER INSERT ON tasks WHEN NEW.title <> trim(NEW.title) BEGIN UPDATE tasks SET title = trim(NEW.title) WHERE id = NEW.id; END",
-            "INSERT OR REPLACE INTO tasks (id, title, tether_id) SELECT 1, ' a2 ', tether_id FROM tasks WHERE id = 1",
+            "INSERT OR REPLACE INTO tasks (title, tether_id) SELECT ' a2 ', tether_id FROM tasks WHERE id = 1",
             &[1, 1],
             &[],
         ),
@@ -1000,5 +1040,38 @@ fn triggers_of_yours_writing_the_same_table_during_a_replace_keep_every_entity_r
         );
         s.sync();
         s.assert_converged();
+    }
+}
+
+/// A BEFORE UPDATE trigger sees a generated column NULL when the UPDATE does not name the columns
+/// it is computed from, an AFTER UPDATE trigger its value: an UPDATE OR REPLACE onto another row's
+/// primary key still logs that row's delete (found by review: the notes' name read the generated
+/// column, so the AFTER trigger did not find them).
+#[test]
+fn update_or_replace_onto_a_primary_key_with_a_generated_unique_column_deletes_the_row_it_replaces()
+{
+    for kind in ["VIRTUAL", "STORED"] {
+        let (_dir, _path, conn, plain) = tracked_db(
+            &format!(
+                "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, n INTEGER,
+                                     g TEXT GENERATED ALWAYS AS (lower(title)) {kind} UNIQUE);"
+            ),
+            "'tasks'",
+        );
+        plain
+            .execute_batch("INSERT INTO tasks (id, title) VALUES (1, 'a'), (3, 'b')")
+            .unwrap();
+        let (first, third) = (key_of(&plain, "tasks", 1), key_of(&plain, "tasks", 3));
+        let before = last_log_id(&conn);
+        plain
+            .execute_batch("UPDATE OR REPLACE tasks SET id = 3 WHERE id = 1")
+            .unwrap();
+        assert_eq!(ops_after(&conn, before), [op("delete", &third)], "{kind}");
+        assert_eq!(key_of(&plain, "tasks", 3), first, "{kind}");
+        assert_eq!(
+            column::<i64>(&plain, "SELECT count(*) FROM tether_replaced")[0],
+            0,
+            "{kind}: no note left"
+        );
     }
 }
