@@ -12,7 +12,10 @@
 //! - `tether_watch_insert_<t>`: notes rows REPLACE is about to delete through the primary key,
 //!   the sync key or another UNIQUE constraint (the row a REPLACE by primary key puts in their
 //!   place takes over their entity); `tether_watch_update_<t>` (tables with a declared primary
-//!   key or other UNIQUE constraints): the same for UPDATE OR REPLACE;
+//!   key or other UNIQUE constraints): the same for UPDATE OR REPLACE; each note names the row
+//!   that wrote it ([`notes`]);
+//! - `tether_sweep_insert_<t>`, `tether_sweep_update_<t>`: before the watches, when the table has
+//!   notes, sweep those a skipped row left;
 //! - `tether_key_given_<t>` (`{"keys": "on_sync"}`): captures a key the application writes into
 //!   a waiting row.
 use rusqlite::Connection;
