@@ -189,14 +189,15 @@ fn with_columns(mut columns: Vec<String>, more: &[String]) -> Vec<String> {
     columns
 }
 
-/// True when an UPDATE changed any of `columns` (false for none).
+/// True when an UPDATE changed any of `columns` (false for none). Compared byte for byte: a column
+/// declared `COLLATE NOCASE` or `RTRIM` would otherwise hide a change of case or of trailing spaces.
 fn any_changed(columns: &[String]) -> String {
     if columns.is_empty() {
         return "0".to_string();
     }
     columns
         .iter()
-        .map(|c| format!("OLD.{col} IS NOT NEW.{col}", col = ident(c)))
+        .map(|c| format!("OLD.{col} IS NOT NEW.{col} COLLATE BINARY", col = ident(c)))
         .collect::<Vec<_>>()
         .join(" OR ")
 }
@@ -457,7 +458,14 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         ("record_new_row", record_new_row.clone()),
         ("log_inserted_row", fill(LOG_INSERTED_ROW, &[])?),
         ("clear_nested_notes", fill(CLEAR_NESTED_NOTES, &[])?),
-        ("sweep_notes", fill(SWEEP_NOTES, &[])?),
+        ("sweep_notes", fill(SWEEP_NOTES, &[("swept", "1")])?),
+        // An UPDATE may run while a REPLACE deletes the rows in its way one by one (a foreign key's
+        // ON DELETE SET NULL on the same table): the REPLACE's notes of rows not deleted yet look
+        // like a skipped row's, so an UPDATE sweeps only notes an UPDATE wrote.
+        (
+            "sweep_update_notes",
+            fill(SWEEP_NOTES, &[("swept", "substr(for_row, 1, 2) = 'u:'")])?,
+        ),
     ];
     let fragments: Vec<(&'static str, &str)> =
         fragments.iter().map(|(n, t)| (*n, t.as_str())).collect();

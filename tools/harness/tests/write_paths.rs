@@ -1109,3 +1109,71 @@ fn a_replace_giving_its_own_key_beside_your_after_trigger_is_an_update_once_trac
     want.sort();
     assert_eq!(ops, want);
 }
+
+/// A REPLACE that deletes two rows, the first of which a foreign key of the same table sets NULL
+/// in a third (an UPDATE while the REPLACE is under way): the second row's note must survive that
+/// UPDATE's sweep, so its entity is deleted (found by review).
+#[test]
+fn a_replace_whose_foreign_key_updates_the_same_table_deletes_every_row_it_replaces() {
+    let (_dir, _path, conn, plain) = tracked_db(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY,
+                             parent_id INTEGER REFERENCES tasks (id) ON DELETE SET NULL,
+                             pos INTEGER, title TEXT UNIQUE, UNIQUE (parent_id, pos));",
+        "'tasks'",
+    );
+    plain
+        .execute_batch(
+            "PRAGMA foreign_keys = ON;
+             INSERT INTO tasks (id, parent_id, pos, title)
+             VALUES (1, NULL, 1, 'h1'), (2, NULL, 2, 'x'), (3, 1, 1, 'c');",
+        )
+        .unwrap();
+    let keys: Vec<String> = (1..=3).map(|id| key_of(&plain, "tasks", id)).collect();
+    let before = last_log_id(&conn);
+    plain
+        .execute_batch("REPLACE INTO tasks (id, parent_id, pos, title) VALUES (1, NULL, 9, 'x')")
+        .unwrap();
+    let mut ops = ops_after(&conn, before);
+    ops.sort();
+    let mut want = vec![
+        op("update", &keys[2]),
+        op("delete", &keys[1]),
+        op("update", &keys[0]),
+    ];
+    want.sort();
+    assert_eq!(
+        ops, want,
+        "the child set NULL, row 2 deleted, row 1 replaced"
+    );
+    assert_eq!(key_of(&plain, "tasks", 1), keys[0]);
+}
+
+/// A column declared `COLLATE NOCASE` or `RTRIM` compares a change of case or of trailing spaces
+/// equal; the change is still captured, or the server keeps the old text (found by review).
+#[test]
+fn a_change_of_case_or_trailing_spaces_in_a_collated_column_is_captured() {
+    let (_dir, _path, conn, plain) = tracked_db(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, email TEXT COLLATE NOCASE UNIQUE,
+                             title TEXT COLLATE RTRIM);",
+        "'tasks'",
+    );
+    plain
+        .execute_batch("INSERT INTO tasks (id, email, title) VALUES (1, 'Bob@x.com', 'a')")
+        .unwrap();
+    let key = key_of(&plain, "tasks", 1);
+    for (set, field, value) in [
+        ("email = 'bob@x.com'", "email", "bob@x.com"),
+        ("title = 'a  '", "title", "a  "),
+    ] {
+        let before = last_log_id(&conn);
+        plain
+            .execute_batch(&format!("UPDATE tasks SET {set} WHERE id = 1"))
+            .unwrap();
+        assert_eq!(ops_after(&conn, before), [op("update", &key)], "{set}");
+        let payload: Vec<String> = column(
+            &conn,
+            &format!("SELECT payload ->> '{field}' FROM tether_mutation_logs WHERE id > {before}"),
+        );
+        assert_eq!(payload, [value], "{set}");
+    }
+}
