@@ -77,8 +77,8 @@ pub fn unsynced_rows(columns: &str, condition: &str) -> String {
 pub fn index_new_rows(conn: &Connection) -> Result<()> {
     drop_records_of_deletes(conn, NOT_INDEXED, [])?;
     // Notes of rows about to be replaced only mean something inside the statement that wrote
-    // them; the BEFORE triggers clear those a skipped row left while its rows still exist, and
-    // tether clears any other here, between statements (sql/triggers/v5_watch_insert.sql).
+    // them; the sweeps remove those a skipped row left (sql/triggers/v5_sweep_notes.sql), and
+    // tether clears any other here, between statements.
     conn.prepare_cached("DELETE FROM tether_replaced")?
         .execute([])?;
 
