@@ -27,8 +27,8 @@ use crate::table_info::{PrimaryKey, RowLocator};
 
 mod notes;
 use notes::{
-    holders_of_new, note_owner_before, notes_of, pk_holder_of_new, unique_columns,
-    update_note_owner,
+    holders_of_new, keyed_rows_where, notes_of_new, notes_of_update, pk_holder_of_new,
+    unique_columns,
 };
 
 /// Version of the templates below; tables tracked with an older one are regenerated on load.
@@ -245,11 +245,11 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
                 model = literal(capture.model),
                 now = now_ms()?,
                 gone = alive("r"),
-                mine = format!("r.for_row = {}", update_note_owner(capture)),
+                mine = notes_of_update(capture, "r"),
             ),
             format!(
-                "DELETE FROM tether_replaced WHERE table_id = {table_id} AND for_row = {};",
-                update_note_owner(capture)
+                "DELETE FROM tether_replaced WHERE table_id = {table_id} AND {};",
+                notes_of_update(capture, "tether_replaced")
             ),
             format!(" UNION {}", holders_of_new(capture, false)),
         )
@@ -258,11 +258,9 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     };
     let pk_columns = capture.primary_key.columns();
     let holders_of_new_row = format!(
-        "SELECT {table_id}, t.{sync_key}, {pk_t}, {owner} FROM {table_q} AS t WHERE t.{sync_key} = NEW.{sync_key}
+        "{key_holder}
          UNION {pk_holder}{unique_holders}",
-        pk_t = capture.primary_key.row_pk("t"),
-        owner = note_owner_before(capture),
-        table_q = ident(table),
+        key_holder = keyed_rows_where(capture, &format!("t.{sync_key} = NEW.{sync_key}"), false),
         pk_holder = pk_holder_of_new(capture, false),
     );
     // UPDATE OR REPLACE onto another row's primary key or unique values.
@@ -320,9 +318,8 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
            ORDER BY r.row_pk IS NOT {pk_new}, r.rowid LIMIT 1)",
         pk_new = capture.primary_key.row_pk("NEW"),
         r_alive = alive("r"),
-        mine = notes_of(capture, "NEW", "r"),
+        mine = notes_of_new(capture, "r"),
     );
-    let notes_of_update = |alias: &str| format!("{alias}.for_row = {}", update_note_owner(capture));
     let key_name = format!("{}.{}", capture.table, capture.sync_key);
     // Both modes split an INSERT between a lean trigger for a row without a key (`keyless`) and
     // the full path (`insert`), by WHEN clauses that negate each other. The full path clears the
@@ -411,12 +408,10 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("taken_over", &taken_over)
             .set("holders_of_new", &holders_of_new_row)
             .set("watch_insert_when", &watch_insert_when)
-            .set("note_owner_before", &note_owner_before(capture))
-            .set("note_owner_update", &update_note_owner(capture))
-            .set("notes_of_new", &notes_of(capture, "NEW", "r"))
-            .set("own_notes_of_new", &notes_of(capture, "NEW", "tether_replaced"))
-            .set("notes_of_update", &notes_of_update("r"))
-            .set("own_notes_of_update", &notes_of_update("tether_replaced"))
+            .set("notes_of_new", &notes_of_new(capture, "r"))
+            .set("own_notes_of_new", &notes_of_new(capture, "tether_replaced"))
+            .set("notes_of_update", &notes_of_update(capture, "r"))
+            .set("own_notes_of_update", &notes_of_update(capture, "tether_replaced"))
             .set("rekey_unkeyed", &rekey_unkeyed)
             .set("delete_locator", &delete_locator)
             .set(

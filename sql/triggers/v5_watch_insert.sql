@@ -1,6 +1,6 @@
 -- Before every row is written (applying server state too), note the key and primary key of the
 -- rows that hold its primary key, its sync key or its unique values ({{holders_of_new}}), under
--- the row's own name ({{note_owner_before}}: its primary key, key and unique values as this
+-- the row's own name (tether::triggers::notes: its primary key, key and unique values as this
 -- trigger sees them). If the statement goes on (REPLACE), those rows are gone when the AFTER
 -- trigger of the same row reads its notes, and only its own: an insert into the table by a
 -- trigger of the user's while a REPLACE is under way neither reads nor clears the REPLACE's

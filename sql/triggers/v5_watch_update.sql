@@ -1,6 +1,6 @@
 -- UPDATE OR REPLACE onto another row's primary key or unique values deletes that row without a
 -- trigger (recursive_triggers off). Noted here while it exists, under the updated row's name
--- ({{note_owner_update}}: its primary key, and the values of its primary key and unique columns
+-- (tether::triggers::notes: its primary key, and the values of its primary key and unique columns
 -- before and after), consumed by the AFTER triggers of the same row: the rekey trigger for the
 -- row at the new primary key, the update trigger for the holders of unique values. The notes a
 -- skipped row left are swept first (v5_sweep_update.sql). "OF" the primary key and unique

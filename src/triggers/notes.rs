@@ -36,8 +36,8 @@ fn named_unique_columns(capture: &Capture) -> Vec<String> {
         .collect()
 }
 
-/// `for_row` of an inserted row's notes, read from `row` (`NEW`, or a row `t` of the table): its
-/// sync key, and its unique values if the table has other UNIQUE constraints (one `printf`).
+/// `for_row` of an inserted row's notes, read from `row`: its sync key, and its unique values if
+/// the table has other UNIQUE constraints (one `printf`).
 fn values_of(capture: &Capture, row: &str) -> String {
     let key = format!("{row}.{}", ident(capture.sync_key));
     let unique = named_unique_columns(capture);
@@ -53,7 +53,7 @@ fn values_of(capture: &Capture, row: &str) -> String {
 /// `for_pk, for_row` of the notes the BEFORE INSERT trigger of the row `NEW` writes. A row number
 /// SQLite picks is -1 to a BEFORE trigger: `for_pk` is NULL then, and the notes are read as those
 /// of whatever row number the row got ([`notes_of`]).
-pub fn note_owner_before(capture: &Capture) -> String {
+fn note_owner_before(capture: &Capture) -> String {
     let pk_new = capture.primary_key.row_pk("NEW");
     let pk = match capture.primary_key {
         PrimaryKey::Columns(_) => pk_new,
@@ -62,12 +62,11 @@ pub fn note_owner_before(capture: &Capture) -> String {
     format!("{pk}, {}", values_of(capture, "NEW"))
 }
 
-/// True for the notes (`alias`: `r` or `tether_replaced`) that the BEFORE INSERT trigger of `row`
-/// wrote: `NEW` in its AFTER INSERT triggers, or a row `t` of the table (the row that took the
-/// place of the rows a REPLACE under way noted).
-pub fn notes_of(capture: &Capture, row: &str, alias: &str) -> String {
-    let pk = capture.primary_key.row_pk(row);
-    let values = values_of(capture, row);
+/// True, in the AFTER INSERT triggers, for the notes (`alias`: `r` or `tether_replaced`) that the
+/// BEFORE INSERT trigger of the row `NEW` wrote.
+pub fn notes_of_new(capture: &Capture, alias: &str) -> String {
+    let pk = capture.primary_key.row_pk("NEW");
+    let values = values_of(capture, "NEW");
     match capture.primary_key {
         PrimaryKey::Columns(_) => format!("{alias}.for_row IS {values} AND {alias}.for_pk = {pk}"),
         _ => format!(
@@ -81,7 +80,7 @@ pub fn notes_of(capture: &Capture, row: &str, alias: &str) -> String {
 /// [`named_unique_columns`]), which its BEFORE and AFTER UPDATE triggers see alike. The values make the names of an UPDATE OR REPLACE and of a second update of
 /// the same row that a trigger of the user's runs meanwhile differ (the first changed one of
 /// them); the `u:` keeps them apart from an inserted row's.
-pub fn update_note_owner(capture: &Capture) -> String {
+fn update_note_owner(capture: &Capture) -> String {
     let with_unique = |unique: Vec<String>| {
         let mut columns = capture.primary_key.columns();
         for column in unique {
@@ -104,6 +103,12 @@ pub fn update_note_owner(capture: &Capture) -> String {
     );
     let format = vec!["%Q"; values.len()].join(",");
     format!("printf('u:{format}', {})", values.join(", "))
+}
+
+/// True, in the AFTER UPDATE triggers, for the notes (`alias`: `r` or `tether_replaced`) that the
+/// BEFORE UPDATE trigger of the row wrote.
+pub fn notes_of_update(capture: &Capture, alias: &str) -> String {
+    format!("{alias}.for_row = {}", update_note_owner(capture))
 }
 
 /// `SELECT table_id, sync key, row_pk, for_pk, for_row` of rows holding the unique values of
