@@ -2,10 +2,15 @@
 //! a mutation gets its `mutation_id` and per-entity `version` here, when first prepared for
 //! sending. Both are written before any request leaves, so every retry reuses them, which the
 //! server's idempotency depends on.
-use rusqlite::Connection;
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::db::{write_txn, write_txn_after, write_txn_waiting, Setup};
 use crate::error::Result;
+use crate::sql::ident;
+use crate::table_info::PrimaryKey;
 
 /// [`UNSYNCED`] followed by `AND` and a condition, as one literal (for constants).
 macro_rules! unsynced {
@@ -75,7 +80,7 @@ pub fn unsynced_rows(columns: &str, condition: &str) -> String {
 /// every write transaction of tether's as it begins and before it ends, and by a transaction
 /// about to read rows it logged itself.
 pub fn index_new_rows(conn: &Connection) -> Result<()> {
-    drop_records_of_deletes(conn, NOT_INDEXED, [])?;
+    follow_records(conn, NOT_INDEXED, &[])?;
     // Notes of rows about to be replaced only mean something inside the statement that wrote
     // them; the sweeps remove those a skipped row left (sql/triggers/v5_sweep_notes.sql), and
     // tether clears any other here, between statements.
@@ -89,37 +94,112 @@ pub fn index_new_rows(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Drops the `tether_row_keys` records of the rows deleted by the log rows matching `rows` (a
-/// condition on the log with the parameters `params`), as they are indexed. The delete trigger
-/// leaves a row's record when it logs the delete (one page less per captured DELETE; its locator
-/// names the record) and no trigger reads records to tell what an insert replaced, so the record
-/// only has to be gone before tether's own code reads records: the key pass, repairs and
-/// re-tracking, all in write transactions, which index first. A record written after the delete
-/// (its `log_id` is the log's newest id then: the row was put back with its key, by an undo or a
-/// REPLACE with recursive triggers on) is the row's now and stays; so does one a later row at
-/// that primary key wrote (it holds another key).
-fn drop_records_of_deletes(
-    conn: &Connection,
-    rows: &str,
-    params: impl rusqlite::Params,
-) -> Result<()> {
-    let deletes: Vec<(i64, i64, rusqlite::types::Value, String)> = conn
-        .prepare_cached(&format!(
-            "SELECT d.id, t.table_id, d.locator, d.entity_id
-               FROM (SELECT id, model, locator, entity_id FROM tether_mutation_logs
-                      WHERE {rows} AND operation = 'delete' AND locator IS NOT NULL) AS d
-               JOIN tether_tracked_tables AS t ON t.model = d.model"
-        ))?
-        .query_map(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut drop = conn.prepare_cached(
-        "DELETE FROM tether_row_keys
-          WHERE table_id = ?2 AND row_pk = ?3 AND sync_key = ?4 AND coalesce(log_id, 0) < ?1",
-    )?;
-    for (id, table_id, row_pk, key) in deletes {
-        drop.execute((id, table_id, row_pk, key))?;
+/// Keeps the `tether_row_keys` records in step with the log rows matching `rows` (a condition on
+/// the log with the parameters `params`) as they are indexed. On rowid tables two triggers leave
+/// the record to this (one page less per captured write each), naming the row by its rowid in
+/// `locator`: the delete trigger leaves the deleted row's record (v4_delete.sql), and the lean
+/// insert trigger writes none (v6_new_key_insert.sql). No trigger reads records on such tables
+/// with keys on insert, so a record only has to be right before tether's own code reads records:
+/// the key pass, repairs and re-tracking, all in write transactions, which index first.
+///
+/// In log order:
+/// - a delete drops the record of its row and key, unless a trigger wrote it after the delete (its
+///   `log_id` is the log's newest id then: the row was put back with its key, by an undo or a
+///   REPLACE with recursive triggers on), or a later row at that primary key holds another key;
+/// - a create records its row's key at its primary key when a row holds the key there now. When
+///   a row holds it elsewhere, the row moved and the trigger that moved it recorded it. When no
+///   row holds it (or the table cannot be read: renamed, or rebuilt without the key column), the
+///   record is written as the insert trigger would have written it, so that a repair can give the
+///   key back or find the row deleted unseen; not when a later log row deletes the entity (also beyond `rows`) (the
+///   REPLACE that deleted it dropped the record then), nor over a record a trigger wrote later.
+fn follow_records(conn: &Connection, rows: &str, params: &[i64]) -> Result<()> {
+    let mut logged = conn.prepare_cached(&format!(
+        "SELECT l.id, l.operation = 'create', t.table_id, t.table_name, t.sync_key, l.locator, l.entity_id
+           FROM (SELECT id, operation, model, locator, entity_id FROM tether_mutation_logs
+                  WHERE {rows} AND operation IN ('create', 'delete') AND locator IS NOT NULL
+                    AND entity_id <> '') AS l
+           JOIN tether_tracked_tables AS t ON t.model = l.model
+          ORDER BY l.id"
+    ))?;
+    let mut logged = logged.query(rusqlite::params_from_iter(params))?;
+    let mut holders = HashMap::new();
+    let mut deleted_later: Option<HashSet<String>> = None;
+    while let Some(row) = logged.next()? {
+        let (id, create, table_id): (i64, bool, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let (table, sync_key): (String, String) = (row.get(3)?, row.get(4)?);
+        let (row_pk, key): (Value, String) = (row.get(5)?, row.get(6)?);
+        if !create {
+            conn.prepare_cached(
+                "DELETE FROM tether_row_keys
+                  WHERE table_id = ?2 AND row_pk = ?3 AND sync_key = ?4 AND coalesce(log_id, 0) < ?1",
+            )?
+            .execute((id, table_id, &row_pk, &key))?;
+            continue;
+        }
+        let holder = holders
+            .entry(table_id)
+            .or_insert_with(|| holder_query(conn, &table, &sync_key));
+        let held_at: Option<Option<Value>> = match holder {
+            Some(sql) => Some(
+                conn.prepare_cached(sql)?
+                    .query_row([&key], |r| r.get(0))
+                    .optional()?,
+            ),
+            None => None,
+        };
+        let record = match held_at {
+            Some(Some(at)) if at == row_pk => {
+                "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
+                 SELECT ?2, ?3, ?4, ?1
+                  WHERE NOT EXISTS (SELECT 1 FROM tether_row_keys
+                                     WHERE table_id = ?2 AND row_pk = ?3 AND sync_key = ?4)"
+            }
+            Some(Some(_)) => continue,
+            _ => {
+                let deleted = match &deleted_later {
+                    Some(deleted) => deleted,
+                    None => deleted_later.insert(deleted_since(conn, id)?),
+                };
+                if deleted.contains(&key) {
+                    continue;
+                }
+                "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
+                 SELECT ?2, ?3, ?4, ?1
+                  WHERE NOT EXISTS (SELECT 1 FROM tether_row_keys
+                                     WHERE table_id = ?2 AND row_pk = ?3 AND coalesce(log_id, 0) >= ?1)"
+            }
+        };
+        conn.prepare_cached(record)?
+            .execute((id, table_id, &row_pk, &key))?;
     }
     Ok(())
+}
+
+/// A query for the primary key of the row of `table` that holds a given sync key, or `None` when
+/// the table cannot be read so (gone, renamed, the key column missing, or no rowid).
+fn holder_query(conn: &Connection, table: &str, sync_key: &str) -> Option<String> {
+    let info = crate::table_info::table_info(conn, table).ok()?;
+    info.column(sync_key)?;
+    if matches!(info.primary_key, PrimaryKey::Columns(_)) {
+        return None;
+    }
+    Some(format!(
+        "SELECT {row_pk} FROM main.{table} AS t WHERE t.{key} = ?1",
+        row_pk = info.primary_key.row_pk("t"),
+        table = ident(&info.name),
+        key = ident(sync_key),
+    ))
+}
+
+/// The entities the log deletes from log id `id` on (rows not indexed yet, and any after them).
+fn deleted_since(conn: &Connection, id: i64) -> Result<HashSet<String>> {
+    let mut deleted = conn.prepare_cached(
+        "SELECT entity_id FROM tether_mutation_logs WHERE id >= ?1 AND operation = 'delete'",
+    )?;
+    let entities = deleted
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(entities)
 }
 
 /// The most rows a write transaction indexes at once when a long tail was captured (an
@@ -171,7 +251,7 @@ pub fn index_long_tail(conn: &Connection, patience: std::time::Duration) -> Resu
             // The chunk is every row from its lowest id to its highest (no indexed row lies
             // between: see NOT_INDEXED).
             if let (Some(low), Some(high)) = (ids.iter().min(), ids.iter().max()) {
-                drop_records_of_deletes(conn, "id BETWEEN ?1 AND ?2", [low, high])?;
+                follow_records(conn, "id BETWEEN ?1 AND ?2", &[*low, *high])?;
             }
             Ok(ids)
         })?;

@@ -5,8 +5,10 @@
 //!   given, REPLACE, server state applied). With keys on insert the lean one gives a new key at
 //!   once; with `{"keys": "on_sync"}` it logs one 'unkeyed' create (`crate::keys` gives the key
 //!   later);
-//! - `tether_update_<t>`, `tether_delete_<t>`: the mutation log; the insert triggers also write
-//!   the row-key record (`tether_row_keys`) by which a repair gives rows back their keys;
+//! - `tether_update_<t>`, `tether_delete_<t>`: the mutation log. The row-key record
+//!   (`tether_row_keys`), by which a repair gives rows back their keys, is written by the insert
+//!   triggers, or on rowid tables for the lean insert by tether when it indexes the create
+//!   (`crate::queue`);
 //! - `tether_guard_<t>`: the sync key is given once, never changed, always a ULID;
 //! - `tether_rekey_<t>` (tables with a declared primary key): follows primary key changes;
 //! - `tether_watch_insert_<t>`: notes rows REPLACE is about to delete through the primary key,
@@ -32,12 +34,12 @@ use notes::{
 };
 
 /// Version of the templates below; tables tracked with an older one are regenerated on load.
-pub const TRIGGER_VERSION: i64 = 8;
+pub const TRIGGER_VERSION: i64 = 9;
 
 const NEW_ULID: &str = include_str!("../sql/triggers/v1_new_ulid.sql");
 const NOW_MS: &str = include_str!("../sql/triggers/v1_now_ms.sql");
 const INSERT: &str = include_str!("../sql/triggers/v5_insert.sql");
-const NEW_KEY_INSERT: &str = include_str!("../sql/triggers/v5_new_key_insert.sql");
+const NEW_KEY_INSERT: &str = include_str!("../sql/triggers/v6_new_key_insert.sql");
 const UPDATE: &str = include_str!("../sql/triggers/v5_update.sql");
 const DELETE: &str = include_str!("../sql/triggers/v4_delete.sql");
 const GUARD: &str = include_str!("../sql/triggers/v2_guard.sql");
@@ -283,13 +285,19 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     } else {
         String::new()
     };
-    // Records of rowid tables stay with a logged delete, named by its locator (v4_delete.sql).
-    let (delete_locator, record_goes) = match capture.primary_key {
-        PrimaryKey::Columns(_) => ("NULL".to_string(), "1".to_string()),
-        _ => (
+    // Rowid tables name the row of a logged delete, and of a create the lean insert trigger logs,
+    // by its rowid in `locator`: tether follows the row's record when it indexes them
+    // (`crate::queue`), so a delete leaves the record (v4_delete.sql) and the lean insert does not
+    // write one (v6_new_key_insert.sql). Other tables' `row_pk` would not compare equal to it.
+    let by_locator = !matches!(capture.primary_key, PrimaryKey::Columns(_));
+    let (delete_locator, record_goes, create_locator) = if by_locator {
+        (
             capture.primary_key.row_pk("OLD"),
             format!("NOT (OLD.{sync_key} IS NOT NULL AND {NOT_SUPPRESSED})"),
-        ),
+            capture.primary_key.row_pk("NEW"),
+        )
+    } else {
+        ("NULL".to_string(), "1".to_string(), "NULL".to_string())
     };
     let rekey_unkeyed = if capture.keys_on_sync {
         format!(
@@ -414,6 +422,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             .set("own_notes_of_update", &notes_of_update(capture, "tether_replaced"))
             .set("rekey_unkeyed", &rekey_unkeyed)
             .set("delete_locator", &delete_locator)
+            .set("create_locator", &create_locator)
             .set(
                 "newest_log_id",
                 "(SELECT max(id) FROM tether_mutation_logs)",
@@ -450,7 +459,14 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             "recorded_on_insert",
             fill(RECORDED_ON_INSERT, &[("record_new_row", &record_new_row)])?,
         ),
-        ("record_new_row", record_new_row.clone()),
+        (
+            "record_in_trigger",
+            if by_locator {
+                String::new()
+            } else {
+                record_new_row.clone()
+            },
+        ),
         ("log_inserted_row", fill(LOG_INSERTED_ROW, &[])?),
         ("clear_nested_notes", fill(CLEAR_NESTED_NOTES, &[])?),
         ("sweep_notes", fill(SWEEP_NOTES, &[("swept", "1")])?),

@@ -1,4 +1,4 @@
--- The end of both keyless insert triggers (v5_new_key_insert.sql, v5_keyless_insert.sql). Their
+-- The end of both keyless insert triggers (v6_new_key_insert.sql, v5_keyless_insert.sql). Their
 -- WHEN saw no notes, so any note now is one a statement this trigger started left behind: an
 -- insert into this table by a trigger of the user's that was skipped (OR IGNORE, an upsert) keeps
 -- the notes its BEFORE trigger wrote. The full path, which fires next and reads the notes in its

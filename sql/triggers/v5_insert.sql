@@ -1,4 +1,4 @@
--- INSERT (keys on insert), the full path: the inserts v5_new_key_insert.sql leaves to this trigger
+-- INSERT (keys on insert), the full path: the inserts v6_new_key_insert.sql leaves to this trigger
 -- (the two WHEN clauses are each other's negation): a key given, server state applied, or a row
 -- the BEFORE trigger noted as about to be replaced. INSERT -> one 'create'. A row that takes the
 -- place of one REPLACE deleted (same primary key, the same sync key, or another UNIQUE

@@ -1,0 +1,193 @@
+//! On rowid tables with keys on insert, the lean insert trigger writes no `tether_row_keys` record
+//! (a page of its own in every transaction that inserts): tether writes it from the create when it
+//! indexes the queue. Every case here writes from a connection that never loaded tether and has
+//! the table rebuilt, re-tracked or changed before tether writes again, so the records must come
+//! out as the trigger would have written them. Outcomes are checked against the server's own table
+//! and its record of applied mutations.
+use tether_harness::server_backed::ServerBacked;
+use tether_harness::{column, json, key_of};
+
+const KEYS_ON_INSERT: &str = "{}";
+const WITH_UNIQUE: &str =
+    "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE);";
+const PLAIN: &str = "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);";
+
+/// What a migration tool does from a model that does not know `tether_id`: the table made anew
+/// from `schema` and the rows copied, in one transaction.
+fn rebuild_without_the_key_column(s: &ServerBacked, schema: &str) {
+    s.write(&format!(
+        "BEGIN;
+         {};
+         INSERT INTO tasks_new (id, title, slug) SELECT id, title, slug FROM tasks;
+         DROP TABLE tasks;
+         ALTER TABLE tasks_new RENAME TO tasks;
+         COMMIT;",
+        schema
+            .replace("TABLE tasks", "TABLE tasks_new")
+            .trim_end_matches(';')
+    ));
+}
+
+fn deletes_logged(s: &ServerBacked, key: &str) -> i64 {
+    s.plain
+        .query_row(
+            "SELECT count(*) FROM tether_mutation_logs WHERE entity_id = ?1 AND operation = 'delete'",
+            [key],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+fn unindexed(s: &ServerBacked) -> i64 {
+    s.plain
+        .query_row(
+            "SELECT count(*) FROM tether_mutation_logs WHERE indexed IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn rows_inserted_moved_and_deleted_just_before_a_rebuild_keep_their_entities() {
+    for schema in [PLAIN, WITH_UNIQUE] {
+        let s = ServerBacked::new(schema, &["tasks"], KEYS_ON_INSERT);
+        s.write("INSERT INTO tasks (id, title) VALUES (1, 'synced')");
+        s.sync();
+        s.write(
+            "INSERT INTO tasks (title) VALUES ('two');
+             INSERT INTO tasks (id, title) VALUES (3, 'three');
+             INSERT INTO tasks (id, title) VALUES (4, 'moved');
+             UPDATE tasks SET id = 40 WHERE id = 4;
+             INSERT INTO tasks (id, title) VALUES (5, 'gone');",
+        );
+        let gone = key_of(&s.plain, "tasks", 5);
+        s.write(
+            "DELETE FROM tasks WHERE id = 5;
+             INSERT INTO tasks (id, title) VALUES (4, 'new at the moved row''s old place');",
+        );
+        let before: Vec<String> = column(&s.plain, "SELECT tether_id FROM tasks ORDER BY id");
+        assert_eq!(
+            unindexed(&s),
+            6,
+            "{schema}: no write of tether's since the sync"
+        );
+        rebuild_without_the_key_column(&s, schema);
+        s.sync();
+        let after: Vec<String> = column(&s.plain, "SELECT tether_id FROM tasks ORDER BY id");
+        assert_eq!(after, before, "{schema}: every copied row has its key back");
+        s.assert_converged();
+        assert_eq!(
+            s.entities_on_server().len(),
+            6,
+            "{schema}: no entity created twice"
+        );
+        assert_eq!(deletes_logged(&s, &gone), 1, "{schema}");
+        assert_eq!(s.applied_to(&gone), 2, "{schema}: created and deleted once");
+        for key in &before {
+            assert_eq!(deletes_logged(&s, key), 0, "{schema}: {key} is still a row");
+        }
+    }
+}
+
+#[test]
+fn rows_inserted_before_a_rebuild_keep_their_keys_when_indexed_in_chunks() {
+    let s = ServerBacked::new(PLAIN, &["tasks"], KEYS_ON_INSERT);
+    s.write(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10050)
+         INSERT INTO tasks (title) SELECT 'row ' || i FROM n;",
+    );
+    let before: Vec<String> = column(&s.plain, "SELECT tether_id FROM tasks ORDER BY id");
+    assert_eq!(
+        unindexed(&s),
+        10_050,
+        "more than one chunk of 10,000 to index"
+    );
+    rebuild_without_the_key_column(&s, PLAIN);
+    s.sync();
+    let after: Vec<String> = column(&s.plain, "SELECT tether_id FROM tasks ORDER BY id");
+    assert_eq!(after, before, "every copied row has its key back");
+    s.assert_converged();
+    assert_eq!(s.entities_on_server().len(), 10_050, "none created twice");
+}
+
+/// A REPLACE through a partial UNIQUE index deletes a row without any trigger seeing it (the
+/// warning `unique_not_covered`): the next repair finds the row's record with no row holding its
+/// key and deletes the entity. Here the row was inserted, and deleted so, before tether wrote.
+#[test]
+fn a_row_deleted_unseen_before_tether_wrote_is_deleted_on_the_server_at_the_next_repair() {
+    let s = ServerBacked::new(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);
+         CREATE UNIQUE INDEX tasks_slug ON tasks (slug) WHERE slug IS NOT NULL;",
+        &["tasks"],
+        KEYS_ON_INSERT,
+    );
+    s.write("INSERT INTO tasks (id, title, slug) VALUES (1, 'a', 'a')");
+    let unseen = key_of(&s.plain, "tasks", 1);
+    s.write("INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (2, 'b', 'a')");
+    assert_eq!(
+        column::<i64>(&s.plain, "SELECT id FROM tasks"),
+        [2],
+        "the REPLACE deleted row 1"
+    );
+    assert_eq!(deletes_logged(&s, &unseen), 0, "no trigger saw it");
+    json(&s.conn, "SELECT tether_track('tasks')");
+    assert_eq!(deletes_logged(&s, &unseen), 1, "the repair found it");
+    s.sync();
+    assert!(s.deleted_on_server(&unseen));
+    s.assert_converged();
+}
+
+/// A REPLACE that takes over one row's entity and deletes another through a UNIQUE column logs
+/// that delete itself: the next repair must not find the deleted row's key unheld and delete the
+/// entity a second time.
+#[test]
+fn a_row_a_replace_deleted_before_tether_wrote_is_deleted_once() {
+    let s = ServerBacked::new(WITH_UNIQUE, &["tasks"], KEYS_ON_INSERT);
+    s.write(
+        "INSERT INTO tasks (id, title, slug) VALUES (1, 'a', 'a');
+         INSERT INTO tasks (id, title, slug) VALUES (9, 'x', 'x');",
+    );
+    let (deleted, kept) = (key_of(&s.plain, "tasks", 1), key_of(&s.plain, "tasks", 9));
+    s.write("INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (9, 'new', 'a')");
+    assert_eq!(key_of(&s.plain, "tasks", 9), kept, "row 9 keeps its entity");
+    assert_eq!(deletes_logged(&s, &deleted), 1);
+    json(&s.conn, "SELECT tether_track('tasks')");
+    assert_eq!(deletes_logged(&s, &deleted), 1, "not deleted a second time");
+    s.sync();
+    s.assert_converged();
+    assert_eq!(s.applied_to(&deleted), 2, "created and deleted once");
+    assert_eq!(
+        column::<i64>(
+            &s.plain,
+            "SELECT count(*) FROM tether_mutation_logs WHERE sync_status <> 'synced'"
+        ),
+        [0],
+        "nothing refused or left"
+    );
+}
+
+/// The records tether writes for new rows name each row's key at its primary key, exactly as a
+/// re-track would write them from the rows.
+#[test]
+fn the_records_of_new_rows_are_those_of_the_rows() {
+    for schema in [PLAIN, WITH_UNIQUE] {
+        let s = ServerBacked::new(schema, &["tasks"], KEYS_ON_INSERT);
+        s.write(
+            "INSERT INTO tasks (title) VALUES ('a'), ('b'), ('c');
+             UPDATE tasks SET id = 30 WHERE id = 3;
+             DELETE FROM tasks WHERE id = 2;
+             INSERT INTO tasks (id, title) VALUES (3, 'at 3 again');
+             INSERT INTO tasks (title) VALUES ('d');
+             UPDATE tasks SET id = 10 WHERE id = 1;",
+        );
+        let records = "SELECT row_pk || ' ' || sync_key FROM tether_row_keys ORDER BY row_pk";
+        let rows = "SELECT id || ' ' || tether_id FROM tasks ORDER BY id";
+        s.sync();
+        assert_eq!(
+            column::<String>(&s.plain, records),
+            column::<String>(&s.plain, rows),
+            "{schema}"
+        );
+    }
+}
