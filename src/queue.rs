@@ -2,6 +2,7 @@
 //! a mutation gets its `mutation_id` and per-entity `version` here, when first prepared for
 //! sending. Both are written before any request leaves, so every retry reuses them, which the
 //! server's idempotency depends on.
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::types::Value;
@@ -106,12 +107,15 @@ pub fn index_new_rows(conn: &Connection) -> Result<()> {
 /// - a delete drops the record of its row and key, unless a trigger wrote it after the delete (its
 ///   `log_id` is the log's newest id then: the row was put back with its key, by an undo or a
 ///   REPLACE with recursive triggers on), or a later row at that primary key holds another key;
-/// - a create records its row's key at its primary key when a row holds the key there now. When
-///   a row holds it elsewhere, the row moved and the trigger that moved it recorded it. When no
-///   row holds it (or the table cannot be read: renamed, or rebuilt without the key column), the
-///   record is written as the insert trigger would have written it, so that a repair can give the
-///   key back or find the row deleted unseen; not when a later log row deletes the entity (also beyond `rows`) (the
-///   REPLACE that deleted it dropped the record then), nor over a record a trigger wrote later.
+/// - a create records its key where a row holds it now (at the create's primary key, or where the
+///   row moved since: the rekey trigger or a REPLACE recorded it there too, or a rebuild
+///   renumbered the rows). When no row holds it (or the table cannot be read: renamed, rebuilt
+///   without the key column) the record is written as the insert trigger would have written it,
+///   so that a repair can give the key back or find the row deleted unseen: not when a later log
+///   row deletes the entity (also beyond `rows`: the REPLACE that deleted it dropped the record
+///   then), nor when a trigger recorded the key later (the row moved first: one record per key,
+///   or a repair would count a moved row twice), nor over a record a trigger wrote later at that
+///   primary key.
 fn follow_records(conn: &Connection, rows: &str, params: &[i64]) -> Result<()> {
     let mut logged = conn.prepare_cached(&format!(
         "SELECT l.id, l.operation = 'create', t.table_id, t.table_name, t.sync_key, l.locator, l.entity_id
@@ -124,6 +128,7 @@ fn follow_records(conn: &Connection, rows: &str, params: &[i64]) -> Result<()> {
     let mut logged = logged.query(rusqlite::params_from_iter(params))?;
     let mut holders = HashMap::new();
     let mut deleted_later: Option<HashSet<String>> = None;
+    let mut recorded_later: HashMap<i64, HashSet<String>> = HashMap::new();
     while let Some(row) = logged.next()? {
         let (id, create, table_id): (i64, bool, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
         let (table, sync_key): (String, String) = (row.get(3)?, row.get(4)?);
@@ -139,48 +144,68 @@ fn follow_records(conn: &Connection, rows: &str, params: &[i64]) -> Result<()> {
         let holder = holders
             .entry(table_id)
             .or_insert_with(|| holder_query(conn, &table, &sync_key));
-        let held_at: Option<Option<Value>> = match holder {
-            Some(sql) => Some(
-                conn.prepare_cached(sql)?
-                    .query_row([&key], |r| r.get(0))
-                    .optional()?,
-            ),
+        let held_at: Option<Value> = match holder {
+            Some(sql) => conn
+                .prepare_cached(sql)?
+                .query_row([&key], |r| r.get(0))
+                .optional()?,
             None => None,
         };
-        let record = match held_at {
-            Some(Some(at)) if at == row_pk => {
+        if let Some(at) = held_at {
+            conn.prepare_cached(
                 "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
                  SELECT ?2, ?3, ?4, ?1
                   WHERE NOT EXISTS (SELECT 1 FROM tether_row_keys
-                                     WHERE table_id = ?2 AND row_pk = ?3 AND sync_key = ?4)"
-            }
-            Some(Some(_)) => continue,
-            _ => {
-                let deleted = match &deleted_later {
-                    Some(deleted) => deleted,
-                    None => deleted_later.insert(deleted_since(conn, id)?),
-                };
-                if deleted.contains(&key) {
-                    continue;
-                }
-                "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
-                 SELECT ?2, ?3, ?4, ?1
-                  WHERE NOT EXISTS (SELECT 1 FROM tether_row_keys
-                                     WHERE table_id = ?2 AND row_pk = ?3 AND coalesce(log_id, 0) >= ?1)"
-            }
+                                     WHERE table_id = ?2 AND row_pk = ?3 AND sync_key = ?4)",
+            )?
+            .execute((id, table_id, &at, &key))?;
+            continue;
+        }
+        let deleted = match &deleted_later {
+            Some(deleted) => deleted,
+            None => deleted_later.insert(deleted_since(conn, id)?),
         };
-        conn.prepare_cached(record)?
-            .execute((id, table_id, &row_pk, &key))?;
+        if deleted.contains(&key) {
+            continue;
+        }
+        let recorded = match recorded_later.entry(table_id) {
+            Entry::Occupied(keys) => keys.into_mut(),
+            Entry::Vacant(slot) => slot.insert(recorded_since(conn, table_id, id)?),
+        };
+        if recorded.contains(&key) {
+            continue;
+        }
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
+             SELECT ?2, ?3, ?4, ?1
+              WHERE NOT EXISTS (SELECT 1 FROM tether_row_keys
+                                 WHERE table_id = ?2 AND row_pk = ?3 AND coalesce(log_id, 0) >= ?1)",
+        )?
+        .execute((id, table_id, &row_pk, &key))?;
     }
     Ok(())
 }
 
 /// A query for the primary key of the row of `table` that holds a given sync key, or `None` when
-/// the table cannot be read so (gone, renamed, the key column missing, or no rowid).
+/// the table cannot be read so: gone, renamed, the key column missing, no rowid, or no index
+/// that finds a key (a tool rebuilt the table without tether's; one scan per create would make
+/// indexing quadratic).
 fn holder_query(conn: &Connection, table: &str, sync_key: &str) -> Option<String> {
     let info = crate::table_info::table_info(conn, table).ok()?;
     info.column(sync_key)?;
     if matches!(info.primary_key, PrimaryKey::Columns(_)) {
+        return None;
+    }
+    let indexed: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1, 'main') AS l,
+                                          pragma_index_info(l.name, 'main') AS i
+                             WHERE i.seqno = 0 AND i.name = ?2 COLLATE NOCASE)",
+            [&info.name, sync_key],
+            |r| r.get(0),
+        )
+        .ok()?;
+    if !indexed {
         return None;
     }
     Some(format!(
@@ -189,6 +214,18 @@ fn holder_query(conn: &Connection, table: &str, sync_key: &str) -> Option<String
         table = ident(&info.name),
         key = ident(sync_key),
     ))
+}
+
+/// The keys of `table_id` a trigger recorded from log id `id` on (a row moved by the rekey
+/// trigger, an entity a REPLACE took over): one read of the table's records.
+fn recorded_since(conn: &Connection, table_id: i64, id: i64) -> Result<HashSet<String>> {
+    let mut recorded = conn.prepare_cached(
+        "SELECT sync_key FROM tether_row_keys WHERE table_id = ?1 AND coalesce(log_id, 0) >= ?2",
+    )?;
+    let keys = recorded
+        .query_map([table_id, id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(keys)
 }
 
 /// The entities the log deletes from log id `id` on (rows not indexed yet, and any after them).

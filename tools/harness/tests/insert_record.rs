@@ -191,3 +191,134 @@ fn the_records_of_new_rows_are_those_of_the_rows() {
         );
     }
 }
+
+/// Rows inserted and moved (`UPDATE … SET id`) before tether writes, then a rebuild without the
+/// key column that leaves another row out: each moved row has one record (where the rekey
+/// trigger put it), so the repair sees a rebuild, not a new table, and gives every row its key.
+#[test]
+fn rows_moved_before_a_rebuild_that_leaves_a_row_out_keep_their_keys() {
+    let s = ServerBacked::new(PLAIN, &["tasks"], KEYS_ON_INSERT);
+    s.write("INSERT INTO tasks (id, title) VALUES (1, 'left out by the migration')");
+    s.sync();
+    s.write(
+        "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 11)
+         INSERT INTO tasks (id, title) SELECT i, 'row ' || i FROM n;
+         UPDATE tasks SET id = id + 100 WHERE id >= 2;",
+    );
+    let before: Vec<String> = column(
+        &s.plain,
+        "SELECT tether_id FROM tasks WHERE id > 100 ORDER BY id",
+    );
+    s.write(
+        "BEGIN;
+         CREATE TABLE tasks_new (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);
+         INSERT INTO tasks_new (id, title, slug) SELECT id, title, slug FROM tasks WHERE id <> 1;
+         DROP TABLE tasks;
+         ALTER TABLE tasks_new RENAME TO tasks;
+         COMMIT;",
+    );
+    json(&s.conn, "SELECT tether_track('tasks')");
+    let after: Vec<String> = column(&s.plain, "SELECT tether_id FROM tasks ORDER BY id");
+    assert_eq!(after, before);
+    s.sync();
+    s.assert_converged();
+    assert_eq!(s.entities_on_server().len(), 11, "none created twice");
+}
+
+/// A row moved before tether writes (by `UPDATE … SET id`, or by REPLACE of a copy carrying its
+/// key), then a rebuild that also writes a new row where the moved one was: the new row never
+/// takes the moved row's key.
+#[test]
+fn a_row_written_where_a_moved_row_was_before_a_rebuild_gets_a_key_of_its_own() {
+    for mv in [
+        "UPDATE tasks SET id = 101 WHERE id = 1",
+        "INSERT OR REPLACE INTO tasks (id, title, tether_id) SELECT 101, title, tether_id FROM tasks WHERE id = 1;
+         DELETE FROM tasks WHERE id = 1",
+    ] {
+        let s = ServerBacked::new(PLAIN, &["tasks"], KEYS_ON_INSERT);
+        s.write(
+            "INSERT INTO tasks (id, title) VALUES (1, 'alice');
+             INSERT INTO tasks (id, title) VALUES (2, 'bob');",
+        );
+        s.write(mv);
+        let alice = key_of(&s.plain, "tasks", 101);
+        s.write(
+            "BEGIN;
+             CREATE TABLE tasks_new (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);
+             INSERT INTO tasks_new (id, title, slug) SELECT id, title, slug FROM tasks;
+             DROP TABLE tasks;
+             ALTER TABLE tasks_new RENAME TO tasks;
+             INSERT INTO tasks (id, title) VALUES (1, 'seed');
+             COMMIT;",
+        );
+        s.sync();
+        assert_eq!(key_of(&s.plain, "tasks", 101), alice, "{mv}");
+        assert_ne!(key_of(&s.plain, "tasks", 1), alice, "{mv}");
+        s.assert_converged();
+        assert_eq!(s.entities_on_server().len(), 3, "{mv}: none created twice");
+    }
+}
+
+/// A row inserted and moved before tether writes, then deleted unseen (REPLACE through a partial
+/// UNIQUE index): the next repair deletes its entity once, however many other rows there are.
+#[test]
+fn a_moved_row_deleted_unseen_before_tether_wrote_is_deleted_once() {
+    for others in [0, 3] {
+        let s = ServerBacked::new(
+            "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);
+             CREATE UNIQUE INDEX tasks_slug ON tasks (slug) WHERE slug IS NOT NULL;",
+            &["tasks"],
+            KEYS_ON_INSERT,
+        );
+        for i in 0..others {
+            s.write(&format!(
+                "INSERT INTO tasks (id, title) VALUES ({}, 'other')",
+                10 + i
+            ));
+        }
+        s.write("INSERT INTO tasks (id, title, slug) VALUES (1, 'a', 'a')");
+        let unseen = key_of(&s.plain, "tasks", 1);
+        s.write(
+            "UPDATE tasks SET id = 3 WHERE id = 1;
+             INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (5, 'b', 'a');",
+        );
+        json(&s.conn, "SELECT tether_track('tasks')");
+        assert_eq!(deletes_logged(&s, &unseen), 1, "{others} other rows");
+        s.sync();
+        assert!(s.deleted_on_server(&unseen), "{others} other rows");
+        s.assert_converged();
+    }
+}
+
+/// A rebuild that keeps the key column but renumbers the rows (a tool's own renumbering, or a
+/// table without a declared primary key copied in another order) before tether indexed their
+/// creates, then a row deleted unseen before the repair (REPLACE through a partial UNIQUE index):
+/// the records follow the keys to the rows' new numbers, so the repair sees the table rebuilt and
+/// finds the deleted row.
+#[test]
+fn rows_renumbered_by_a_rebuild_keep_records_that_find_a_row_deleted_unseen() {
+    let schema = "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);
+                  CREATE UNIQUE INDEX tasks_slug ON tasks (slug) WHERE slug IS NOT NULL;";
+    let s = ServerBacked::new(schema, &["tasks"], KEYS_ON_INSERT);
+    s.write(
+        "INSERT INTO tasks (id, title, slug) VALUES (1, 'a', 'a'), (2, 'b', 'b'), (3, 'c', 'c')",
+    );
+    let unseen = key_of(&s.plain, "tasks", 1);
+    s.write(
+        "BEGIN;
+         CREATE TABLE tasks_new (id INTEGER PRIMARY KEY, title TEXT, slug TEXT, tether_id TEXT);
+         INSERT INTO tasks_new (id, title, slug, tether_id)
+              SELECT id + 10, title, slug, tether_id FROM tasks;
+         DROP TABLE tasks;
+         ALTER TABLE tasks_new RENAME TO tasks;
+         CREATE UNIQUE INDEX tasks_slug ON tasks (slug) WHERE slug IS NOT NULL;
+         CREATE UNIQUE INDEX tether_sync_key_tasks ON tasks (tether_id);
+         COMMIT;",
+    );
+    s.write("INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (20, 'a again', 'a')");
+    json(&s.conn, "SELECT tether_track('tasks')");
+    assert_eq!(deletes_logged(&s, &unseen), 1);
+    s.sync();
+    assert!(s.deleted_on_server(&unseen));
+    s.assert_converged();
+}
