@@ -42,7 +42,7 @@ const INSERT: &str = include_str!("../sql/triggers/v5_insert.sql");
 const NEW_KEY_INSERT: &str = include_str!("../sql/triggers/v6_new_key_insert.sql");
 const UPDATE: &str = include_str!("../sql/triggers/v5_update.sql");
 const DELETE: &str = include_str!("../sql/triggers/v4_delete.sql");
-const GUARD: &str = include_str!("../sql/triggers/v2_guard.sql");
+const GUARD: &str = include_str!("../sql/triggers/v3_guard.sql");
 const REKEY: &str = include_str!("../sql/triggers/v5_rekey.sql");
 const WATCH_INSERT: &str = include_str!("../sql/triggers/v5_watch_insert.sql");
 const WATCH_UPDATE: &str = include_str!("../sql/triggers/v5_watch_update.sql");
@@ -56,7 +56,7 @@ const KEY_GIVEN: &str = include_str!("../sql/triggers/v4_key_given.sql");
 // Parts of several insert triggers.
 const REPLACED_ON_INSERT: &str = include_str!("../sql/triggers/v5_replaced_on_insert.sql");
 const RECORDED_ON_INSERT: &str = include_str!("../sql/triggers/v5_recorded_on_insert.sql");
-const LOG_INSERTED_ROW: &str = include_str!("../sql/triggers/v5_log_inserted_row.sql");
+const LOG_INSERTED_ROW: &str = include_str!("../sql/triggers/v6_log_inserted_row.sql");
 const RECORD_NEW_ROW: &str = include_str!("../sql/triggers/v5_record_new_row.sql");
 const CLEAR_NESTED_NOTES: &str = include_str!("../sql/triggers/v5_clear_nested_notes.sql");
 const SWEEP_NOTES: &str = include_str!("../sql/triggers/v5_sweep_notes.sql");
@@ -371,11 +371,16 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         "NEW.{sync_key} IS NULL AND {NOT_SUPPRESSED}
           AND NOT EXISTS (SELECT 1 FROM tether_replaced WHERE table_id = {table_id})"
     );
-    // The key of a row the full path logs with none of its own and none taken over.
-    let fallback_key = if capture.keys_on_sync {
-        "NULL".to_string()
+    // The key of a row the full path logs with none of its own and none taken over; with keys on
+    // sync there is none, and the full path logs a row outside server state only if it took one
+    // over (v6_log_inserted_row.sql).
+    let (fallback_key, key_logged) = if capture.keys_on_sync {
+        (
+            "NULL".to_string(),
+            format!("\n       AND (NOT {NOT_SUPPRESSED} OR {taken_over} IS NOT NULL)"),
+        )
     } else {
-        new_ulid()?
+        (new_ulid()?, String::new())
     };
     let fill = |template: &str, fragments: &[(&'static str, &str)]| {
         let mut template = Template::new(template);
@@ -385,6 +390,7 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         template
             .set("keyless_when", &keyless_when)
             .set("fallback_key", &fallback_key)
+            .set("key_logged", &key_logged)
             .set("insert_trigger", &ident(&name("insert", table)))
             .set("keyless_trigger", &ident(&name("keyless", table)))
             .set("key_given_trigger", &ident(&name("key_given", table)))

@@ -1309,3 +1309,43 @@ fn status_counts_waiting_rows_the_next_sync_sends() {
     assert_eq!(result["pushed"], 2, "{result}");
     assert_eq!(json(&s.conn, "SELECT tether_status()")["pending"], 0);
 }
+
+/// The guard skips its checks for the key an insert trigger just logged (it reads the log row at
+/// `last_insert_rowid()`, as the trigger's own UPDATE does): a value given to a waiting row is
+/// checked even when the application's last INSERT happens to name a log row, like an 'unkeyed'
+/// create, whose entity is empty.
+#[test]
+fn a_waiting_row_takes_only_a_ulid_whatever_the_last_insert_was() {
+    let s = setup(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE);
+         CREATE TABLE other (id INTEGER PRIMARY KEY);",
+        &["tasks"],
+    );
+    s.write("INSERT INTO tasks (title) VALUES ('waiting')");
+    let unkeyed: i64 = s
+        .plain
+        .query_row(
+            "SELECT id FROM tether_mutation_logs WHERE sync_status = 'unkeyed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    s.write(&format!("INSERT INTO other (id) VALUES ({unkeyed})"));
+    for value in [
+        "''",
+        "'not-a-ulid'",
+        "lower('01ARZ3NDEKTSV4RRFFQ69G5FAV')",
+        "42",
+    ] {
+        let statement = format!("UPDATE tasks SET tether_id = {value} WHERE id = 1");
+        let err = s.plain.execute_batch(&statement).unwrap_err().to_string();
+        assert!(err.contains("must be a ULID"), "{statement}: {err}");
+    }
+    let given = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    s.write(&format!(
+        "UPDATE tasks SET tether_id = '{given}' WHERE id = 1"
+    ));
+    s.sync();
+    assert_eq!(s.local(), [format!("{given}|waiting")]);
+    s.assert_converged();
+}
