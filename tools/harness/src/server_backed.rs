@@ -148,6 +148,34 @@ impl ServerBacked {
         json(&self.conn, "SELECT tether_push_request()")
     }
 
+    /// What a migration tool does from a model that does not know `tether_id`: `tasks` made anew
+    /// from `schema` (its `CREATE TABLE tasks` statement, without the sync key) and the rows
+    /// copied, in one transaction.
+    pub fn rebuild_without_the_key_column(&self, schema: &str) {
+        self.write(&format!(
+            "BEGIN;
+             {};
+             INSERT INTO tasks_new (id, title, slug) SELECT id, title, slug FROM tasks;
+             DROP TABLE tasks;
+             ALTER TABLE tasks_new RENAME TO tasks;
+             COMMIT;",
+            schema
+                .replace("TABLE tasks", "TABLE tasks_new")
+                .trim_end_matches(';')
+        ));
+    }
+
+    /// How many `delete`s of the entity `key` the queue holds.
+    pub fn deletes_logged(&self, key: &str) -> i64 {
+        self.plain
+            .query_row(
+                "SELECT count(*) FROM tether_mutation_logs WHERE entity_id = ?1 AND operation = 'delete'",
+                [key],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
     pub fn statuses(&self) -> Vec<String> {
         column(
             &self.plain,

@@ -24,35 +24,14 @@ fn each_setup(case: impl Fn(&ServerBacked, &str)) {
     }
 }
 
-/// What a migration tool does from a model that does not know `tether_id`: the table made anew
-/// from the schema `each_setup` named in `setup` and the rows copied, in one transaction.
+/// The rebuild of `ServerBacked::rebuild_without_the_key_column`, from the schema `each_setup`
+/// named in `setup`.
 fn rebuild_without_the_key_column(s: &ServerBacked, setup: &str) {
-    let schema = if setup.contains("UNIQUE") {
+    s.rebuild_without_the_key_column(if setup.contains("UNIQUE") {
         WITH_UNIQUE
     } else {
         PLAIN
-    };
-    s.write(&format!(
-        "BEGIN;
-         {};
-         INSERT INTO tasks_new (id, title, slug) SELECT id, title, slug FROM tasks;
-         DROP TABLE tasks;
-         ALTER TABLE tasks_new RENAME TO tasks;
-         COMMIT;",
-        schema
-            .replace("TABLE tasks", "TABLE tasks_new")
-            .trim_end_matches(';')
-    ));
-}
-
-fn deletes_logged(s: &ServerBacked, key: &str) -> i64 {
-    s.plain
-        .query_row(
-            "SELECT count(*) FROM tether_mutation_logs WHERE entity_id = ?1 AND operation = 'delete'",
-            [key],
-            |r| r.get(0),
-        )
-        .unwrap()
+    });
 }
 
 #[test]
@@ -86,7 +65,7 @@ fn a_row_inserted_where_a_deleted_row_was_is_a_new_entity() {
                 2,
                 "{setup}: {old} created and deleted, once each"
             );
-            assert_eq!(deletes_logged(s, old), 1, "{setup}");
+            assert_eq!(s.deletes_logged(old), 1, "{setup}");
         }
         assert_eq!(s.entities_on_server().len(), 5, "{setup}");
     });
@@ -113,7 +92,7 @@ fn a_row_moved_onto_a_deleted_rows_primary_key_deletes_that_entity_once() {
         assert_eq!(key_of(&s.plain, "tasks", 4), keys[2], "{setup}");
         for gone in [&keys[1], &keys[3]] {
             assert!(s.deleted_on_server(gone), "{setup}: {gone} deleted");
-            assert_eq!(deletes_logged(s, gone), 1, "{setup}: one delete of {gone}");
+            assert_eq!(s.deletes_logged(gone), 1, "{setup}: one delete of {gone}");
             assert_eq!(s.applied_to(gone), 2, "{setup}");
         }
     });
@@ -165,7 +144,7 @@ fn upserts_ignores_and_replaces_by_primary_key_keep_the_entity() {
         s.sync();
         s.assert_converged();
         assert_eq!(s.entities_on_server().len(), 2, "{setup}");
-        assert_eq!(deletes_logged(s, &k1), 0, "{setup}");
+        assert_eq!(s.deletes_logged(&k1), 0, "{setup}");
         assert!(s.on_server().contains(&format!("{k1}|replaced")), "{setup}");
     });
 }
@@ -347,7 +326,7 @@ fn a_row_put_back_with_its_key_keeps_its_record_when_indexed_in_chunks() {
         "the delete is the 10,000th row of the tail"
     );
     s.sync();
-    rebuild_without_the_key_column(&s, PLAIN);
+    s.rebuild_without_the_key_column(PLAIN);
     s.sync();
     assert_eq!(key_of(&s.plain, "tasks", 1), k1);
     s.assert_converged();

@@ -12,32 +12,6 @@ const WITH_UNIQUE: &str =
     "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE);";
 const PLAIN: &str = "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);";
 
-/// What a migration tool does from a model that does not know `tether_id`: the table made anew
-/// from `schema` and the rows copied, in one transaction.
-fn rebuild_without_the_key_column(s: &ServerBacked, schema: &str) {
-    s.write(&format!(
-        "BEGIN;
-         {};
-         INSERT INTO tasks_new (id, title, slug) SELECT id, title, slug FROM tasks;
-         DROP TABLE tasks;
-         ALTER TABLE tasks_new RENAME TO tasks;
-         COMMIT;",
-        schema
-            .replace("TABLE tasks", "TABLE tasks_new")
-            .trim_end_matches(';')
-    ));
-}
-
-fn deletes_logged(s: &ServerBacked, key: &str) -> i64 {
-    s.plain
-        .query_row(
-            "SELECT count(*) FROM tether_mutation_logs WHERE entity_id = ?1 AND operation = 'delete'",
-            [key],
-            |r| r.get(0),
-        )
-        .unwrap()
-}
-
 fn unindexed(s: &ServerBacked) -> i64 {
     s.plain
         .query_row(
@@ -72,7 +46,7 @@ fn rows_inserted_moved_and_deleted_just_before_a_rebuild_keep_their_entities() {
             6,
             "{schema}: no write of tether's since the sync"
         );
-        rebuild_without_the_key_column(&s, schema);
+        s.rebuild_without_the_key_column(schema);
         s.sync();
         let after: Vec<String> = column(&s.plain, "SELECT tether_id FROM tasks ORDER BY id");
         assert_eq!(after, before, "{schema}: every copied row has its key back");
@@ -82,10 +56,10 @@ fn rows_inserted_moved_and_deleted_just_before_a_rebuild_keep_their_entities() {
             6,
             "{schema}: no entity created twice"
         );
-        assert_eq!(deletes_logged(&s, &gone), 1, "{schema}");
+        assert_eq!(s.deletes_logged(&gone), 1, "{schema}");
         assert_eq!(s.applied_to(&gone), 2, "{schema}: created and deleted once");
         for key in &before {
-            assert_eq!(deletes_logged(&s, key), 0, "{schema}: {key} is still a row");
+            assert_eq!(s.deletes_logged(key), 0, "{schema}: {key} is still a row");
         }
     }
 }
@@ -103,7 +77,7 @@ fn rows_inserted_before_a_rebuild_keep_their_keys_when_indexed_in_chunks() {
         10_050,
         "more than one chunk of 10,000 to index"
     );
-    rebuild_without_the_key_column(&s, PLAIN);
+    s.rebuild_without_the_key_column(PLAIN);
     s.sync();
     let after: Vec<String> = column(&s.plain, "SELECT tether_id FROM tasks ORDER BY id");
     assert_eq!(after, before, "every copied row has its key back");
@@ -130,9 +104,9 @@ fn a_row_deleted_unseen_before_tether_wrote_is_deleted_on_the_server_at_the_next
         [2],
         "the REPLACE deleted row 1"
     );
-    assert_eq!(deletes_logged(&s, &unseen), 0, "no trigger saw it");
+    assert_eq!(s.deletes_logged(&unseen), 0, "no trigger saw it");
     json(&s.conn, "SELECT tether_track('tasks')");
-    assert_eq!(deletes_logged(&s, &unseen), 1, "the repair found it");
+    assert_eq!(s.deletes_logged(&unseen), 1, "the repair found it");
     s.sync();
     assert!(s.deleted_on_server(&unseen));
     s.assert_converged();
@@ -151,9 +125,9 @@ fn a_row_a_replace_deleted_before_tether_wrote_is_deleted_once() {
     let (deleted, kept) = (key_of(&s.plain, "tasks", 1), key_of(&s.plain, "tasks", 9));
     s.write("INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (9, 'new', 'a')");
     assert_eq!(key_of(&s.plain, "tasks", 9), kept, "row 9 keeps its entity");
-    assert_eq!(deletes_logged(&s, &deleted), 1);
+    assert_eq!(s.deletes_logged(&deleted), 1);
     json(&s.conn, "SELECT tether_track('tasks')");
-    assert_eq!(deletes_logged(&s, &deleted), 1, "not deleted a second time");
+    assert_eq!(s.deletes_logged(&deleted), 1, "not deleted a second time");
     s.sync();
     s.assert_converged();
     assert_eq!(s.applied_to(&deleted), 2, "created and deleted once");
@@ -283,7 +257,7 @@ fn a_moved_row_deleted_unseen_before_tether_wrote_is_deleted_once() {
              INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (5, 'b', 'a');",
         );
         json(&s.conn, "SELECT tether_track('tasks')");
-        assert_eq!(deletes_logged(&s, &unseen), 1, "{others} other rows");
+        assert_eq!(s.deletes_logged(&unseen), 1, "{others} other rows");
         s.sync();
         assert!(s.deleted_on_server(&unseen), "{others} other rows");
         s.assert_converged();
@@ -317,7 +291,7 @@ fn rows_renumbered_by_a_rebuild_keep_records_that_find_a_row_deleted_unseen() {
     );
     s.write("INSERT OR REPLACE INTO tasks (id, title, slug) VALUES (20, 'a again', 'a')");
     json(&s.conn, "SELECT tether_track('tasks')");
-    assert_eq!(deletes_logged(&s, &unseen), 1);
+    assert_eq!(s.deletes_logged(&unseen), 1);
     s.sync();
     assert!(s.deleted_on_server(&unseen));
     s.assert_converged();
