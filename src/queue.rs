@@ -2,16 +2,11 @@
 //! a mutation gets its `mutation_id` and per-entity `version` here, when first prepared for
 //! sending. Both are written before any request leaves, so every retry reuses them, which the
 //! server's idempotency depends on.
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
-
-use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::db::{write_txn, write_txn_after, write_txn_waiting, Setup};
 use crate::error::Result;
-use crate::sql::ident;
-use crate::table_info::PrimaryKey;
+use crate::sql::Template;
 
 /// [`UNSYNCED`] followed by `AND` and a condition, as one literal (for constants).
 macro_rules! unsynced {
@@ -81,7 +76,11 @@ pub fn unsynced_rows(columns: &str, condition: &str) -> String {
 /// every write transaction of tether's as it begins and before it ends, and by a transaction
 /// about to read rows it logged itself.
 pub fn index_new_rows(conn: &Connection) -> Result<()> {
-    follow_records(conn, NOT_INDEXED, &[])?;
+    let newest: Option<i64> = conn
+        .prepare_cached("SELECT max(id) FROM tether_mutation_logs")?
+        .query_row([], |r| r.get(0))?;
+    record_new_rows(conn, newest.unwrap_or(0))?;
+    drop_records_of_deletes(conn, NOT_INDEXED, [])?;
     // Notes of rows about to be replaced only mean something inside the statement that wrote
     // them; the sweeps remove those a skipped row left (sql/triggers/v5_sweep_notes.sql), and
     // tether clears any other here, between statements.
@@ -95,148 +94,75 @@ pub fn index_new_rows(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Keeps the `tether_row_keys` records in step with the log rows matching `rows` (a condition on
-/// the log with the parameters `params`) as they are indexed. On rowid tables two triggers leave
-/// the record to this (one page less per captured write each), naming the row by its rowid in
-/// `locator`: the delete trigger leaves the deleted row's record (v4_delete.sql), and the lean
-/// insert trigger writes none (v6_new_key_insert.sql). No trigger reads records on such tables
-/// with keys on insert, so a record only has to be right before tether's own code reads records:
-/// the key pass, repairs and re-tracking, all in write transactions, which index first.
-///
-/// In log order:
-/// - a delete drops the record of its row and key, unless a trigger wrote it after the delete (its
-///   `log_id` is the log's newest id then: the row was put back with its key, by an undo or a
-///   REPLACE with recursive triggers on), or a later row at that primary key holds another key;
-/// - a create records its key where a row holds it now (at the create's primary key, or where the
-///   row moved since: the rekey trigger or a REPLACE recorded it there too, or a rebuild
-///   renumbered the rows). When no row holds it (or the table cannot be read: renamed, rebuilt
-///   without the key column) the record is written as the insert trigger would have written it,
-///   so that a repair can give the key back or find the row deleted unseen: not when a later log
-///   row deletes the entity (also beyond `rows`: the REPLACE that deleted it dropped the record
-///   then), nor when a trigger recorded the key later (the row moved first: one record per key,
-///   or a repair would count a moved row twice), nor over a record a trigger wrote later at that
-///   primary key.
-fn follow_records(conn: &Connection, rows: &str, params: &[i64]) -> Result<()> {
-    let mut logged = conn.prepare_cached(&format!(
-        "SELECT l.id, l.operation = 'create', t.table_id, t.table_name, t.sync_key, l.locator, l.entity_id
-           FROM (SELECT id, operation, model, locator, entity_id FROM tether_mutation_logs
-                  WHERE {rows} AND operation IN ('create', 'delete') AND locator IS NOT NULL
-                    AND entity_id <> '') AS l
-           JOIN tether_tracked_tables AS t ON t.model = l.model
-          ORDER BY l.id"
-    ))?;
-    let mut logged = logged.query(rusqlite::params_from_iter(params))?;
-    let mut holders = HashMap::new();
-    let mut deleted_later: Option<HashSet<String>> = None;
-    let mut recorded_later: HashMap<i64, HashSet<String>> = HashMap::new();
-    while let Some(row) = logged.next()? {
-        let (id, create, table_id): (i64, bool, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-        let (table, sync_key): (String, String) = (row.get(3)?, row.get(4)?);
-        let (row_pk, key): (Value, String) = (row.get(5)?, row.get(6)?);
-        if !create {
-            conn.prepare_cached(
-                "DELETE FROM tether_row_keys
-                  WHERE table_id = ?2 AND row_pk = ?3 AND sync_key = ?4 AND coalesce(log_id, 0) < ?1",
-            )?
-            .execute((id, table_id, &row_pk, &key))?;
-            continue;
+/// Writes the records of the rows the lean insert trigger logged up to log id `newest`
+/// (sql/triggers/v6_record_new_rows.sql, which every trigger that touches records runs first),
+/// before anything of tether's reads records.
+fn record_new_rows(conn: &Connection, newest: i64) -> Result<()> {
+    let upto: Option<i64> = conn
+        .prepare_cached("SELECT upto FROM tether_records_followed")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    match upto {
+        Some(upto) if upto >= newest => return Ok(()),
+        Some(_) => {}
+        // Only a hand-edited file lacks the row: what was logged before is taken as recorded.
+        None => {
+            conn.prepare_cached("INSERT INTO tether_records_followed (upto) VALUES (?1)")?
+                .execute([newest])?;
+            return Ok(());
         }
-        let holder = holders
-            .entry(table_id)
-            .or_insert_with(|| holder_query(conn, &table, &sync_key));
-        let held_at: Option<Value> = match holder {
-            Some(sql) => conn
-                .prepare_cached(sql)?
-                .query_row([&key], |r| r.get(0))
-                .optional()?,
-            None => None,
-        };
-        if let Some(at) = held_at {
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
-                 SELECT ?2, ?3, ?4, ?1
-                  WHERE NOT EXISTS (SELECT 1 FROM tether_row_keys
-                                     WHERE table_id = ?2 AND row_pk = ?3 AND sync_key = ?4)",
-            )?
-            .execute((id, table_id, &at, &key))?;
-            continue;
-        }
-        let deleted = match &deleted_later {
-            Some(deleted) => deleted,
-            None => deleted_later.insert(deleted_since(conn, id)?),
-        };
-        if deleted.contains(&key) {
-            continue;
-        }
-        let recorded = match recorded_later.entry(table_id) {
-            Entry::Occupied(keys) => keys.into_mut(),
-            Entry::Vacant(slot) => slot.insert(recorded_since(conn, table_id, id)?),
-        };
-        if recorded.contains(&key) {
-            continue;
-        }
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
-             SELECT ?2, ?3, ?4, ?1
-              WHERE NOT EXISTS (SELECT 1 FROM tether_row_keys
-                                 WHERE table_id = ?2 AND row_pk = ?3 AND coalesce(log_id, 0) >= ?1)",
-        )?
-        .execute((id, table_id, &row_pk, &key))?;
+    }
+    for statement in RECORD_NEW_ROWS_STATEMENTS.iter() {
+        conn.prepare_cached(statement)?.execute([newest])?;
     }
     Ok(())
 }
 
-/// A query for the primary key of the row of `table` that holds a given sync key, or `None` when
-/// the table cannot be read so: gone, renamed, the key column missing, no rowid, or no index
-/// that finds a key (a tool rebuilt the table without tether's; one scan per create would make
-/// indexing quadratic).
-fn holder_query(conn: &Connection, table: &str, sync_key: &str) -> Option<String> {
-    let info = crate::table_info::table_info(conn, table).ok()?;
-    info.column(sync_key)?;
-    if matches!(info.primary_key, PrimaryKey::Columns(_)) {
-        return None;
-    }
-    let indexed: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1, 'main') AS l,
-                                          pragma_index_info(l.name, 'main') AS i
-                             WHERE i.seqno = 0 AND i.name = ?2 COLLATE NOCASE)",
-            [&info.name, sync_key],
-            |r| r.get(0),
-        )
-        .ok()?;
-    if !indexed {
-        return None;
-    }
-    Some(format!(
-        "SELECT {row_pk} FROM main.{table} AS t WHERE t.{key} = ?1",
-        row_pk = info.primary_key.row_pk("t"),
-        table = ident(&info.name),
-        key = ident(sync_key),
-    ))
-}
+/// The statements of [`crate::triggers::RECORD_NEW_ROWS`], with the newest log id the parameter.
+static RECORD_NEW_ROWS_STATEMENTS: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| {
+        Template::new(crate::triggers::RECORD_NEW_ROWS)
+            .set("newest", "?1")
+            .render()
+            .expect("the template has no other placeholder")
+            .split(';')
+            .map(str::trim)
+            .filter(|statement| !statement.is_empty())
+            .map(str::to_string)
+            .collect()
+    });
 
-/// The keys of `table_id` a trigger recorded from log id `id` on (a row moved by the rekey
-/// trigger, an entity a REPLACE took over): one read of the table's records.
-fn recorded_since(conn: &Connection, table_id: i64, id: i64) -> Result<HashSet<String>> {
-    let mut recorded = conn.prepare_cached(
-        "SELECT sync_key FROM tether_row_keys WHERE table_id = ?1 AND coalesce(log_id, 0) >= ?2",
-    )?;
-    let keys = recorded
-        .query_map([table_id, id], |r| r.get(0))?
+/// Drops the `tether_row_keys` records of the rows deleted by the log rows matching `rows` (a
+/// condition on the log with the parameters `params`), as they are indexed. The delete trigger
+/// leaves a row's record when it logs the delete (one page less per captured DELETE; its locator
+/// names the record) and no trigger reads records to tell what an insert replaced, so the record
+/// only has to be gone before tether's own code reads records: the key pass, repairs and
+/// re-tracking, all in write transactions, which index first. A record written after the delete
+/// (its `log_id` is the log's newest id then: the row was put back with its key, by an undo or a
+/// REPLACE with recursive triggers on) is the row's now and stays; so does one a later row at
+/// that primary key wrote (it holds another key).
+fn drop_records_of_deletes(
+    conn: &Connection,
+    rows: &str,
+    params: impl rusqlite::Params,
+) -> Result<()> {
+    let deletes: Vec<(i64, i64, rusqlite::types::Value, String)> = conn
+        .prepare_cached(&format!(
+            "SELECT d.id, t.table_id, d.locator, d.entity_id
+               FROM (SELECT id, model, locator, entity_id FROM tether_mutation_logs
+                      WHERE {rows} AND operation = 'delete' AND locator IS NOT NULL) AS d
+               JOIN tether_tracked_tables AS t ON t.model = d.model"
+        ))?
+        .query_map(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(keys)
-}
-
-/// The entities the log deletes from log id `id` on (rows not indexed yet, and any after them).
-fn deleted_since(conn: &Connection, id: i64) -> Result<HashSet<String>> {
-    let mut deleted = conn.prepare_cached(
-        "SELECT entity_id FROM tether_mutation_logs WHERE id >= ?1 AND operation = 'delete'",
+    let mut drop = conn.prepare_cached(
+        "DELETE FROM tether_row_keys
+          WHERE table_id = ?2 AND row_pk = ?3 AND sync_key = ?4 AND coalesce(log_id, 0) < ?1",
     )?;
-    let entities = deleted
-        .query_map([id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(entities)
+    for (id, table_id, row_pk, key) in deletes {
+        drop.execute((id, table_id, row_pk, key))?;
+    }
+    Ok(())
 }
 
 /// The most rows a write transaction indexes at once when a long tail was captured (an
@@ -288,7 +214,8 @@ pub fn index_long_tail(conn: &Connection, patience: std::time::Duration) -> Resu
             // The chunk is every row from its lowest id to its highest (no indexed row lies
             // between: see NOT_INDEXED).
             if let (Some(low), Some(high)) = (ids.iter().min(), ids.iter().max()) {
-                follow_records(conn, "id BETWEEN ?1 AND ?2", &[*low, *high])?;
+                record_new_rows(conn, *high)?;
+                drop_records_of_deletes(conn, "id BETWEEN ?1 AND ?2", [low, high])?;
             }
             Ok(ids)
         })?;

@@ -55,6 +55,7 @@ pub const INTERNAL_TABLES: &[&str] = &[
     "tether_settings",
     "tether_tracked_tables",
     "tether_row_keys",
+    "tether_records_followed",
     "tether_replaced",
     "tether_entity_versions",
     "tether_capture_suppressed",

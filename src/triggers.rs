@@ -7,8 +7,8 @@
 //!   later);
 //! - `tether_update_<t>`, `tether_delete_<t>`: the mutation log. The row-key record
 //!   (`tether_row_keys`), by which a repair gives rows back their keys, is written by the insert
-//!   triggers, or on rowid tables for the lean insert by tether when it indexes the create
-//!   (`crate::queue`);
+//!   triggers; on rowid tables with keys on insert the lean one leaves it to the next trigger
+//!   that touches records, or to tether (v6_record_new_rows.sql, `crate::queue`);
 //! - `tether_guard_<t>`: the sync key is given once, never changed, always a ULID;
 //! - `tether_rekey_<t>` (tables with a declared primary key): follows primary key changes;
 //! - `tether_watch_insert_<t>`: notes rows REPLACE is about to delete through the primary key,
@@ -38,12 +38,12 @@ pub const TRIGGER_VERSION: i64 = 9;
 
 const NEW_ULID: &str = include_str!("../sql/triggers/v1_new_ulid.sql");
 const NOW_MS: &str = include_str!("../sql/triggers/v1_now_ms.sql");
-const INSERT: &str = include_str!("../sql/triggers/v5_insert.sql");
+const INSERT: &str = include_str!("../sql/triggers/v6_insert.sql");
 const NEW_KEY_INSERT: &str = include_str!("../sql/triggers/v6_new_key_insert.sql");
 const UPDATE: &str = include_str!("../sql/triggers/v5_update.sql");
 const DELETE: &str = include_str!("../sql/triggers/v4_delete.sql");
 const GUARD: &str = include_str!("../sql/triggers/v3_guard.sql");
-const REKEY: &str = include_str!("../sql/triggers/v5_rekey.sql");
+const REKEY: &str = include_str!("../sql/triggers/v6_rekey.sql");
 const WATCH_INSERT: &str = include_str!("../sql/triggers/v5_watch_insert.sql");
 const WATCH_UPDATE: &str = include_str!("../sql/triggers/v5_watch_update.sql");
 const SWEEP_INSERT: &str = include_str!("../sql/triggers/v5_sweep_insert.sql");
@@ -58,6 +58,8 @@ const REPLACED_ON_INSERT: &str = include_str!("../sql/triggers/v5_replaced_on_in
 const RECORDED_ON_INSERT: &str = include_str!("../sql/triggers/v5_recorded_on_insert.sql");
 const LOG_INSERTED_ROW: &str = include_str!("../sql/triggers/v6_log_inserted_row.sql");
 const RECORD_NEW_ROW: &str = include_str!("../sql/triggers/v5_record_new_row.sql");
+/// The records of the rows the lean insert trigger logged since: also run by `crate::queue`.
+pub const RECORD_NEW_ROWS: &str = include_str!("../sql/triggers/v6_record_new_rows.sql");
 const CLEAR_NESTED_NOTES: &str = include_str!("../sql/triggers/v5_clear_nested_notes.sql");
 const SWEEP_NOTES: &str = include_str!("../sql/triggers/v5_sweep_notes.sql");
 
@@ -232,18 +234,41 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
             ident(table)
         )
     };
-    // UPDATE OR REPLACE through a UNIQUE constraint: only tables that have one.
+    // Rowid tables name the row of a logged delete, and of a create the lean insert trigger logs,
+    // by its rowid in `locator`, and the row's record follows later (`crate::queue`): a delete
+    // leaves the record, and with keys on insert the lean insert writes none
+    // (v6_new_key_insert.sql), which every other trigger that touches records writes first
+    // (v6_record_new_rows.sql). Other tables' `row_pk` would not compare equal to a locator.
+    let by_locator = !matches!(capture.primary_key, PrimaryKey::Columns(_));
+    let defers_records = by_locator && !capture.keys_on_sync;
+    // UPDATE OR REPLACE through a UNIQUE constraint: only tables that have one. Where records
+    // follow the log, the deletes name their rows and leave the records to tether, like a captured
+    // DELETE: dropping them here would first need the records the lean insert left, on every
+    // UPDATE of the table.
     let (or_unique_changed, replaced_deletes, clear_replaced, unique_holders) = if watching {
+        let (locator_column, locator, drop_records) = if defers_records {
+            (", locator", ", r.row_pk", String::new())
+        } else {
+            (
+                "",
+                "",
+                format!(
+                    "DELETE FROM tether_row_keys
+                      WHERE table_id = {table_id} AND ({unique_changed}) AND row_pk IN (
+                            SELECT r.row_pk FROM tether_replaced AS r
+                             WHERE r.table_id = {table_id} AND {mine} AND NOT {gone});",
+                    gone = alive("r"),
+                    mine = notes_of_update(capture, "r"),
+                ),
+            )
+        };
         (
             format!("OR {unique_changed}"),
             format!(
-                "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp)
-                 SELECT r.sync_key, {model}, 'delete', '{{}}', {now} FROM tether_replaced AS r
+                "INSERT INTO tether_mutation_logs (entity_id, model, operation, payload, timestamp{locator_column})
+                 SELECT r.sync_key, {model}, 'delete', '{{}}', {now}{locator} FROM tether_replaced AS r
                   WHERE r.table_id = {table_id} AND {mine} AND ({unique_changed}) AND NOT {gone};
-                 DELETE FROM tether_row_keys
-                  WHERE table_id = {table_id} AND ({unique_changed}) AND row_pk IN (
-                        SELECT r.row_pk FROM tether_replaced AS r
-                         WHERE r.table_id = {table_id} AND {mine} AND NOT {gone});",
+                 {drop_records}",
                 model = literal(capture.model),
                 now = now_ms()?,
                 gone = alive("r"),
@@ -285,11 +310,6 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     } else {
         String::new()
     };
-    // Rowid tables name the row of a logged delete, and of a create the lean insert trigger logs,
-    // by its rowid in `locator`: tether follows the row's record when it indexes them
-    // (`crate::queue`), so a delete leaves the record (v4_delete.sql) and the lean insert does not
-    // write one (v6_new_key_insert.sql). Other tables' `row_pk` would not compare equal to it.
-    let by_locator = !matches!(capture.primary_key, PrimaryKey::Columns(_));
     let (delete_locator, record_goes, create_locator) = if by_locator {
         (
             capture.primary_key.row_pk("OLD"),
@@ -467,10 +487,21 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
         ),
         (
             "record_in_trigger",
-            if by_locator {
+            if defers_records {
                 String::new()
             } else {
                 record_new_row.clone()
+            },
+        ),
+        (
+            "record_new_rows",
+            if defers_records {
+                fill(
+                    RECORD_NEW_ROWS,
+                    &[("newest", "(SELECT max(id) FROM tether_mutation_logs)")],
+                )?
+            } else {
+                String::new()
             },
         ),
         ("log_inserted_row", fill(LOG_INSERTED_ROW, &[])?),

@@ -1,11 +1,11 @@
 -- INSERT (keys on insert) of a row without a sync key, nothing about to be replaced and no server
 -- state being applied: the common insert. A new key, one 'create', the key written into the row,
--- and nothing else. Every other insert takes the full path, v5_insert.sql (the two WHEN clauses
+-- and nothing else. Every other insert takes the full path, v6_insert.sql (the two WHEN clauses
 -- are each other's negation), so the common one does not run the REPLACE statements: SQLite runs
 -- every statement of a trigger whose WHEN holds, whatever they find.
 -- The key is the row's own if a trigger of the user's that ran first gave it one. The mutation is
 -- logged before the key is written, and the key read back from this trigger's own log row, as in
--- v5_insert.sql.
+-- v6_insert.sql.
 -- On rowid tables the create names the row by its rowid in `locator`, and tether writes the row's
 -- tether_row_keys record from it when it indexes the create (tether::queue): the record was a page
 -- of its own in every transaction that inserts. Other tables record the row here

@@ -1,8 +1,0 @@
--- tether internal schema, version 10: on rowid tables, a row inserted without a key (keys on
--- insert) no longer gets its tether_row_keys record from the insert trigger: its create carries
--- the row's rowid in `locator`, and tether writes the record when it indexes the create
--- (sql/triggers/v6_new_key_insert.sql, tether::queue). No table changes. The version is raised so
--- that a build of version 9, whose indexing writes no records, refuses this file instead of
--- running its repairs without the records of rows inserted since tether last wrote. Released
--- migrations are never edited: add a new file. Every internal table is described in README.md
--- ("Internal tables").
