@@ -6,9 +6,10 @@
 -- The key is the row's own if a trigger of the user's that ran first gave it one. The mutation is
 -- logged before the key is written, and the key read back from this trigger's own log row, as in
 -- v6_insert.sql.
--- On rowid tables the create names the row by its rowid in `locator`, and tether writes the row's
--- tether_row_keys record from it when it indexes the create (tether::queue): the record was a page
--- of its own in every transaction that inserts. Other tables record the row here
+-- On rowid tables the create names the row by its rowid in `locator`, and the row's
+-- tether_row_keys record is written from it later (v6_record_new_rows.sql: by the next trigger
+-- that touches records, before it does, or by tether before it reads records): the record was a
+-- page of its own in every transaction that inserts. Other tables record the row here
 -- (record_in_trigger: v5_record_new_row.sql; empty on rowid tables).
 -- This trigger must fire before the full path, which clears the notes its WHEN reads: SQLite fires
 -- a table's triggers newest first, and tether creates this one after it (tether::triggers).
