@@ -2,11 +2,10 @@
 //! a mutation gets its `mutation_id` and per-entity `version` here, when first prepared for
 //! sending. Both are written before any request leaves, so every retry reuses them, which the
 //! server's idempotency depends on.
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use crate::db::{write_txn, write_txn_after, write_txn_waiting, Setup};
 use crate::error::Result;
-use crate::sql::Template;
 
 /// [`UNSYNCED`] followed by `AND` and a condition, as one literal (for constants).
 macro_rules! unsynced {
@@ -76,11 +75,7 @@ pub fn unsynced_rows(columns: &str, condition: &str) -> String {
 /// every write transaction of tether's as it begins and before it ends, and by a transaction
 /// about to read rows it logged itself.
 pub fn index_new_rows(conn: &Connection) -> Result<()> {
-    let newest: Option<i64> = conn
-        .prepare_cached("SELECT max(id) FROM tether_mutation_logs")?
-        .query_row([], |r| r.get(0))?;
-    record_new_rows(conn, newest.unwrap_or(0))?;
-    drop_records_of_deletes(conn, NOT_INDEXED, [])?;
+    follow_records(conn, NOT_INDEXED, &[], None)?;
     // Notes of rows about to be replaced only mean something inside the statement that wrote
     // them; the sweeps remove those a skipped row left (sql/triggers/v5_sweep_notes.sql), and
     // tether clears any other here, between statements.
@@ -94,74 +89,59 @@ pub fn index_new_rows(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Writes the records of the rows the lean insert trigger logged up to log id `newest`
-/// (sql/triggers/v6_record_new_rows.sql, which every trigger that touches records runs first),
-/// before anything of tether's reads records.
-fn record_new_rows(conn: &Connection, newest: i64) -> Result<()> {
-    let upto: Option<i64> = conn
-        .prepare_cached("SELECT upto FROM tether_records_followed")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
-    match upto {
-        Some(upto) if upto >= newest => return Ok(()),
-        Some(_) => {}
-        // Only a hand-edited file lacks the row: what was logged before is taken as recorded.
-        None => {
-            conn.prepare_cached("INSERT INTO tether_records_followed (upto) VALUES (?1)")?
-                .execute([newest])?;
-            return Ok(());
+/// Keeps the `tether_row_keys` records in step with the log rows matching `rows` (a condition on
+/// the log with the parameters `params`) as they are indexed,
+/// which every write transaction of tether's does before anything of tether's reads records: the
+/// key pass, repairs and re-tracking. On rowid tables two triggers leave records to this, one page
+/// less per captured write each, naming the row by its rowid in `locator`: the delete trigger
+/// leaves the deleted row's record (v4_delete.sql), and with keys on insert the lean insert
+/// trigger writes none (v6_new_key_insert.sql). In log order, as those triggers would have:
+/// - a create writes its key's record at its row number, replacing an older record there; not
+///   when a trigger wrote a record there since, or dropped the one there (moving or replacing the
+///   row: v6_drop_records.sql notes that in `tether_records_dropped`);
+/// - a delete drops the record of its row and key, unless a trigger wrote it after the delete (its
+///   `log_id` is the log's newest id then: the row was put back with its key, by an undo or a
+///   REPLACE with recursive triggers on), or a later row at that primary key holds another key.
+///
+/// The notes of dropped records are cleared after, those up to log id `upto` when `rows` ends
+/// there (a chunk of a long tail), else all: no create logged before them is left to follow.
+fn follow_records(conn: &Connection, rows: &str, params: &[i64], upto: Option<i64>) -> Result<()> {
+    let mut logged = conn.prepare_cached(&format!(
+        "SELECT l.id, l.operation = 'create', t.table_id, l.locator, l.entity_id
+           FROM (SELECT id, operation, model, locator, entity_id FROM tether_mutation_logs
+                  WHERE {rows} AND operation IN ('create', 'delete') AND locator IS NOT NULL
+                    AND entity_id <> '') AS l
+           JOIN tether_tracked_tables AS t ON t.model = l.model
+          ORDER BY l.id"
+    ))?;
+    let mut logged = logged.query(rusqlite::params_from_iter(params))?;
+    while let Some(row) = logged.next()? {
+        let (id, create, table_id): (i64, bool, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let (row_pk, key): (rusqlite::types::Value, String) = (row.get(3)?, row.get(4)?);
+        if create {
+            conn.prepare_cached(
+                "DELETE FROM tether_row_keys
+                  WHERE table_id = ?2 AND row_pk = ?3 AND coalesce(log_id, 0) < ?1",
+            )?
+            .execute((id, table_id, &row_pk))?;
+            conn.prepare_cached(
+                "INSERT INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
+                 SELECT ?2, ?3, ?4, ?1
+                  WHERE NOT EXISTS (SELECT 1 FROM tether_row_keys WHERE table_id = ?2 AND row_pk = ?3)
+                    AND NOT EXISTS (SELECT 1 FROM tether_records_dropped
+                                     WHERE table_id = ?2 AND row_pk = ?3 AND log_id >= ?1)",
+            )?
+            .execute((id, table_id, &row_pk, &key))?;
+        } else {
+            conn.prepare_cached(
+                "DELETE FROM tether_row_keys
+                  WHERE table_id = ?2 AND row_pk = ?3 AND sync_key = ?4 AND coalesce(log_id, 0) < ?1",
+            )?
+            .execute((id, table_id, &row_pk, &key))?;
         }
     }
-    for statement in RECORD_NEW_ROWS_STATEMENTS.iter() {
-        conn.prepare_cached(statement)?.execute([newest])?;
-    }
-    Ok(())
-}
-
-/// The statements of [`crate::triggers::RECORD_NEW_ROWS`], with the newest log id the parameter.
-static RECORD_NEW_ROWS_STATEMENTS: std::sync::LazyLock<Vec<String>> =
-    std::sync::LazyLock::new(|| {
-        Template::new(crate::triggers::RECORD_NEW_ROWS)
-            .set("newest", "?1")
-            .render()
-            .expect("the template has no other placeholder")
-            .split(';')
-            .map(str::trim)
-            .filter(|statement| !statement.is_empty())
-            .map(str::to_string)
-            .collect()
-    });
-
-/// Drops the `tether_row_keys` records of the rows deleted by the log rows matching `rows` (a
-/// condition on the log with the parameters `params`), as they are indexed. The delete trigger
-/// leaves a row's record when it logs the delete (one page less per captured DELETE; its locator
-/// names the record) and no trigger reads records to tell what an insert replaced, so the record
-/// only has to be gone before tether's own code reads records: the key pass, repairs and
-/// re-tracking, all in write transactions, which index first. A record written after the delete
-/// (its `log_id` is the log's newest id then: the row was put back with its key, by an undo or a
-/// REPLACE with recursive triggers on) is the row's now and stays; so does one a later row at
-/// that primary key wrote (it holds another key).
-fn drop_records_of_deletes(
-    conn: &Connection,
-    rows: &str,
-    params: impl rusqlite::Params,
-) -> Result<()> {
-    let deletes: Vec<(i64, i64, rusqlite::types::Value, String)> = conn
-        .prepare_cached(&format!(
-            "SELECT d.id, t.table_id, d.locator, d.entity_id
-               FROM (SELECT id, model, locator, entity_id FROM tether_mutation_logs
-                      WHERE {rows} AND operation = 'delete' AND locator IS NOT NULL) AS d
-               JOIN tether_tracked_tables AS t ON t.model = d.model"
-        ))?
-        .query_map(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut drop = conn.prepare_cached(
-        "DELETE FROM tether_row_keys
-          WHERE table_id = ?2 AND row_pk = ?3 AND sync_key = ?4 AND coalesce(log_id, 0) < ?1",
-    )?;
-    for (id, table_id, row_pk, key) in deletes {
-        drop.execute((id, table_id, row_pk, key))?;
-    }
+    conn.prepare_cached("DELETE FROM tether_records_dropped WHERE log_id <= coalesce(?1, log_id)")?
+        .execute([upto])?;
     Ok(())
 }
 
@@ -214,8 +194,7 @@ pub fn index_long_tail(conn: &Connection, patience: std::time::Duration) -> Resu
             // The chunk is every row from its lowest id to its highest (no indexed row lies
             // between: see NOT_INDEXED).
             if let (Some(low), Some(high)) = (ids.iter().min(), ids.iter().max()) {
-                record_new_rows(conn, *high)?;
-                drop_records_of_deletes(conn, "id BETWEEN ?1 AND ?2", [low, high])?;
+                follow_records(conn, "id BETWEEN ?1 AND ?2", &[*low, *high], Some(*high))?;
             }
             Ok(ids)
         })?;

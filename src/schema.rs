@@ -55,7 +55,7 @@ pub const INTERNAL_TABLES: &[&str] = &[
     "tether_settings",
     "tether_tracked_tables",
     "tether_row_keys",
-    "tether_records_followed",
+    "tether_records_dropped",
     "tether_replaced",
     "tether_entity_versions",
     "tether_capture_suppressed",

@@ -7,8 +7,8 @@
 //!   later);
 //! - `tether_update_<t>`, `tether_delete_<t>`: the mutation log. The row-key record
 //!   (`tether_row_keys`), by which a repair gives rows back their keys, is written by the insert
-//!   triggers; on rowid tables with keys on insert the lean one leaves it to the next trigger
-//!   that touches records, or to tether (v6_record_new_rows.sql, `crate::queue`);
+//!   triggers; on rowid tables with keys on insert the lean one leaves it to tether
+//!   (`crate::queue`);
 //! - `tether_guard_<t>`: the sync key is given once, never changed, always a ULID;
 //! - `tether_rekey_<t>` (tables with a declared primary key): follows primary key changes;
 //! - `tether_watch_insert_<t>`: notes rows REPLACE is about to delete through the primary key,
@@ -38,7 +38,7 @@ pub const TRIGGER_VERSION: i64 = 9;
 
 const NEW_ULID: &str = include_str!("../sql/triggers/v1_new_ulid.sql");
 const NOW_MS: &str = include_str!("../sql/triggers/v1_now_ms.sql");
-const INSERT: &str = include_str!("../sql/triggers/v6_insert.sql");
+const INSERT: &str = include_str!("../sql/triggers/v5_insert.sql");
 const NEW_KEY_INSERT: &str = include_str!("../sql/triggers/v6_new_key_insert.sql");
 const UPDATE: &str = include_str!("../sql/triggers/v5_update.sql");
 const DELETE: &str = include_str!("../sql/triggers/v4_delete.sql");
@@ -55,11 +55,13 @@ const UPDATE_KEYS_ON_SYNC: &str = include_str!("../sql/triggers/v3_update.sql");
 const KEY_GIVEN: &str = include_str!("../sql/triggers/v4_key_given.sql");
 // Parts of several insert triggers.
 const REPLACED_ON_INSERT: &str = include_str!("../sql/triggers/v5_replaced_on_insert.sql");
-const RECORDED_ON_INSERT: &str = include_str!("../sql/triggers/v5_recorded_on_insert.sql");
+const RECORDED_ON_INSERT: &str = include_str!("../sql/triggers/v6_recorded_on_insert.sql");
 const LOG_INSERTED_ROW: &str = include_str!("../sql/triggers/v6_log_inserted_row.sql");
 const RECORD_NEW_ROW: &str = include_str!("../sql/triggers/v5_record_new_row.sql");
-/// The records of the rows the lean insert trigger logged since: also run by `crate::queue`.
-pub const RECORD_NEW_ROWS: &str = include_str!("../sql/triggers/v6_record_new_rows.sql");
+const DROP_RECORDS: &str = include_str!("../sql/triggers/v6_drop_records.sql");
+const NOTE_DROPPED: &str = include_str!("../sql/triggers/v6_note_dropped.sql");
+const REPLACED_ROWS: &str = include_str!("../sql/triggers/v6_replaced_rows.sql");
+const MOVED_ROWS: &str = include_str!("../sql/triggers/v6_moved_rows.sql");
 const CLEAR_NESTED_NOTES: &str = include_str!("../sql/triggers/v5_clear_nested_notes.sql");
 const SWEEP_NOTES: &str = include_str!("../sql/triggers/v5_sweep_notes.sql");
 
@@ -237,8 +239,8 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     // Rowid tables name the row of a logged delete, and of a create the lean insert trigger logs,
     // by its rowid in `locator`, and the row's record follows later (`crate::queue`): a delete
     // leaves the record, and with keys on insert the lean insert writes none
-    // (v6_new_key_insert.sql), which every other trigger that touches records writes first
-    // (v6_record_new_rows.sql). Other tables' `row_pk` would not compare equal to a locator.
+    // (v6_new_key_insert.sql); triggers that drop records note where (v6_drop_records.sql). Other
+    // tables' `row_pk` would not compare equal to a locator.
     let by_locator = !matches!(capture.primary_key, PrimaryKey::Columns(_));
     let defers_records = by_locator && !capture.keys_on_sync;
     // UPDATE OR REPLACE through a UNIQUE constraint: only tables that have one. Where records
@@ -479,29 +481,39 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     };
     // Statements several insert triggers run, rendered once.
     let record_new_row = fill(RECORD_NEW_ROW, &[])?;
+    // Records dropped at the row numbers `rows` (a template of a SELECT of them), noted where the
+    // lean insert leaves its record to tether.
+    let drop_records = |rows: &str| -> Result<String> {
+        let rows = fill(rows, &[])?;
+        let note = if defers_records {
+            fill(NOTE_DROPPED, &[("dropped_rows", &rows)])?
+        } else {
+            String::new()
+        };
+        fill(
+            DROP_RECORDS,
+            &[("dropped_rows", &rows), ("note_dropped", &note)],
+        )
+    };
     let fragments = [
         ("replaced_on_insert", fill(REPLACED_ON_INSERT, &[])?),
         (
             "recorded_on_insert",
-            fill(RECORDED_ON_INSERT, &[("record_new_row", &record_new_row)])?,
+            fill(
+                RECORDED_ON_INSERT,
+                &[
+                    ("record_new_row", &record_new_row),
+                    ("drop_replaced_records", &drop_records(REPLACED_ROWS)?),
+                ],
+            )?,
         ),
+        ("drop_moved_records", drop_records(MOVED_ROWS)?),
         (
             "record_in_trigger",
             if defers_records {
                 String::new()
             } else {
                 record_new_row.clone()
-            },
-        ),
-        (
-            "record_new_rows",
-            if defers_records {
-                fill(
-                    RECORD_NEW_ROWS,
-                    &[("newest", "(SELECT max(id) FROM tether_mutation_logs)")],
-                )?
-            } else {
-                String::new()
             },
         ),
         ("log_inserted_row", fill(LOG_INSERTED_ROW, &[])?),

@@ -1,7 +1,7 @@
 -- INSERT (tables tracked with {"keys": "on_sync"}): the inserts v5_keyless_insert.sql leaves to
 -- this trigger (a key given, server state applied, a row noted by the BEFORE trigger as about to
 -- be replaced through the primary key, the sync key or a UNIQUE constraint) are captured as
--- v6_insert.sql captures them (v6_log_inserted_row.sql), with one difference: no new key is made
+-- v5_insert.sql captures them (v6_log_inserted_row.sql), with one difference: no new key is made
 -- here. A row without a key that takes over no replaced row's key logs an 'unkeyed' create
 -- instead, for the key pass, even while server state is applied (a trigger of the user's
 -- reacting to it wrote the row; without the create it would never sync). A plain-SQL ULID takes many of the trigger's registers, which

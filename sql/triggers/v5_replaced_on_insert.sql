@@ -1,4 +1,4 @@
--- The start of both full-path insert triggers (v6_insert.sql, v5_insert_keyed.sql): a key given
+-- The start of both full-path insert triggers (v5_insert.sql, v5_insert_keyed.sql): a key given
 -- must be a ULID; then a 'delete' for each entity a REPLACE deleted to make room for the row
 -- (noted by the BEFORE trigger of this very row, {{notes_of_new}}; no row holds its key any more)
 -- other than the one the row takes over.

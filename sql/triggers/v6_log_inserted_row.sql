@@ -1,4 +1,4 @@
--- The middle of both full-path insert triggers (v6_insert.sql, v5_insert_keyed.sql): the row's
+-- The middle of both full-path insert triggers (v5_insert.sql, v5_insert_keyed.sql): the row's
 -- 'create' (or 'update' of the entity it takes over), under its own key, else the taken-over one,
 -- else fallback_key (a new ULID with keys on insert; NULL with {"keys": "on_sync"}, where a row
 -- left without a key is logged 'unkeyed' afterwards, for the key pass). Then the key is written

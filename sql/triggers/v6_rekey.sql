@@ -1,5 +1,5 @@
--- A changed primary key moves the row's tether_row_keys record (after the records of rows the lean
--- insert trigger left to v6_record_new_rows.sql are written: record_new_rows). UPDATE OR REPLACE onto a primary
+-- A changed primary key moves the row's tether_row_keys record (drop_moved_records:
+-- v6_drop_records.sql, at the old and the new primary key). UPDATE OR REPLACE onto a primary
 -- key another keyed row held deleted that row without a trigger: the BEFORE trigger noted it, and
 -- its entity gets a 'delete' here (whichever of this trigger and the update trigger reads the
 -- note first logs it and takes it away). A record at the new primary key is that row's, or one a
@@ -18,8 +18,7 @@ BEGIN
        AND {{not_suppressed}};
     DELETE FROM tether_replaced
      WHERE table_id = {{table_id}} AND row_pk = {{pk_new}} AND {{own_notes_of_update}};
-    {{record_new_rows}}
-    DELETE FROM tether_row_keys WHERE table_id = {{table_id}} AND row_pk IN ({{pk_old}}, {{pk_new}});
+    {{drop_moved_records}}
     INSERT INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
     SELECT {{table_id}}, {{pk_new}}, NEW.{{sync_key}}, {{newest_log_id}} WHERE NEW.{{sync_key}} IS NOT NULL;
     {{rekey_unkeyed}}

@@ -4,8 +4,8 @@ counted in CPU instructions (valgrind's callgrind), which a busy machine does no
 
 Usage: /usr/bin/python3 tools/bench/note_paths.py LIB_A LIB_B [ROWS=3000] [WORKLOAD,...]
 
-Workloads, each on a fresh WAL database tracked by a connection that loaded the build and then
-written by a connection that never loaded it, ROWS statements with `executemany` in one
+Workloads, each on a fresh WAL database tracked by a connection that loaded the build (which then
+builds a push body, indexing the queue) and then written by a connection that never loaded it, ROWS statements with `executemany` in one
 transaction:
 - insert_plain: INSERT of a new row into `p (id INTEGER PRIMARY KEY, name TEXT, n)`, a table
   with no UNIQUE column (the lean insert trigger; the others' programs are started and stop at
@@ -42,6 +42,10 @@ setup.execute("BEGIN")
 setup.executemany("INSERT INTO u (id, name, n) VALUES (?, ?, 0)", [(i + 1, f"r{i}") for i in range(rows)])
 keys = [setup.execute("SELECT tether_ulid()").fetchone()[0] for _ in range(rows)]
 setup.execute("COMMIT")
+# A write of tether's (the body of a push, no network) indexes the queue, so the workloads start from
+# the same state with every build (since schema 10 it also writes the records the setup's inserts
+# left, which the first REPLACE would otherwise write).
+setup.execute("SELECT tether_push_request()").fetchone()
 setup.close()
 w = sqlite3.connect(path, isolation_level=None)
 w.execute("BEGIN")

@@ -1349,3 +1349,39 @@ fn a_waiting_row_takes_only_a_ulid_whatever_the_last_insert_was() {
     assert_eq!(s.local(), [format!("{given}|waiting")]);
     s.assert_converged();
 }
+
+/// A key column declared with a collation: the guard compares the key tether just logged byte for
+/// byte, so a lower-case copy of it is refused like any value that is not a ULID.
+#[test]
+fn a_waiting_row_takes_no_lower_case_copy_of_a_logged_key_in_a_nocase_column() {
+    let s = setup(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT,
+                             tether_id TEXT COLLATE NOCASE);
+         CREATE TABLE other (id INTEGER PRIMARY KEY);",
+        &["tasks"],
+    );
+    let logged = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    s.write(&format!(
+        "INSERT INTO tasks (id, title, tether_id) VALUES (1, 'given', '{logged}');
+         INSERT INTO tasks (id, title) VALUES (2, 'waiting');"
+    ));
+    let log_id: i64 = s
+        .plain
+        .query_row(
+            "SELECT id FROM tether_mutation_logs WHERE entity_id = ?1",
+            [logged],
+            |r| r.get(0),
+        )
+        .unwrap();
+    s.write(&format!(
+        "DELETE FROM tasks WHERE id = 1; INSERT INTO other (id) VALUES ({log_id});"
+    ));
+    let err = s
+        .plain
+        .execute_batch(&format!(
+            "UPDATE tasks SET tether_id = lower('{logged}') WHERE id = 2"
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must be a ULID"), "{err}");
+}

@@ -7,9 +7,7 @@
 -- row noted (tether_replaced) while they still existed; a candidate whose key a row still holds
 -- was not deleted and is passed over. The taken-over key is that of the row at the new row's
 -- primary key, else the first note's ({{taken_over}}).
--- The records of rows inserted since by the lean trigger are written first (record_new_rows:
--- v6_record_new_rows.sql; empty where that trigger writes its own). The new row's record replaces
--- any record at its primary key, which may be that of a row
+-- The new row's record replaces any record at its primary key, which may be that of a row
 -- deleted since tether last indexed the queue (v4_delete.sql, v5_record_new_row.sql).
 -- Rows displaced by a row that applying server state writes are deleted here too, so they are
 -- logged whatever the suppression; only the row itself is not captured then.
@@ -22,7 +20,6 @@
 CREATE TRIGGER {{insert_trigger}} AFTER INSERT ON {{table}}
 WHEN NOT ({{keyless_when}})
 BEGIN
-    {{record_new_rows}}
     {{replaced_on_insert}}
     {{log_inserted_row}}
     {{recorded_on_insert}}
