@@ -18,9 +18,9 @@ per INSERT (the run with ROWS rows minus the same run with none) for each varian
 The lean trigger is created again after any change so that it still fires first.
 """
 import os
-import subprocess
 import sys
-import tempfile
+
+from callgrind import instructions
 
 CHILD = r'''
 import os, sqlite3, sys
@@ -55,20 +55,6 @@ w.execute("COMMIT")
 VARIANTS = ["untracked", "tracked", "full_path_emptied", "full_path_dropped", "guard_dropped"]
 
 
-def instructions(lib, variant, rows):
-    work = tempfile.mkdtemp()
-    out = os.path.join(work, "callgrind.out")
-    subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", CHILD,
-         lib, variant, str(rows), work],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with open(out) as f:
-        for line in f:
-            if line.startswith("summary:") or line.startswith("totals:"):
-                return int(line.split()[1])
-    raise RuntimeError("no totals in callgrind output")
-
-
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -77,7 +63,7 @@ def main():
     variants = sys.argv[3].split(",") if len(sys.argv) > 3 else VARIANTS
     print(f"instructions per INSERT without a key, {rows} rows (callgrind; the run minus one with none)")
     for variant in variants:
-        per = (instructions(lib, variant, rows) - instructions(lib, variant, 0)) / rows
+        per = (instructions(CHILD, lib, variant, rows) - instructions(CHILD, lib, variant, 0)) / rows
         print(f"{variant:20} {per:10,.0f}", flush=True)
 
 

@@ -22,9 +22,9 @@ Prints instructions per statement for each build: the run with ROWS statements m
 run with none, divided by ROWS.
 """
 import os
-import subprocess
 import sys
-import tempfile
+
+from callgrind import instructions
 
 CHILD = r'''
 import os, sqlite3, sys
@@ -67,20 +67,6 @@ w.execute("COMMIT")
 '''
 
 
-def instructions(lib, workload, rows):
-    work = tempfile.mkdtemp()
-    out = os.path.join(work, "callgrind.out")
-    subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", CHILD,
-         lib, workload, str(rows), work],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with open(out) as f:
-        for line in f:
-            if line.startswith("summary:") or line.startswith("totals:"):
-                return int(line.split()[1])
-    raise RuntimeError("no totals in callgrind output")
-
-
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -97,8 +83,8 @@ def main():
         per = []
         for lib in libs:
             # Setup writes `rows` rows too: subtract the same run with the workload left out.
-            whole = instructions(lib, workload, rows)
-            setup_only = instructions(lib, "none", rows)
+            whole = instructions(CHILD, lib, workload, rows)
+            setup_only = instructions(CHILD, lib, "none", rows)
             per.append((whole - setup_only) / rows)
         print(f"| {workload} | {per[0]:,.0f} | {per[1]:,.0f} | {per[1] / per[0]:.3f} |")
 
