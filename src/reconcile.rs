@@ -179,7 +179,8 @@ fn renamed_to(conn: &Connection, old: &str) -> Result<Option<String>> {
 /// sync key column, the table holding the recorded keys is the same table under its new name.
 /// Read outside a write transaction: records of rows whose deletes tether has not indexed yet
 /// are still there (`queue::index_new_rows`), and another table may hold their keys (an archive
-/// of deleted rows), so they do not count, unless written after the delete (the row put back).
+/// of deleted rows), so they do not count, unless written after the delete (the row put back);
+/// rows the lean insert trigger logged since have no record yet, and count by their creates.
 fn holder_of_keys(conn: &Connection, table: &TrackedTable) -> Result<Option<String>> {
     let tracked: Vec<String> = tracked_tables(conn)?.into_iter().map(|t| t.table).collect();
     let candidates: Vec<String> = conn
@@ -195,16 +196,24 @@ fn holder_of_keys(conn: &Connection, table: &TrackedTable) -> Result<Option<Stri
             &format!(
                 "WITH deleted AS MATERIALIZED (
                       SELECT entity_id, max(id) AS last FROM tether_mutation_logs
-                       WHERE {NOT_INDEXED} AND operation = 'delete' GROUP BY entity_id)
-                 SELECT EXISTS (SELECT 1 FROM main.{} AS t JOIN tether_row_keys AS s
-                                   ON s.table_id = ?1 AND s.sync_key = t.{}
+                       WHERE {NOT_INDEXED} AND operation = 'delete' GROUP BY entity_id),
+                      created AS MATERIALIZED (
+                      SELECT entity_id, id FROM tether_mutation_logs
+                       WHERE {NOT_INDEXED} AND operation = 'create' AND locator IS NOT NULL
+                         AND entity_id <> '' AND model = ?2)
+                 SELECT EXISTS (SELECT 1 FROM main.{table} AS t JOIN tether_row_keys AS s
+                                   ON s.table_id = ?1 AND s.sync_key = t.{key}
                                 WHERE NOT EXISTS (SELECT 1 FROM deleted AS d
                                                    WHERE d.entity_id = s.sync_key
-                                                     AND d.last > coalesce(s.log_id, 0)))",
-                ident(&candidate),
-                ident(&table.sync_key)
+                                                     AND d.last > coalesce(s.log_id, 0)))
+                     OR EXISTS (SELECT 1 FROM main.{table} AS t JOIN created AS c
+                                   ON c.entity_id = t.{key}
+                                WHERE NOT EXISTS (SELECT 1 FROM deleted AS d
+                                                   WHERE d.entity_id = c.entity_id AND d.last > c.id))",
+                table = ident(&candidate),
+                key = ident(&table.sync_key)
             ),
-            [table.table_id],
+            (table.table_id, &table.model),
             |r| r.get(0),
         )?;
         if holds {
