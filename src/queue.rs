@@ -120,16 +120,14 @@ fn follow_records(conn: &Connection, rows: &str, params: &[i64], upto: Option<i6
         let (row_pk, key): (rusqlite::types::Value, String) = (row.get(3)?, row.get(4)?);
         if create {
             conn.prepare_cached(
-                "DELETE FROM tether_row_keys
-                  WHERE table_id = ?2 AND row_pk = ?3 AND coalesce(log_id, 0) < ?1",
-            )?
-            .execute((id, table_id, &row_pk))?;
-            conn.prepare_cached(
                 "INSERT INTO tether_row_keys (table_id, row_pk, sync_key, log_id)
                  SELECT ?2, ?3, ?4, ?1
-                  WHERE NOT EXISTS (SELECT 1 FROM tether_row_keys WHERE table_id = ?2 AND row_pk = ?3)
+                  WHERE NOT EXISTS (SELECT 1 FROM tether_row_keys
+                                     WHERE table_id = ?2 AND row_pk = ?3 AND coalesce(log_id, 0) >= ?1)
                     AND NOT EXISTS (SELECT 1 FROM tether_records_dropped
-                                     WHERE table_id = ?2 AND row_pk = ?3 AND log_id >= ?1)",
+                                     WHERE table_id = ?2 AND row_pk = ?3 AND log_id >= ?1)
+                 ON CONFLICT (table_id, row_pk)
+                 DO UPDATE SET sync_key = excluded.sync_key, log_id = excluded.log_id",
             )?
             .execute((id, table_id, &row_pk, &key))?;
         } else {
