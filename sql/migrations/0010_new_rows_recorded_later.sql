@@ -8,9 +8,12 @@
 -- build of version 9, which writes no records from creates, refuses this file. Released
 -- migrations are never edited: add a new file. Every internal table is described in README.md
 -- ("Internal tables").
+-- Several notes may name one row number (its records dropped more than once): no unique key, so
+-- a trigger's note never conflicts, whatever conflict clause the statement that started it has.
 CREATE TABLE IF NOT EXISTS tether_records_dropped (
     table_id INTEGER NOT NULL,
     row_pk   ANY NOT NULL,
-    log_id   INTEGER NOT NULL,
-    PRIMARY KEY (table_id, row_pk)
-) WITHOUT ROWID;
+    log_id   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tether_records_dropped_row
+    ON tether_records_dropped (table_id, row_pk, log_id);

@@ -2,7 +2,6 @@
 -- keys on insert (where the lean insert trigger leaves its record to tether, v6_new_key_insert.sql)
 -- it first notes each row number with the log's newest id in tether_records_dropped (note_dropped;
 -- empty elsewhere), so that tether does not write a record there later from a create logged before
--- (tether::queue). DELETE then INSERT: the OR clause of the statement that started the trigger
--- overrides a trigger's own, and a note's newest id is never below the one it replaces.
+-- (tether::queue).
     {{note_dropped}}
     DELETE FROM tether_row_keys WHERE table_id = {{table_id}} AND row_pk IN ({{dropped_rows}});

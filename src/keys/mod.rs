@@ -333,9 +333,23 @@ fn refused_by_the_row(error: &Error) -> bool {
     }
 }
 
+/// Drops a waiting create whose row is gone. The log's newest row is kept, resolved as superseded:
+/// the log's ids (an INTEGER PRIMARY KEY without AUTOINCREMENT) must never go back, or a record
+/// written while it was the newest (`tether_row_keys.log_id`, `tether_records_dropped`) would
+/// seem newer than rows logged after it (`crate::queue`); `crate::engine::prune` keeps it too.
 fn drop_create(conn: &Connection, id: i64) -> Result<()> {
-    conn.prepare_cached("DELETE FROM tether_mutation_logs WHERE id = ?1")?
-        .execute([id])?;
+    conn.prepare_cached(
+        "DELETE FROM tether_mutation_logs
+          WHERE id = ?1 AND id < (SELECT max(id) FROM tether_mutation_logs)",
+    )?
+    .execute([id])?;
+    conn.prepare_cached(
+        "UPDATE tether_mutation_logs
+            SET sync_status = 'resolved', resolution = 'superseded',
+                resolved_at = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP
+          WHERE id = ?1",
+    )?
+    .execute([id])?;
     Ok(())
 }
 
