@@ -27,3 +27,20 @@ def per_row_in_transaction(conn, sql, rows, before=None):
 def spread(samples):
     """'min / median / max' of the samples, two decimals."""
     return f"{min(samples):.2f} / {statistics.median(samples):.2f} / {max(samples):.2f}"
+
+
+def tracked_database(lib, schema, table="t"):
+    """A fresh WAL database file holding `schema`, with `table` tracked (keys on insert) by a
+    connection that loaded `lib`: returns its path and that connection."""
+    import os
+    import sqlite3
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(), "x.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.enable_load_extension(True)
+    conn.load_extension(os.path.splitext(lib)[0])
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(schema)
+    conn.execute(f"SELECT tether_track('{table}')")
+    return path, conn

@@ -12,18 +12,14 @@ of the rounds, for each build.
 import os
 import sqlite3
 import sys
-import tempfile
 import time
+
+from bench_timing import tracked_database
 
 
 def per_insert(lib, rows):
-    path = os.path.join(tempfile.mkdtemp(), "x.db")
-    setup = sqlite3.connect(path, isolation_level=None)
-    setup.enable_load_extension(True)
-    setup.load_extension(os.path.splitext(lib)[0])
-    setup.execute("PRAGMA journal_mode = WAL")
-    setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, title TEXT, status TEXT, priority INTEGER)")
-    setup.execute("SELECT tether_track('t')")
+    path, setup = tracked_database(
+        lib, "CREATE TABLE t (id INTEGER PRIMARY KEY, title TEXT, status TEXT, priority INTEGER)")
     setup.close()
     writer = sqlite3.connect(path, isolation_level=None)
     values = [(f"t{i}", "open", i) for i in range(rows)]

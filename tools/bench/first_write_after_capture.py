@@ -11,20 +11,13 @@ Prints, for each build, the insert time and the first write's time (min / median
 import os
 import sqlite3
 import sys
-import tempfile
 import time
 
-from bench_timing import spread
+from bench_timing import spread, tracked_database
 
 
 def sample(lib, rows):
-    path = os.path.join(tempfile.mkdtemp(), "x.db")
-    tether = sqlite3.connect(path, isolation_level=None)
-    tether.enable_load_extension(True)
-    tether.load_extension(os.path.splitext(lib)[0])
-    tether.execute("PRAGMA journal_mode = WAL")
-    tether.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, title TEXT, n INTEGER)")
-    tether.execute("SELECT tether_track('t')")
+    path, tether = tracked_database(lib, "CREATE TABLE t (id INTEGER PRIMARY KEY, title TEXT, n INTEGER)")
     plain = sqlite3.connect(path, isolation_level=None)
     started = time.perf_counter()
     plain.execute("BEGIN")

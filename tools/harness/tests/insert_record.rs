@@ -12,6 +12,22 @@ const WITH_UNIQUE: &str =
     "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT UNIQUE);";
 const PLAIN: &str = "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);";
 
+/// `tasks` (keys on insert) and `drafts`, tracked with `{"keys": "on_sync"}`: the key pass drops
+/// the creates of drafts deleted before a sync.
+fn with_drafts() -> ServerBacked {
+    let s = ServerBacked::new(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);
+         CREATE TABLE drafts (id INTEGER PRIMARY KEY, title TEXT);",
+        &["tasks"],
+        KEYS_ON_INSERT,
+    );
+    json(
+        &s.conn,
+        r#"SELECT tether_track('drafts', '{"keys": "on_sync"}')"#,
+    );
+    s
+}
+
 fn unindexed(s: &ServerBacked) -> i64 {
     s.plain
         .query_row(
@@ -302,16 +318,7 @@ fn rows_renumbered_by_a_rebuild_keep_records_that_find_a_row_deleted_unseen() {
 /// after that still get their records, and keep their keys through a rebuild.
 #[test]
 fn rows_inserted_after_a_key_pass_dropped_the_newest_creates_keep_their_keys() {
-    let s = ServerBacked::new(
-        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);
-         CREATE TABLE drafts (id INTEGER PRIMARY KEY, title TEXT);",
-        &["tasks"],
-        KEYS_ON_INSERT,
-    );
-    json(
-        &s.conn,
-        r#"SELECT tether_track('drafts', '{"keys": "on_sync"}')"#,
-    );
+    let s = with_drafts();
     s.write(
         "INSERT INTO tasks (title) VALUES ('first');
          INSERT INTO drafts (title) VALUES ('a'), ('b'), ('c');
@@ -332,16 +339,7 @@ fn rows_inserted_after_a_key_pass_dropped_the_newest_creates_keep_their_keys() {
 /// the moved row then was deleted would get the deleted row's key back after a rebuild.
 #[test]
 fn a_row_inserted_where_a_moved_row_was_deleted_keeps_its_key_after_a_key_pass_and_a_rebuild() {
-    let s = ServerBacked::new(
-        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, slug TEXT);
-         CREATE TABLE drafts (id INTEGER PRIMARY KEY, title TEXT);",
-        &["tasks"],
-        KEYS_ON_INSERT,
-    );
-    json(
-        &s.conn,
-        r#"SELECT tether_track('drafts', '{"keys": "on_sync"}')"#,
-    );
+    let s = with_drafts();
     s.write(
         "INSERT INTO tasks (id, title) VALUES (1, 'a');
          INSERT INTO drafts (title) VALUES ('x'), ('y'), ('z');
