@@ -245,8 +245,8 @@ pub fn render(capture: &Capture) -> Result<Vec<String>> {
     let defers_records = by_locator && !capture.keys_on_sync;
     // UPDATE OR REPLACE through a UNIQUE constraint: only tables that have one. Where records
     // follow the log, the deletes name their rows and leave the records to tether, like a captured
-    // DELETE: dropping them here would first need the records the lean insert left, on every
-    // UPDATE of the table.
+    // DELETE: dropping them here would also take notes of the drops (v6_drop_records.sql), more
+    // statements in a program SQLite sets up for every UPDATE of the table.
     let (or_unique_changed, replaced_deletes, clear_replaced, unique_holders) = if watching {
         let (locator_column, locator, drop_records) = if defers_records {
             (", locator", ", r.row_pk", String::new())
