@@ -90,9 +90,9 @@ pub fn index_new_rows(conn: &Connection) -> Result<()> {
 }
 
 /// Keeps the `tether_row_keys` records in step with the log rows matching `rows` (a condition on
-/// the log with the parameters `params`) as they are indexed,
-/// which every write transaction of tether's does before anything of tether's reads records: the
-/// key pass, repairs and re-tracking. On rowid tables two triggers leave records to this, one page
+/// the log with the parameters `params`) as they are indexed, which every write transaction of
+/// tether's does before anything of tether's reads records: the key pass, repairs and
+/// re-tracking. On rowid tables two triggers leave records to this, one page
 /// less per captured write each, naming the row by its rowid in `locator`: the delete trigger
 /// leaves the deleted row's record (v4_delete.sql), and with keys on insert the lean insert
 /// trigger writes none (v6_new_key_insert.sql). In log order, as those triggers would have:

@@ -165,6 +165,17 @@ impl ServerBacked {
         ));
     }
 
+    /// How many log rows tether has not indexed yet (captured since its last write).
+    pub fn unindexed(&self) -> i64 {
+        self.plain
+            .query_row(
+                "SELECT count(*) FROM tether_mutation_logs WHERE indexed IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
     /// How many `delete`s of the entity `key` the queue holds.
     pub fn deletes_logged(&self, key: &str) -> i64 {
         self.plain

@@ -28,16 +28,6 @@ fn with_drafts() -> ServerBacked {
     s
 }
 
-fn unindexed(s: &ServerBacked) -> i64 {
-    s.plain
-        .query_row(
-            "SELECT count(*) FROM tether_mutation_logs WHERE indexed IS NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
-}
-
 #[test]
 fn rows_inserted_moved_and_deleted_just_before_a_rebuild_keep_their_entities() {
     for schema in [PLAIN, WITH_UNIQUE] {
@@ -58,7 +48,7 @@ fn rows_inserted_moved_and_deleted_just_before_a_rebuild_keep_their_entities() {
         );
         let before: Vec<String> = column(&s.plain, "SELECT tether_id FROM tasks ORDER BY id");
         assert_eq!(
-            unindexed(&s),
+            s.unindexed(),
             6,
             "{schema}: no write of tether's since the sync"
         );
@@ -89,7 +79,7 @@ fn rows_inserted_before_a_rebuild_keep_their_keys_when_indexed_in_chunks() {
     );
     let before: Vec<String> = column(&s.plain, "SELECT tether_id FROM tasks ORDER BY id");
     assert_eq!(
-        unindexed(&s),
+        s.unindexed(),
         10_050,
         "more than one chunk of 10,000 to index"
     );
