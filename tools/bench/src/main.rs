@@ -7,6 +7,10 @@
 //! the keys are then given by a pass that runs when a sync starts, timed on its own after the
 //! INSERTs (and before the UPDATEs, which then change keyed rows, as after a sync).
 //!
+//! With TETHER_BENCH_AFTER_TRACK set to SQL files (separated by `:`), they run right after tracking
+//! in every round: they replace generated triggers with variants (`bench/variants/`), to measure
+//! what a trigger's parts cost in the same method (BENCHMARKS.md, "The floor of an UPDATE and a DELETE").
+//!
 //! Set TETHER_EXTENSION to a release build (`cargo build --release` at the repository root)
 //! for meaningful figures; the debug build is used otherwise.
 use std::time::{Duration, Instant};
@@ -91,6 +95,9 @@ fn capture(rows: i64, rounds: usize, unique: bool, keys_on_sync: bool) {
     };
     println!("capture overhead: {rows} rows per operation, one transaction each, {rounds} rounds (a fresh database each)");
     println!("table: {schema}, tracked with {options}");
+    if let Ok(variant) = std::env::var("TETHER_BENCH_AFTER_TRACK") {
+        println!("then, in every round: {variant}");
+    }
     println!("baseline: the same statements on an untracked table of the same shape, same connection, same run");
     println!("times in ms, min / median / max of the rounds; ratio = median tracked / median untracked\n");
     println!(
@@ -110,6 +117,13 @@ fn capture(rows: i64, rounds: usize, unique: bool, keys_on_sync: bool) {
                      SELECT tether_track('tracked', '{options}');"
                 ))
                 .unwrap();
+            if let Ok(variants) = std::env::var("TETHER_BENCH_AFTER_TRACK") {
+                for variant in variants.split(':') {
+                    let sql = std::fs::read_to_string(variant)
+                        .unwrap_or_else(|e| panic!("TETHER_BENCH_AFTER_TRACK {variant}: {e}"));
+                    setup.execute_batch(&sql).unwrap();
+                }
+            }
             let conn = open_plain(&path);
             match writer {
                 Writer::Loaded => load(&conn).unwrap(),

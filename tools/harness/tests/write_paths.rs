@@ -1043,6 +1043,35 @@ fn triggers_of_yours_writing_the_same_table_during_a_replace_keep_every_entity_r
     }
 }
 
+/// An application's AFTER UPDATE trigger created after tracking fires before tether's and writes
+/// the row again: tether's trigger then runs last with a `NEW` from before that write, so the
+/// payload is read from the row as it is, and the last `update` sent carries what the row holds.
+#[test]
+fn an_update_is_sent_as_the_row_ends_when_your_trigger_writes_it_again() {
+    use tether_harness::server_backed::ServerBacked;
+    let s = ServerBacked::new(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT);",
+        &["tasks"],
+        "{}",
+    );
+    s.write("INSERT INTO tasks (id, title) VALUES (1, 'a')");
+    s.sync();
+    s.write(
+        "CREATE TRIGGER yours AFTER UPDATE OF title ON tasks WHEN NEW.title <> upper(NEW.title)
+         BEGIN UPDATE tasks SET title = upper(NEW.title) WHERE id = NEW.id; END",
+    );
+    s.write("UPDATE tasks SET title = 'b' WHERE id = 1");
+    let last: Vec<String> = column(
+        &s.plain,
+        "SELECT payload ->> 'title' FROM tether_mutation_logs ORDER BY id DESC LIMIT 1",
+    );
+    assert_eq!(last, ["B"], "the last update carries the row as it ends");
+    s.sync();
+    s.assert_converged();
+    assert_eq!(s.on_server().len(), 1);
+    assert!(s.on_server()[0].ends_with("|B"), "{:?}", s.on_server());
+}
+
 /// A BEFORE UPDATE trigger sees a generated column NULL when the UPDATE does not name the columns
 /// it is computed from, an AFTER UPDATE trigger its value: an UPDATE OR REPLACE onto another row's
 /// primary key still logs that row's delete (found by review: the notes' name read the generated
