@@ -20,7 +20,8 @@
 //! ([`first_unkeyed`]). Chunks are short transactions; a crash loses at most the chunk running.
 //! A row the database will not take its key or payload for (a trigger of the table's own, a
 //! value too large) fails alone (`invalid_value`); any other error fails the pass, to be run
-//! again.
+//! again. Rows of tables with keys on insert that a write left without a key get such a create
+//! first ([`orphans`]).
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension};
@@ -29,6 +30,7 @@ use crate::db::write_txn;
 use crate::error::{Error, Result};
 use crate::queue::UNSYNCED;
 
+mod orphans;
 mod place;
 pub use place::TableShape;
 use place::{locate, Located, Place};
@@ -82,6 +84,7 @@ pub fn give(
     only_model: Option<&str>,
     between_chunks: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Given> {
+    orphans::queue_keyless_rows(conn, only_model)?;
     if first_unkeyed(conn)? == i64::MAX {
         return Ok(Given::default());
     }

@@ -1,0 +1,132 @@
+//! Rows that a write leaves without a key and without a create on a table with keys on insert
+//! (a trigger of the application's that moves the new row first, `INSERT OR FAIL` whose trigger
+//! fails): the next sync gives them their keys and sends them, once. Each test but the last (a
+//! guard for tables with keys on sync) fails on the build before `tether::keys::orphans`.
+use tether_harness::server_backed::ServerBacked;
+use tether_harness::*;
+
+const TASKS: &str = "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT);";
+
+/// Created after tracking, the application's trigger fires before tether's.
+const MOVE_NEW_ROWS: &str = "CREATE TRIGGER move_new_rows AFTER INSERT ON tasks WHEN NEW.id < 100
+     BEGIN UPDATE tasks SET id = NEW.id + 100 WHERE id = NEW.id; END";
+
+fn keyless(s: &ServerBacked) -> i64 {
+    column(
+        &s.plain,
+        "SELECT count(*) FROM tasks WHERE tether_id IS NULL",
+    )[0]
+}
+
+/// A sync leaves the server holding the `rows` local rows, each created there once.
+fn sync_sends_each_row_once(s: &ServerBacked, rows: usize) {
+    s.sync();
+    s.assert_converged();
+    assert_eq!(s.on_server().len(), rows, "{:?}", s.on_server());
+    for entity in s.entities_on_server() {
+        assert_eq!(s.applied_to(&entity), 1, "{entity} applied once");
+    }
+}
+
+#[test]
+fn a_row_your_trigger_moves_before_tether_keys_it_reaches_the_server_as_it_is() {
+    let s = ServerBacked::new(TASKS, &["tasks"], "{}");
+    s.write(MOVE_NEW_ROWS);
+    s.write("INSERT INTO tasks (title) VALUES ('a')");
+    assert_eq!(keyless(&s), 1, "the write left the row without a key");
+    // Not captured either, having no key: the create sent carries it.
+    s.write("UPDATE tasks SET title = 'a, edited' WHERE id = 101");
+    s.sync();
+    assert_eq!(keyless(&s), 0);
+    s.assert_converged();
+    let key = key_of(&s.plain, "tasks", 101);
+    assert_eq!(s.on_server(), [format!("{key}|a, edited")]);
+    assert_eq!(s.applied_to(&key), 1, "one create, applied once");
+    // Captured from then on, and never queued again.
+    s.write("UPDATE tasks SET title = 'b' WHERE id = 101");
+    let again = s.sync();
+    assert_eq!(again["pushed"], 1, "{again}");
+    s.assert_converged();
+    assert_eq!(s.applied_to(&key), 2);
+    assert_eq!(s.entities_on_server(), [key]);
+}
+
+#[test]
+fn a_row_insert_or_fail_keeps_after_your_trigger_failed_reaches_the_server() {
+    let s = ServerBacked::new(TASKS, &["tasks"], "{}");
+    s.write(
+        "CREATE TRIGGER refuse AFTER INSERT ON tasks WHEN NEW.title = 'second'
+         BEGIN SELECT RAISE(FAIL, 'not that one'); END",
+    );
+    let error = s
+        .plain
+        .execute_batch("INSERT OR FAIL INTO tasks (title) VALUES ('first'), ('second'), ('third')")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not that one"), "{error}");
+    // FAIL undoes nothing: the row whose trigger failed stays, without a key.
+    assert_eq!(s.local().len(), 2, "{:?}", s.local());
+    assert_eq!(keyless(&s), 1);
+    sync_sends_each_row_once(&s, 2);
+}
+
+/// A trigger of yours on the UPDATE that writes a new row's key (no `OF` list) inserting into the
+/// same table: SQLite does not start tether's insert trigger again while it runs.
+#[test]
+fn a_row_your_trigger_inserts_while_tether_keys_another_reaches_the_server() {
+    let s = ServerBacked::new(TASKS, &["tasks"], "{}");
+    s.write(
+        "CREATE TRIGGER follow_up AFTER UPDATE ON tasks
+          WHEN NEW.title = 'a' AND NOT EXISTS (SELECT 1 FROM tasks WHERE title = 'follow-up of a')
+         BEGIN INSERT INTO tasks (title) VALUES ('follow-up of a'); END;
+         INSERT INTO tasks (title) VALUES ('a');",
+    );
+    assert_eq!(keyless(&s), 1, "the follow-up row was not captured");
+    sync_sends_each_row_once(&s, 2);
+}
+
+/// The key pass writes the key with an UPDATE, which a trigger of the table's own may refuse:
+/// that row fails alone, the rest is sent, and a discarded row is never queued again.
+#[test]
+fn a_keyless_row_whose_key_the_table_refuses_fails_alone_and_stays_discarded() {
+    let s = ServerBacked::new(TASKS, &["tasks"], "{}");
+    s.write(MOVE_NEW_ROWS);
+    s.write(
+        "CREATE TRIGGER moved_rows_are_final BEFORE UPDATE OF tether_id ON tasks WHEN OLD.id BETWEEN 100 AND 199
+         BEGIN SELECT RAISE(ABORT, 'moved rows are final'); END;
+         INSERT INTO tasks (id, title) VALUES (300, 'kept apart');",
+    );
+    s.write("INSERT INTO tasks (id, title) VALUES (1, 'moved')");
+    assert_eq!(keyless(&s), 1);
+    let first = s.sync_failing(1);
+    let reason = first["rejections"][0]["data"]["message"].to_string();
+    assert!(reason.contains("moved rows are final"), "{first}");
+    assert_eq!(s.on_server().len(), 1, "the other row is sent");
+    let again = s.sync();
+    assert_eq!(again["pushed"], 0, "nothing queued again: {again}");
+    let discarded = json(&s.conn, "SELECT tether_discard('tasks')");
+    assert_eq!(discarded["outcomes"]["left unsynced"], 1, "{discarded}");
+    for _ in 0..2 {
+        let after = s.sync();
+        assert_eq!(
+            (after["pushed"].as_i64(), after["failed"].as_i64()),
+            (Some(0), Some(0)),
+            "{after}"
+        );
+    }
+    let creates: i64 = column(
+        &s.plain,
+        "SELECT count(*) FROM tether_mutation_logs WHERE entity_id = ''",
+    )[0];
+    assert_eq!(creates, 1, "the discarded row was queued once");
+    let status = json(&s.conn, "SELECT tether_status()");
+    assert_eq!(status["failed"], 0, "{status}");
+}
+
+/// Rows waiting for their keys on a table with keys on sync are not queued twice.
+#[test]
+fn rows_waiting_for_their_keys_on_sync_are_queued_once() {
+    let s = ServerBacked::new(TASKS, &["tasks"], r#"{"keys": "on_sync"}"#);
+    s.write("INSERT INTO tasks (title) VALUES ('a'), ('b')");
+    sync_sends_each_row_once(&s, 2);
+}
