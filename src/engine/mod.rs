@@ -180,6 +180,9 @@ pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
                 -- what tells a later fix to go as a create.
                 AND NOT (resolution = 'discarded' AND operation = 'create'
                          AND entity_id IN (SELECT entity_id FROM tether_quarantine))
+                -- A discarded create without a key is what leaves its row unsynced
+                -- (tether::keys::orphans would queue the row again).
+                AND NOT (resolution = 'discarded' AND entity_id = '')
               ORDER BY id LIMIT 5000)"
         ),
         "DELETE FROM tether_sync_log WHERE id IN (

@@ -323,15 +323,18 @@ fn fail_as(
 /// large, a datatype mismatch, or a function a trigger calls failing on this row's values (a
 /// plain SQLITE_ERROR). Not a function, table or column missing ("no such …"): that is this
 /// connection's or the schema's, and every row would fail alike; the sync fails until it is
-/// fixed.
-fn refused_by_the_row(error: &Error) -> bool {
+/// fixed. On a table with keys on insert that too fails the row alone
+/// ([`Located::any_error_fails_the_row`]).
+fn refused_by_the_row(error: &Error, table: &Located) -> bool {
     match error.sqlite_code() {
         Some(
             rusqlite::ErrorCode::ConstraintViolation
             | rusqlite::ErrorCode::TooBig
             | rusqlite::ErrorCode::TypeMismatch,
         ) => true,
-        Some(rusqlite::ErrorCode::Unknown) => !error.message().contains("no such "),
+        Some(rusqlite::ErrorCode::Unknown) => {
+            table.any_error_fails_the_row || !error.message().contains("no such ")
+        }
         _ => false,
     }
 }
@@ -481,14 +484,14 @@ fn settle(
             return Ok(Ok(false));
         }
         Ok(Some(why)) => why,
-        Err(error) if refused_by_the_row(&error) && conn.is_autocommit() => {
+        Err(error) if refused_by_the_row(&error, table) && conn.is_autocommit() => {
             return Ok(Err(format!(
                 "row {locator} of {:?} could not be given its sync key: {}",
                 table.table,
                 error.message()
             )))
         }
-        Err(error) if refused_by_the_row(&error) => error.message().to_string(),
+        Err(error) if refused_by_the_row(&error, table) => error.message().to_string(),
         // Anything else (a function a trigger calls that this connection lacks, I/O, memory)
         // says nothing against the row: the sync fails and is tried again.
         Err(error) => return Err(error),

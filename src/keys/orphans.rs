@@ -14,7 +14,10 @@
 //!
 //! On these tables the sync key's index is whole, so looking for rows without a key is one seek
 //! that finds nothing on every sync but the rare one. Rows waiting for their keys, rows whose key
-//! the table refused and rows whose create the user discarded are not queued again.
+//! the table refused and rows whose create the user discarded (`tether::engine::prune` keeps such
+//! creates) are not queued again. On these tables nothing of the application's ran on the
+//! syncing connection before, so any error of the table's triggers while the key is written
+//! fails that row alone (a function they call that this connection lacks included).
 use rusqlite::Connection;
 
 use crate::db::write_txn;
@@ -35,32 +38,39 @@ pub(super) fn queue_keyless_rows(conn: &Connection, only_model: Option<&str>) ->
         let Some(located) = searchable(conn, &table)? else {
             continue;
         };
-        let unqueued = format!(
-            "FROM {name} AS t WHERE t.{key} IS NULL AND NOT EXISTS (
-                 SELECT 1 FROM tether_mutation_logs AS l
-                  WHERE {UNSYNCED} AND l.entity_id = '' AND l.model = ?1 AND l.locator = t.{pk}
-                    AND (l.sync_status IN ('unkeyed', 'failed')
-                         OR (l.sync_status = 'resolved' AND l.resolution = 'discarded')))",
-            name = located.name,
-            key = located.key,
-            pk = located.pk,
-        );
+        let Located { name, key, pk, .. } = &located;
         let any: bool = conn
-            .prepare(&format!("SELECT EXISTS (SELECT 1 {unqueued})"))?
-            .query_row([&table.model], |r| r.get(0))?;
+            .prepare(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {name} WHERE {key} IS NULL)"
+            ))?
+            .query_row([], |r| r.get(0))?;
         if !any {
             continue;
         }
+        // In a write transaction, once the records follow the log (tether::queue): a row whose
+        // place has a record was given a key that a trigger of the table's own then ignored
+        // (RAISE(IGNORE)); its create went out under that key, and a second one would make it
+        // two entities. The creates that speak for rows are read once (not per row: rows left
+        // failed or discarded stay), through the index of unsynced mutations.
         queued += write_txn(conn, |conn| {
             Ok(conn
                 .prepare(&format!(
                     "INSERT INTO tether_mutation_logs
                          (entity_id, model, operation, timestamp, sync_status, locator)
-                     SELECT '', ?1, 'create', {now}, 'unkeyed', t.{pk} {unqueued} ORDER BY t.{pk}",
+                     SELECT '', ?1, 'create', {now}, 'unkeyed', t.{pk}
+                       FROM {name} AS t
+                      WHERE t.{key} IS NULL
+                        AND NOT EXISTS (SELECT 1 FROM tether_row_keys AS r
+                                         WHERE r.table_id = ?2 AND r.row_pk = t.{pk})
+                        AND t.{pk} NOT IN (
+                            SELECT l.locator FROM tether_mutation_logs AS l
+                             WHERE {UNSYNCED} AND l.sync_status IN ('unkeyed', 'failed', 'resolved')
+                               AND l.entity_id = '' AND l.model = ?1 AND l.locator IS NOT NULL
+                               AND (l.sync_status <> 'resolved' OR l.resolution = 'discarded'))
+                      ORDER BY t.{pk}",
                     now = crate::triggers::now_ms()?,
-                    pk = located.pk,
                 ))?
-                .execute([&table.model])?)
+                .execute((&table.model, table.table_id))?)
         })?;
     }
     Ok(queued)

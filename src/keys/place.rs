@@ -15,6 +15,7 @@ pub struct TableShape<'a> {
     pub sync_key: &'a str,
     pub synced: &'a [String],
     pub json_columns: &'a [String],
+    pub keys_on_sync: bool,
 }
 
 impl<'a> From<&'a Capture<'a>> for TableShape<'a> {
@@ -26,6 +27,7 @@ impl<'a> From<&'a Capture<'a>> for TableShape<'a> {
             sync_key: capture.sync_key,
             synced: capture.columns,
             json_columns: capture.json_columns,
+            keys_on_sync: capture.keys_on_sync,
         }
     }
 }
@@ -39,6 +41,7 @@ impl<'a> From<&'a TrackedTable> for TableShape<'a> {
             sync_key: &table.sync_key,
             synced: &table.synced_columns,
             json_columns: &table.json_columns,
+            keys_on_sync: table.keys_on_sync(),
         }
     }
 }
@@ -66,6 +69,11 @@ pub(super) struct Located {
     pub(super) payload: String,
     /// The table has triggers of its own, which may refuse, ignore or undo the key's write.
     pub(super) user_triggers: bool,
+    /// Keys on insert: the rows this pass keys were left without one by a write
+    /// ([`super::orphans`]), and nothing of the table's ran on this connection before, so any
+    /// error its triggers raise while the key is written (a function this connection lacks
+    /// included) fails that row alone rather than every sync.
+    pub(super) any_error_fails_the_row: bool,
 }
 
 /// The table as it is now: every column the key pass names is checked to exist (a name that
@@ -106,6 +114,7 @@ pub(super) fn locate(conn: &Connection, shape: &TableShape) -> Result<Place> {
         .query_row([table], |r| r.get(0))?;
     Ok(Place::Found(Located {
         user_triggers,
+        any_error_fails_the_row: !shape.keys_on_sync,
         name: format!("main.{}", ident(table)),
         key: ident(sync_key),
         pk: ident(pk),

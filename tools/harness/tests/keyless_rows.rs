@@ -123,6 +123,92 @@ fn a_keyless_row_whose_key_the_table_refuses_fails_alone_and_stays_discarded() {
     assert_eq!(status["failed"], 0, "{status}");
 }
 
+/// A trigger of the table's own that ignores the key's write (RAISE(IGNORE)) leaves the row
+/// without a key after its create went out under one: that row is not sent a second time as
+/// another entity (its record says it had a key).
+#[test]
+fn a_row_whose_key_your_trigger_ignored_is_not_created_twice() {
+    let s = ServerBacked::new(TASKS, &["tasks"], "{}");
+    s.write(
+        "CREATE TRIGGER archived_rows_stay BEFORE UPDATE ON tasks WHEN OLD.title = 'archived'
+         BEGIN SELECT RAISE(IGNORE); END;
+         INSERT INTO tasks (id, title) VALUES (1, 'archived');",
+    );
+    assert_eq!(keyless(&s), 1);
+    for _ in 0..2 {
+        s.sync();
+    }
+    let creates: i64 = column(
+        &s.plain,
+        "SELECT count(*) FROM tether_mutation_logs WHERE operation = 'create'",
+    )[0];
+    assert_eq!(creates, 1, "one create, logged by the insert");
+    assert_eq!(s.entities_on_server().len(), 1);
+}
+
+/// A discarded row stays unsynced after the log is pruned: the discarded create is kept.
+#[test]
+fn a_discarded_keyless_row_stays_unsynced_after_pruning() {
+    let s = ServerBacked::new(TASKS, &["tasks"], "{}");
+    set_config(&s.conn, "retention_days", "0");
+    s.write(
+        "CREATE TRIGGER refuse AFTER INSERT ON tasks WHEN NEW.title = 'kept local'
+         BEGIN SELECT RAISE(FAIL, 'refused'); END;
+         CREATE TRIGGER no_key_for_it BEFORE UPDATE OF tether_id ON tasks WHEN OLD.title = 'kept local'
+         BEGIN SELECT RAISE(ABORT, 'no key for it'); END;",
+    );
+    let _ = s
+        .plain
+        .execute_batch("INSERT OR FAIL INTO tasks (title) VALUES ('kept local')");
+    s.sync_failing(1);
+    let discarded = json(&s.conn, "SELECT tether_discard('tasks')");
+    assert_eq!(discarded["outcomes"]["left unsynced"], 1, "{discarded}");
+    for round in 0..3 {
+        // A newer row each time: the discarded create is not the log's newest (kept anyway).
+        s.write(&format!(
+            "INSERT INTO tasks (title) VALUES ('sent {round}')"
+        ));
+        s.sync();
+        if round == 1 {
+            s.write("DROP TRIGGER no_key_for_it");
+        }
+    }
+    assert_eq!(s.on_server().len(), 3, "{:?}", s.on_server());
+    assert_eq!(keyless(&s), 1, "the discarded row stays local");
+}
+
+/// The syncing connection lacks a function that a trigger of the application's calls on the
+/// key's write (the app registers it on its own connection): on a table with keys on insert,
+/// where nothing of the application's ran on the syncing connection before, that row fails
+/// alone and the rest is sent.
+#[test]
+fn a_keyless_row_whose_trigger_needs_the_apps_function_fails_alone() {
+    let s = ServerBacked::new(TASKS, &["tasks"], "{}");
+    s.plain
+        .create_scalar_function(
+            "app_touch",
+            0,
+            rusqlite::functions::FunctionFlags::SQLITE_UTF8,
+            |_| Ok(1),
+        )
+        .unwrap();
+    s.write(
+        "CREATE TRIGGER touch AFTER UPDATE OF tether_id ON tasks BEGIN SELECT app_touch(); END;
+         CREATE TRIGGER refuse AFTER INSERT ON tasks WHEN NEW.title = 'second'
+         BEGIN SELECT RAISE(FAIL, 'not that one'); END;",
+    );
+    let _ = s
+        .plain
+        .execute_batch("INSERT OR FAIL INTO tasks (title) VALUES ('first'), ('second')");
+    s.write("INSERT INTO tasks (title) VALUES ('third')");
+    let first = s.sync_failing(1);
+    let reason = first["rejections"][0]["data"]["message"].to_string();
+    assert!(reason.contains("no such function: app_touch"), "{first}");
+    assert_eq!(s.on_server().len(), 2, "{:?}", s.on_server());
+    let again = s.sync();
+    assert_eq!(again["failed"], 0, "listed once: {again}");
+}
+
 /// Rows waiting for their keys on a table with keys on sync are not queued twice.
 #[test]
 fn rows_waiting_for_their_keys_on_sync_are_queued_once() {
