@@ -181,8 +181,8 @@ pub fn prune(conn: &Connection, retention_days: u64) -> Result<usize> {
                 AND NOT (resolution = 'discarded' AND operation = 'create'
                          AND entity_id IN (SELECT entity_id FROM tether_quarantine))
                 -- A discarded create without a key is what leaves its row unsynced
-                -- (tether::keys::orphans would queue the row again).
-                AND NOT (resolution = 'discarded' AND entity_id = '')
+                -- (tether::keys::orphans would queue the row again) until the row is deleted.
+                AND NOT (resolution = 'discarded' AND entity_id = '' AND locator IS NOT NULL)
               ORDER BY id LIMIT 5000)"
         ),
         "DELETE FROM tether_sync_log WHERE id IN (

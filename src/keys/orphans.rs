@@ -23,7 +23,6 @@ use rusqlite::Connection;
 use crate::db::write_txn;
 use crate::error::Result;
 use crate::queue::UNSYNCED;
-use crate::tracking::TrackedTable;
 
 use super::place::{locate, Located, Place, TableShape};
 
@@ -32,12 +31,20 @@ use super::place::{locate, Located, Place, TableShape};
 pub(super) fn queue_keyless_rows(conn: &Connection, only_model: Option<&str>) -> Result<usize> {
     let mut queued = 0;
     for table in crate::tracking::tracked_tables(conn)? {
-        if table.keys_on_sync() || only_model.is_some_and(|model| model != table.model) {
+        if only_model.is_some_and(|model| model != table.model) {
             continue;
         }
-        let Some(located) = searchable(conn, &table)? else {
+        let Place::Found(located) = locate(conn, &TableShape::from(&table))? else {
             continue;
         };
+        forget_discards_of_deleted_rows(conn, &table.model, &located)?;
+        // Rows without a key are found by the sync key's whole index; on tables with keys on
+        // sync they are rows waiting for their keys.
+        if table.keys_on_sync()
+            || crate::tracking::key_index_partial(conn, &table.table)? != Some(false)
+        {
+            continue;
+        }
         let Located { name, key, pk, .. } = &located;
         let any: bool = conn
             .prepare(&format!(
@@ -76,14 +83,29 @@ pub(super) fn queue_keyless_rows(conn: &Connection, only_model: Option<&str>) ->
     Ok(queued)
 }
 
-/// The table as the key pass reads it, when rows without a key can be found by the sync key's
-/// whole index (not a partial one, and not a table that changed under tracking).
-fn searchable(conn: &Connection, table: &TrackedTable) -> Result<Option<Located>> {
-    if crate::tracking::key_index_partial(conn, &table.table)? != Some(false) {
-        return Ok(None);
+/// A discarded create without a key leaves its row unsynced while the row is there (prune keeps
+/// it); once the row is deleted it names nothing, and a new row given that number must not stay
+/// unsynced by it: it no longer names a row (`locator` NULL), and prune takes it.
+fn forget_discards_of_deleted_rows(conn: &Connection, model: &str, table: &Located) -> Result<()> {
+    let Located { name, pk, .. } = table;
+    let discards_of_deleted_rows = format!(
+        "SELECT l.id FROM tether_mutation_logs AS l
+          WHERE {UNSYNCED} AND l.sync_status = 'resolved' AND l.resolution = 'discarded'
+            AND l.entity_id = '' AND l.model = ?1 AND l.locator IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM {name} AS t WHERE t.{pk} = l.locator)"
+    );
+    let any: bool = conn
+        .prepare(&format!("SELECT EXISTS ({discards_of_deleted_rows})"))?
+        .query_row([model], |r| r.get(0))?;
+    if any {
+        write_txn(conn, |conn| {
+            conn.prepare(&format!(
+                "UPDATE tether_mutation_logs SET locator = NULL, updated_at = CURRENT_TIMESTAMP
+                  WHERE id IN ({discards_of_deleted_rows})"
+            ))?
+            .execute([model])?;
+            Ok(())
+        })?;
     }
-    Ok(match locate(conn, &TableShape::from(table))? {
-        Place::Found(located) => Some(located),
-        Place::Gone | Place::Changed(_) => None,
-    })
+    Ok(())
 }

@@ -146,23 +146,30 @@ fn a_row_whose_key_your_trigger_ignored_is_not_created_twice() {
     assert_eq!(s.entities_on_server().len(), 1);
 }
 
-/// A discarded row stays unsynced after the log is pruned: the discarded create is kept.
-#[test]
-fn a_discarded_keyless_row_stays_unsynced_after_pruning() {
+/// Row 1 left without a key (INSERT OR FAIL whose trigger failed), its key refused by a trigger
+/// of the table's own, its create discarded; pruning takes everything it may at every sync.
+fn with_a_discarded_row() -> ServerBacked {
     let s = ServerBacked::new(TASKS, &["tasks"], "{}");
     set_config(&s.conn, "retention_days", "0");
     s.write(
-        "CREATE TRIGGER refuse AFTER INSERT ON tasks WHEN NEW.title = 'kept local'
+        "CREATE TRIGGER refuse AFTER INSERT ON tasks WHEN NEW.title LIKE 'orphan%'
          BEGIN SELECT RAISE(FAIL, 'refused'); END;
-         CREATE TRIGGER no_key_for_it BEFORE UPDATE OF tether_id ON tasks WHEN OLD.title = 'kept local'
+         CREATE TRIGGER no_key_for_it BEFORE UPDATE OF tether_id ON tasks WHEN OLD.title = 'orphan, bad'
          BEGIN SELECT RAISE(ABORT, 'no key for it'); END;",
     );
     let _ = s
         .plain
-        .execute_batch("INSERT OR FAIL INTO tasks (title) VALUES ('kept local')");
+        .execute_batch("INSERT OR FAIL INTO tasks (id, title) VALUES (1, 'orphan, bad')");
     s.sync_failing(1);
     let discarded = json(&s.conn, "SELECT tether_discard('tasks')");
     assert_eq!(discarded["outcomes"]["left unsynced"], 1, "{discarded}");
+    s
+}
+
+/// A discarded row stays unsynced after the log is pruned: the discarded create is kept.
+#[test]
+fn a_discarded_keyless_row_stays_unsynced_after_pruning() {
+    let s = with_a_discarded_row();
     for round in 0..3 {
         // A newer row each time: the discarded create is not the log's newest (kept anyway).
         s.write(&format!(
@@ -175,6 +182,27 @@ fn a_discarded_keyless_row_stays_unsynced_after_pruning() {
     }
     assert_eq!(s.on_server().len(), 3, "{:?}", s.on_server());
     assert_eq!(keyless(&s), 1, "the discarded row stays local");
+}
+
+/// Once a discarded row is deleted its discarded create names nothing: a row given that number
+/// later, and left without a key too, is sent (the create goes at the next prune).
+#[test]
+fn a_new_row_at_a_deleted_discarded_rows_number_is_sent() {
+    let s = with_a_discarded_row();
+    s.write("DELETE FROM tasks WHERE id = 1");
+    s.sync();
+    let _ = s
+        .plain
+        .execute_batch("INSERT OR FAIL INTO tasks (id, title) VALUES (1, 'orphan, good')");
+    assert_eq!(keyless(&s), 1);
+    s.sync();
+    s.assert_converged();
+    assert_eq!(s.on_server().len(), 1, "{:?}", s.on_server());
+    let discards: i64 = column(
+        &s.plain,
+        "SELECT count(*) FROM tether_mutation_logs WHERE resolution = 'discarded'",
+    )[0];
+    assert_eq!(discards, 0, "pruned once it named nothing");
 }
 
 /// The syncing connection lacks a function that a trigger of the application's calls on the
