@@ -71,8 +71,13 @@ pub fn status(
         }
     }
     let tracked = tracked_tables(conn)?;
-    for table in tracked.iter().filter(|t| t.keys_on_sync()) {
-        let waiting = waiting_for_keys(conn, &table.model, &table.table)?;
+    for table in &tracked {
+        // Rows waiting for their keys, and rows a write left without one (`tether::keys`).
+        let waiting = if table.keys_on_sync() {
+            waiting_for_keys(conn, &table.model, &table.table)?
+        } else {
+            crate::keys::keyless_rows_unqueued(conn, table)?
+        };
         if waiting > 0 {
             *pending_by_model.entry(table.model.clone()).or_default() += waiting;
         }

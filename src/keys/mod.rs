@@ -32,6 +32,7 @@ use crate::queue::UNSYNCED;
 
 mod orphans;
 mod place;
+pub use orphans::keyless_rows_unqueued;
 pub use place::TableShape;
 use place::{locate, Located, Place};
 

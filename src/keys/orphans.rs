@@ -23,6 +23,7 @@ use rusqlite::Connection;
 use crate::db::write_txn;
 use crate::error::Result;
 use crate::queue::UNSYNCED;
+use crate::tracking::TrackedTable;
 
 use super::place::{locate, Located, Place, TableShape};
 
@@ -38,49 +39,77 @@ pub(super) fn queue_keyless_rows(conn: &Connection, only_model: Option<&str>) ->
             continue;
         };
         forget_discards_of_deleted_rows(conn, &table.model, &located)?;
-        // Rows without a key are found by the sync key's whole index; on tables with keys on
-        // sync they are rows waiting for their keys.
-        if table.keys_on_sync()
-            || crate::tracking::key_index_partial(conn, &table.table)? != Some(false)
-        {
+        let Some(unqueued) = unqueued_rows(conn, &table, &located)? else {
             continue;
-        }
-        let Located { name, key, pk, .. } = &located;
-        let any: bool = conn
-            .prepare(&format!(
-                "SELECT EXISTS (SELECT 1 FROM {name} WHERE {key} IS NULL)"
-            ))?
-            .query_row([], |r| r.get(0))?;
-        if !any {
-            continue;
-        }
-        // In a write transaction, once the records follow the log (tether::queue): a row whose
-        // place has a record was given a key that a trigger of the table's own then ignored
-        // (RAISE(IGNORE)); its create went out under that key, and a second one would make it
-        // two entities. The creates that speak for rows are read once (not per row: rows left
-        // failed or discarded stay), through the index of unsynced mutations.
+        };
+        // In a write transaction, once the records follow the log (tether::queue).
         queued += write_txn(conn, |conn| {
             Ok(conn
                 .prepare(&format!(
                     "INSERT INTO tether_mutation_logs
                          (entity_id, model, operation, timestamp, sync_status, locator)
-                     SELECT '', ?1, 'create', {now}, 'unkeyed', t.{pk}
-                       FROM {name} AS t
-                      WHERE t.{key} IS NULL
-                        AND NOT EXISTS (SELECT 1 FROM tether_row_keys AS r
-                                         WHERE r.table_id = ?2 AND r.row_pk = t.{pk})
-                        AND t.{pk} NOT IN (
-                            SELECT l.locator FROM tether_mutation_logs AS l
-                             WHERE {UNSYNCED} AND l.sync_status IN ('unkeyed', 'failed', 'resolved')
-                               AND l.entity_id = '' AND l.model = ?1 AND l.locator IS NOT NULL
-                               AND (l.sync_status <> 'resolved' OR l.resolution = 'discarded'))
-                      ORDER BY t.{pk}",
+                     SELECT '', ?1, 'create', {now}, 'unkeyed', t.{pk} {unqueued} ORDER BY t.{pk}",
                     now = crate::triggers::now_ms()?,
+                    pk = located.pk,
                 ))?
                 .execute((&table.model, table.table_id))?)
         })?;
     }
     Ok(queued)
+}
+
+/// How many rows of `table` the next sync will queue this way (`tether_status()` counts them as
+/// pending). Outside a write transaction a create logged since tether last wrote may not have its
+/// record yet: such a row counts until then.
+pub fn keyless_rows_unqueued(conn: &Connection, table: &TrackedTable) -> Result<i64> {
+    let Place::Found(located) = locate(conn, &TableShape::from(table))? else {
+        return Ok(0);
+    };
+    let Some(unqueued) = unqueued_rows(conn, table, &located)? else {
+        return Ok(0);
+    };
+    Ok(conn
+        .prepare(&format!("SELECT count(*) {unqueued}"))?
+        .query_row((&table.model, table.table_id), |r| r.get(0))?)
+}
+
+/// `FROM … WHERE …` of the rows of a table with keys on insert that have no key and that no
+/// create speaks for (`?1` the model, `?2` the table id); None when the table has no row without
+/// a key (one seek on the sync key's whole index), or gives keys on sync (such rows wait there).
+///
+/// A row whose place has a record was given a key that a trigger of the table's own then
+/// ignored (RAISE(IGNORE)): its create went out under that key, and a second one would make it
+/// two entities. The creates that speak for rows are read once (not per row: rows left failed or
+/// discarded stay), through the index of unsynced mutations.
+fn unqueued_rows(
+    conn: &Connection,
+    table: &TrackedTable,
+    located: &Located,
+) -> Result<Option<String>> {
+    if table.keys_on_sync()
+        || crate::tracking::key_index_partial(conn, &table.table)? != Some(false)
+    {
+        return Ok(None);
+    }
+    let Located { name, key, pk, .. } = located;
+    let any: bool = conn
+        .prepare(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {name} WHERE {key} IS NULL)"
+        ))?
+        .query_row([], |r| r.get(0))?;
+    Ok(any.then(|| {
+        format!(
+            "FROM {name} AS t
+              WHERE t.{key} IS NULL
+                AND NOT EXISTS (SELECT 1 FROM tether_row_keys AS r
+                                 WHERE r.table_id = ?2 AND r.row_pk = t.{pk})
+                AND t.{pk} NOT IN (
+                    SELECT l.locator FROM tether_mutation_logs AS l
+                     WHERE {UNSYNCED} AND l.sync_status IN ('unkeyed', 'failed', 'resolved')
+                       AND l.entity_id = '' AND l.model = ?1 AND l.locator IS NOT NULL
+                       AND (l.sync_status <> 'resolved' OR l.resolution = 'discarded'))"
+        )
+    }))
 }
 
 /// A discarded create without a key leaves its row unsynced while the row is there (prune keeps

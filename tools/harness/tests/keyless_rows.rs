@@ -36,6 +36,9 @@ fn a_row_your_trigger_moves_before_tether_keys_it_reaches_the_server_as_it_is() 
     assert_eq!(keyless(&s), 1, "the write left the row without a key");
     // Not captured either, having no key: the create sent carries it.
     s.write("UPDATE tasks SET title = 'a, edited' WHERE id = 101");
+    let status = json(&s.conn, "SELECT tether_status()");
+    assert_eq!(status["pending"], 1, "counted before the sync: {status}");
+    assert_eq!(status["tables"][0]["pending"], 1, "{status}");
     s.sync();
     assert_eq!(keyless(&s), 0);
     s.assert_converged();
@@ -120,7 +123,11 @@ fn a_keyless_row_whose_key_the_table_refuses_fails_alone_and_stays_discarded() {
     )[0];
     assert_eq!(creates, 1, "the discarded row was queued once");
     let status = json(&s.conn, "SELECT tether_status()");
-    assert_eq!(status["failed"], 0, "{status}");
+    assert_eq!(
+        (status["failed"].as_i64(), status["pending"].as_i64()),
+        (Some(0), Some(0)),
+        "a discarded row is not pending: {status}"
+    );
 }
 
 /// A trigger of the table's own that ignores the key's write (RAISE(IGNORE)) leaves the row
