@@ -72,12 +72,13 @@ pub fn status(
     }
     let tracked = tracked_tables(conn)?;
     for table in &tracked {
-        // Rows waiting for their keys, and rows a write left without one (`tether::keys`).
-        let waiting = if table.keys_on_sync() {
-            waiting_for_keys(conn, &table.model, &table.table)?
-        } else {
-            crate::keys::keyless_rows_unqueued(conn, table)?
-        };
+        // Rows waiting for their keys, and on tables with keys on insert rows a write left
+        // without one (`tether::keys`): waiting once a sync queued them, even if that sync
+        // stopped before it gave their keys.
+        let mut waiting = waiting_for_keys(conn, &table.model, &table.table)?;
+        if !table.keys_on_sync() {
+            waiting += crate::keys::keyless_rows_unqueued(conn, table)?;
+        }
         if waiting > 0 {
             *pending_by_model.entry(table.model.clone()).or_default() += waiting;
         }

@@ -97,17 +97,20 @@ fn unqueued_rows(
             "SELECT EXISTS (SELECT 1 FROM {name} WHERE {key} IS NULL)"
         ))?
         .query_row([], |r| r.get(0))?;
+    // Also the creates logged since tether last wrote: `tether_status()` reads outside a write
+    // transaction (a sync that stopped after queuing rows, before their keys).
+    let speaking = crate::queue::unsynced_rows(
+        "locator",
+        "sync_status IN ('unkeyed', 'failed', 'resolved') AND entity_id = '' AND model = ?1
+         AND locator IS NOT NULL AND (sync_status <> 'resolved' OR resolution = 'discarded')",
+    );
     Ok(any.then(|| {
         format!(
             "FROM {name} AS t
               WHERE t.{key} IS NULL
                 AND NOT EXISTS (SELECT 1 FROM tether_row_keys AS r
                                  WHERE r.table_id = ?2 AND r.row_pk = t.{pk})
-                AND t.{pk} NOT IN (
-                    SELECT l.locator FROM tether_mutation_logs AS l
-                     WHERE {UNSYNCED} AND l.sync_status IN ('unkeyed', 'failed', 'resolved')
-                       AND l.entity_id = '' AND l.model = ?1 AND l.locator IS NOT NULL
-                       AND (l.sync_status <> 'resolved' OR l.resolution = 'discarded'))"
+                AND t.{pk} NOT IN ({speaking})"
         )
     }))
 }

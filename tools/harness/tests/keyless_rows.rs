@@ -73,6 +73,23 @@ fn a_row_insert_or_fail_keeps_after_your_trigger_failed_reaches_the_server() {
     sync_sends_each_row_once(&s, 2);
 }
 
+/// A sync that stopped after queuing such a row (its create logged, `unkeyed`) and before its key
+/// pass (an interrupt, a crash): the row still counts as pending, once, and the next sync sends it.
+#[test]
+fn a_keyless_row_queued_but_not_yet_keyed_counts_as_pending_once() {
+    let s = ServerBacked::new(TASKS, &["tasks"], "{}");
+    s.write(MOVE_NEW_ROWS);
+    s.write("INSERT INTO tasks (title) VALUES ('a')");
+    // What the sweep commits before the key pass runs.
+    s.write(
+        "INSERT INTO tether_mutation_logs (entity_id, model, operation, timestamp, sync_status, locator)
+         VALUES ('', 'Task', 'create', 0, 'unkeyed', 101)",
+    );
+    let status = json(&s.conn, "SELECT tether_status()");
+    assert_eq!(status["pending"], 1, "{status}");
+    sync_sends_each_row_once(&s, 1);
+}
+
 /// A trigger of yours on the UPDATE that writes a new row's key (no `OF` list) inserting into the
 /// same table: SQLite does not start tether's insert trigger again while it runs.
 #[test]
