@@ -493,8 +493,9 @@ fn settle(
             )))
         }
         Err(error) if refused_by_the_row(&error, table) => error.message().to_string(),
-        // Anything else (a function a trigger calls that this connection lacks, I/O, memory)
-        // says nothing against the row: the sync fails and is tried again.
+        // Anything else (a function a trigger calls that this connection lacks, on a table with
+        // keys on sync; I/O, memory) says nothing against the row: the sync fails and is tried
+        // again.
         Err(error) => return Err(error),
     };
     let row = Some((table.pk_name.as_str(), locator));

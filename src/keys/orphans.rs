@@ -18,6 +18,8 @@
 //! creates) are not queued again. On these tables nothing of the application's ran on the
 //! syncing connection before, so any error of the table's triggers while the key is written
 //! fails that row alone (a function they call that this connection lacks included).
+use std::collections::HashSet;
+
 use rusqlite::Connection;
 
 use crate::db::write_txn;
@@ -31,6 +33,15 @@ use super::place::{locate, Located, Place, TableShape};
 /// of every model) that has no key and no create; returns how many.
 pub(super) fn queue_keyless_rows(conn: &Connection, only_model: Option<&str>) -> Result<usize> {
     let mut queued = 0;
+    // One pass over the resolved mutations for every table, not one per table.
+    let with_discards: HashSet<String> = conn
+        .prepare(&format!(
+            "SELECT DISTINCT model FROM tether_mutation_logs
+              WHERE {UNSYNCED} AND sync_status = 'resolved' AND resolution = 'discarded'
+                AND entity_id = '' AND locator IS NOT NULL"
+        ))?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     for table in crate::tracking::tracked_tables(conn)? {
         if only_model.is_some_and(|model| model != table.model) {
             continue;
@@ -38,7 +49,9 @@ pub(super) fn queue_keyless_rows(conn: &Connection, only_model: Option<&str>) ->
         let Place::Found(located) = locate(conn, &TableShape::from(&table))? else {
             continue;
         };
-        forget_discards_of_deleted_rows(conn, &table.model, &located)?;
+        if with_discards.contains(&table.model) {
+            forget_discards_of_deleted_rows(conn, &table.model, &located)?;
+        }
         let Some(unqueued) = unqueued_rows(conn, &table, &located)? else {
             continue;
         };
