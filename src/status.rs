@@ -74,11 +74,16 @@ pub fn status(
     for table in &tracked {
         // Rows waiting for their keys, and on tables with keys on insert rows a write left
         // without one (`tether::keys`): waiting once a sync queued them, even if that sync
-        // stopped before it gave their keys.
-        let mut waiting = waiting_for_keys(conn, &table.model, &table.table)?;
-        if !table.keys_on_sync() {
-            waiting += crate::keys::keyless_rows_unqueued(conn, table)?;
-        }
+        // stopped before it gave their keys. (Only tables with an INTEGER PRIMARY KEY have
+        // either: `waiting_for_keys` finds rows by rowid.)
+        let waiting = if table.keys_on_sync() {
+            waiting_for_keys(conn, &table.model, &table.table)?
+        } else {
+            match crate::keys::keyless_rows_unqueued(conn, table)? {
+                Some(unqueued) => unqueued + waiting_for_keys(conn, &table.model, &table.table)?,
+                None => 0,
+            }
+        };
         if waiting > 0 {
             *pending_by_model.entry(table.model.clone()).or_default() += waiting;
         }

@@ -72,18 +72,21 @@ pub(super) fn queue_keyless_rows(conn: &Connection, only_model: Option<&str>) ->
 }
 
 /// How many rows of `table` the next sync will queue this way (`tether_status()` counts them as
-/// pending). Outside a write transaction a create logged since tether last wrote may not have its
-/// record yet: such a row counts until then.
-pub fn keyless_rows_unqueued(conn: &Connection, table: &TrackedTable) -> Result<i64> {
+/// pending, with the rows a sync queued and did not key yet); None when the table has no row
+/// without a key or is not one this looks at (keys on sync, no INTEGER PRIMARY KEY, WITHOUT
+/// ROWID, changed under tracking). Outside a write transaction a create logged since tether last
+/// wrote may not have its record yet: such a row counts until then.
+pub fn keyless_rows_unqueued(conn: &Connection, table: &TrackedTable) -> Result<Option<i64>> {
     let Place::Found(located) = locate(conn, &TableShape::from(table))? else {
-        return Ok(0);
+        return Ok(None);
     };
     let Some(unqueued) = unqueued_rows(conn, table, &located)? else {
-        return Ok(0);
+        return Ok(None);
     };
-    Ok(conn
-        .prepare(&format!("SELECT count(*) {unqueued}"))?
-        .query_row((&table.model, table.table_id), |r| r.get(0))?)
+    Ok(Some(
+        conn.prepare(&format!("SELECT count(*) {unqueued}"))?
+            .query_row((&table.model, table.table_id), |r| r.get(0))?,
+    ))
 }
 
 /// `FROM … WHERE …` of the rows of a table with keys on insert that have no key and that no

@@ -1,7 +1,8 @@
 //! Rows that a write leaves without a key and without a create on a table with keys on insert
 //! (a trigger of the application's that moves the new row first, `INSERT OR FAIL` whose trigger
-//! fails): the next sync gives them their keys and sends them, once. Each test but the last (a
-//! guard for tables with keys on sync) fails on the build before `tether::keys::orphans`.
+//! fails): the next sync gives them their keys and sends them, once. Each test fails on a build
+//! without the fix it covers, but for two guards: tables with keys on sync, and the status of
+//! tables this does not look at (which a first version broke).
 use tether_harness::server_backed::ServerBacked;
 use tether_harness::*;
 
@@ -267,4 +268,21 @@ fn rows_waiting_for_their_keys_on_sync_are_queued_once() {
     let s = ServerBacked::new(TASKS, &["tasks"], r#"{"keys": "on_sync"}"#);
     s.write("INSERT INTO tasks (title) VALUES ('a'), ('b')");
     sync_sends_each_row_once(&s, 2);
+}
+
+/// Tables this does not look at (no INTEGER PRIMARY KEY, WITHOUT ROWID) keep a working status.
+#[test]
+fn status_counts_tables_without_an_integer_primary_key_as_before() {
+    let s = ServerBacked::new(
+        "CREATE TABLE tasks (code TEXT PRIMARY KEY, title TEXT) WITHOUT ROWID;
+         CREATE TABLE notes (code TEXT PRIMARY KEY, body TEXT);",
+        &["tasks", "notes"],
+        "{}",
+    );
+    s.write(
+        "INSERT INTO tasks (code, title) VALUES ('a', 'a');
+         INSERT INTO notes (code, body) VALUES ('n', 'n');",
+    );
+    let status = json(&s.conn, "SELECT tether_status()");
+    assert_eq!(status["pending"], 2, "{status}");
 }
