@@ -24,10 +24,15 @@ use rusqlite::Connection;
 
 use crate::db::write_txn;
 use crate::error::Result;
-use crate::queue::UNSYNCED;
 use crate::tracking::TrackedTable;
 
 use super::place::{locate, Located, Place, TableShape};
+
+/// Discarded creates without a key that still name their rows (`locator`): each leaves its row
+/// unsynced.
+const DISCARDS_NAMING_ROWS: &str = crate::queue::unsynced!(
+    "sync_status = 'resolved' AND resolution = 'discarded' AND entity_id = '' AND locator IS NOT NULL"
+);
 
 /// Queues an unkeyed create for every row of a table with keys on insert (of `only_model`, or
 /// of every model) that has no key and no create; returns how many.
@@ -36,9 +41,7 @@ pub(super) fn queue_keyless_rows(conn: &Connection, only_model: Option<&str>) ->
     // One pass over the resolved mutations for every table, not one per table.
     let with_discards: HashSet<String> = conn
         .prepare(&format!(
-            "SELECT DISTINCT model FROM tether_mutation_logs
-              WHERE {UNSYNCED} AND sync_status = 'resolved' AND resolution = 'discarded'
-                AND entity_id = '' AND locator IS NOT NULL"
+            "SELECT DISTINCT model FROM tether_mutation_logs WHERE {DISCARDS_NAMING_ROWS}"
         ))?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
@@ -138,8 +141,7 @@ fn forget_discards_of_deleted_rows(conn: &Connection, model: &str, table: &Locat
     let Located { name, pk, .. } = table;
     let discards_of_deleted_rows = format!(
         "SELECT l.id FROM tether_mutation_logs AS l
-          WHERE {UNSYNCED} AND l.sync_status = 'resolved' AND l.resolution = 'discarded'
-            AND l.entity_id = '' AND l.model = ?1 AND l.locator IS NOT NULL
+          WHERE {DISCARDS_NAMING_ROWS} AND l.model = ?1
             AND NOT EXISTS (SELECT 1 FROM {name} AS t WHERE t.{pk} = l.locator)"
     );
     let any: bool = conn
